@@ -1,0 +1,327 @@
+package queue
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+)
+
+// Handler delivers one message. Returning nil marks it done (removed);
+// an error wrapped with Permanent parks it at once; any other error is
+// transient and the message is retried with backoff. The ctx is cancelled
+// on shutdown and after DispatcherOptions.HandlerTimeout.
+type Handler func(ctx context.Context, m Message) error
+
+// PermanentError marks a failure that retrying cannot fix (e.g. the
+// provider rejected the request as invalid).
+type PermanentError struct{ Err error }
+
+func (e *PermanentError) Error() string { return "permanent: " + e.Err.Error() }
+func (e *PermanentError) Unwrap() error { return e.Err }
+
+// Permanent wraps err so the dispatcher parks the message instead of
+// retrying it. Permanent(nil) is nil.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &PermanentError{Err: err}
+}
+
+// IsPermanent reports whether err was marked with Permanent.
+func IsPermanent(err error) bool {
+	var p *PermanentError
+	return errors.As(err, &p)
+}
+
+// DispatcherOptions tune delivery. Zero values take the defaults shown.
+type DispatcherOptions struct {
+	BaseDelay      time.Duration // first retry bound (1s)
+	MaxDelay       time.Duration // cap on the retry bound (5m)
+	MaxAttempts    int           // park after this many failures; 0 = no limit
+	MaxAge         time.Duration // park a failing message older than this (24h); <0 = no limit
+	Workers        int           // deliveries in flight at once, across keys (4)
+	HandlerTimeout time.Duration // per attempt (30s)
+	Logger         *slog.Logger
+	// Now is the clock; nil uses the store's clock.
+	Now func() time.Time
+	// Jitter returns a random duration in [0, max]; nil uses math/rand/v2.
+	// Tests inject it to check the backoff bounds.
+	Jitter func(max time.Duration) time.Duration
+}
+
+// Dispatcher delivers outbox messages through handlers registered per kind:
+// strictly in order per key, concurrently across keys, with exponential
+// backoff and full jitter. Only one Dispatcher should run per Store.
+type Dispatcher struct {
+	s    *Store
+	opts DispatcherOptions
+	log  *slog.Logger
+
+	mu       sync.RWMutex
+	handlers map[string]Handler
+
+	ready chan struct{}
+}
+
+// NewDispatcher prepares a dispatcher over s. Register handlers, then Run.
+func NewDispatcher(s *Store, opts DispatcherOptions) *Dispatcher {
+	if opts.BaseDelay <= 0 {
+		opts.BaseDelay = time.Second
+	}
+	if opts.MaxDelay <= 0 {
+		opts.MaxDelay = 5 * time.Minute
+	}
+	if opts.MaxDelay < opts.BaseDelay {
+		opts.MaxDelay = opts.BaseDelay
+	}
+	if opts.MaxAge == 0 {
+		opts.MaxAge = 24 * time.Hour
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = 4
+	}
+	if opts.HandlerTimeout <= 0 {
+		opts.HandlerTimeout = 30 * time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = s.now
+	}
+	if opts.Jitter == nil {
+		opts.Jitter = func(max time.Duration) time.Duration {
+			if max <= 0 {
+				return 0
+			}
+			return rand.N(max + 1)
+		}
+	}
+	log := opts.Logger
+	if log == nil {
+		log = s.log
+	}
+	return &Dispatcher{s: s, opts: opts, log: log, handlers: make(map[string]Handler), ready: make(chan struct{})}
+}
+
+// Register sets the handler for kind. Register every kind before Run:
+// a message whose kind has no handler fails (transiently) with a clear
+// LastError until one is registered.
+func (d *Dispatcher) Register(kind string, h Handler) {
+	d.mu.Lock()
+	d.handlers[kind] = h
+	d.mu.Unlock()
+}
+
+// Ready is closed once Run has made its first pass over the outbox.
+func (d *Dispatcher) Ready() <-chan struct{} { return d.ready }
+
+// Backoff returns the upper bound of the delay after the n-th failure
+// (n >= 1): min(MaxDelay, BaseDelay * 2^(n-1)). The delay used is a random
+// value in [0, bound] ("full jitter").
+func (d *Dispatcher) Backoff(n int) time.Duration {
+	if n < 1 {
+		n = 1
+	}
+	bound := d.opts.BaseDelay
+	for i := 1; i < n; i++ {
+		if bound >= d.opts.MaxDelay/2 {
+			return d.opts.MaxDelay
+		}
+		bound *= 2
+	}
+	return min(bound, d.opts.MaxDelay)
+}
+
+type result struct{ id uint64 }
+
+// Run delivers messages until ctx is done, then waits for deliveries in
+// flight to end and returns nil. It returns an error only if the store
+// fails. Messages are read from disk a few at a time, never the whole
+// backlog.
+func (d *Dispatcher) Run(ctx context.Context) error {
+	inflight := make(map[uint64]bool, d.opts.Workers)
+	results := make(chan result, d.opts.Workers)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	readyOnce := false
+	for {
+		var next time.Time
+		if free := d.opts.Workers - len(inflight); free > 0 {
+			now := d.opts.Now()
+			ids, nextAt, err := d.scan(now, free, inflight)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return fmt.Errorf("queue: dispatcher: %w", err)
+			}
+			next = nextAt
+			for _, id := range ids {
+				inflight[id] = true
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					d.deliver(ctx, id)
+					results <- result{id: id}
+				}()
+			}
+		}
+		if !readyOnce {
+			readyOnce = true
+			close(d.ready)
+		}
+		var timerC <-chan time.Time
+		if !next.IsZero() {
+			wait := next.Sub(d.opts.Now())
+			if wait < 0 {
+				wait = 0
+			}
+			timer.Reset(wait)
+			timerC = timer.C
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case r := <-results:
+			delete(inflight, r.id)
+		case <-d.s.wake:
+		case <-timerC:
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		// Collect every finished delivery before the next scan.
+	drain:
+		for {
+			select {
+			case r := <-results:
+				delete(inflight, r.id)
+			default:
+				break drain
+			}
+		}
+	}
+}
+
+// scan returns up to free due message ids not already in flight, and when
+// the earliest not-yet-due message becomes due (zero if none waits).
+func (d *Dispatcher) scan(now time.Time, free int, inflight map[uint64]bool) ([]uint64, time.Time, error) {
+	var ids []uint64
+	var next time.Time
+	nowKey := timeKey(now)
+	err := d.s.View(func(rt *ReadTx) error {
+		c := rt.btx.Bucket(bOutDue).Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			if len(k) != 16 {
+				return fmt.Errorf("damaged due index entry")
+			}
+			at := binary.BigEndian.Uint64(k)
+			if at > nowKey {
+				next = time.Unix(0, int64(at))
+				return nil
+			}
+			id := binary.BigEndian.Uint64(k[8:])
+			if inflight[id] {
+				continue
+			}
+			if len(ids) == free {
+				next = now // more is due: come back as soon as a worker frees up
+				return nil
+			}
+			ids = append(ids, id)
+		}
+		return nil
+	})
+	return ids, next, err
+}
+
+// deliver runs one attempt and records its outcome durably.
+func (d *Dispatcher) deliver(ctx context.Context, id uint64) {
+	m, err := d.s.GetMessage(id)
+	if err != nil {
+		if !errors.Is(err, ErrNotFound) && ctx.Err() == nil {
+			d.log.Error("outbox: reading message failed", "msg_id", id, "err", err)
+		}
+		return
+	}
+	if m.Parked {
+		return
+	}
+	d.mu.RLock()
+	h := d.handlers[m.Kind]
+	d.mu.RUnlock()
+
+	var herr error
+	if h == nil {
+		herr = fmt.Errorf("no handler registered for kind %q", m.Kind)
+	} else {
+		hctx, cancel := context.WithTimeout(ctx, d.opts.HandlerTimeout)
+		herr = callHandler(hctx, h, m)
+		cancel()
+	}
+	if herr != nil && ctx.Err() != nil {
+		// Shutting down: this attempt does not count; the message is
+		// delivered again after restart.
+		return
+	}
+	// Recording the outcome must not be cut short by shutdown: a delivered
+	// message left unmarked would only be sent again, but a lost failure
+	// record would skip its backoff.
+	uctx := context.WithoutCancel(ctx)
+	if herr == nil {
+		if err := d.s.Update(uctx, func(tx *Tx) error { return tx.markDone(id) }); err != nil {
+			d.log.Error("outbox: marking message done failed; it will be delivered again", "msg_id", id, "kind", m.Kind, "key", m.Key, "err", err)
+		}
+		return
+	}
+
+	now := d.opts.Now()
+	attempts := m.Attempts + 1
+	park, reason := false, ""
+	ageFrom := m.Created
+	if !m.RetriedAt.IsZero() {
+		ageFrom = m.RetriedAt
+	}
+	switch {
+	case IsPermanent(herr):
+		park, reason = true, "permanent error"
+	case d.opts.MaxAttempts > 0 && attempts >= d.opts.MaxAttempts:
+		park, reason = true, fmt.Sprintf("failed %d times (limit %d)", attempts, d.opts.MaxAttempts)
+	case d.opts.MaxAge > 0 && now.Sub(ageFrom) >= d.opts.MaxAge:
+		park, reason = true, fmt.Sprintf("still failing after %s (limit %s)", now.Sub(ageFrom).Round(time.Second), d.opts.MaxAge)
+	}
+	delay := d.opts.Jitter(d.Backoff(attempts))
+	var updated Message
+	err = d.s.Update(uctx, func(tx *Tx) error {
+		var err error
+		updated, err = tx.markFailed(id, herr.Error(), park, reason, now, delay)
+		return err
+	})
+	switch {
+	case err != nil:
+		d.log.Error("outbox: recording failed attempt failed", "msg_id", id, "kind", m.Kind, "key", m.Key, "err", err)
+	case park:
+		d.log.Error("outbox: message PARKED", "msg_id", id, "kind", m.Kind, "key", m.Key, "attempts", updated.Attempts, "reason", reason, "last_error", herr)
+	default:
+		d.log.Warn("outbox: delivery failed, will retry", "msg_id", id, "kind", m.Kind, "key", m.Key, "attempts", updated.Attempts, "retry_in", delay, "err", herr)
+	}
+}
+
+func callHandler(ctx context.Context, h Handler, m Message) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("handler panicked: %v", p)
+		}
+	}()
+	return h(ctx, m)
+}

@@ -1,0 +1,352 @@
+package queue
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Message is one outbox entry: something to deliver to a provider at least
+// once. Messages with the same Key are delivered strictly in enqueue order;
+// a message is removed only after its handler succeeded, so a receiver may
+// see a message again after a crash and should deduplicate on ID, which is
+// unique per store and never reused.
+type Message struct {
+	ID          uint64    // assigned by Enqueue, increasing
+	Kind        string    // selects the handler, e.g. "smartpay.confirm"
+	Key         string    // ordering key, e.g. the purchase id
+	Payload     []byte    // opaque to the queue
+	Created     time.Time // when it was enqueued
+	Attempts    int       // failed deliveries so far
+	NextAttempt time.Time // not delivered before this time
+	LastError   string    // error of the last failed delivery
+	// Parked messages are not delivered until a technician retries them;
+	// messages behind a parked one with the same Key wait too, so order
+	// holds.
+	Parked       bool
+	ParkedReason string
+	ParkedAt     time.Time
+	// RetriedAt is when a technician last retried it; the age limit
+	// counts from here when set.
+	RetriedAt time.Time
+}
+
+// Limits on message fields.
+const (
+	MaxKindLen    = 128
+	MaxKeyLen     = 1024
+	MaxPayloadLen = 1 << 20
+	maxErrorLen   = 2048
+)
+
+// ErrInvalidMessage: Enqueue was given an unusable message.
+var ErrInvalidMessage = errors.New("queue: invalid message")
+
+// ErrNotParked: RetryParked/DropParked on a message that is not parked.
+var ErrNotParked = errors.New("queue: message is not parked")
+
+const msgFormat = 1
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func appendTime(b []byte, t time.Time) []byte {
+	return binary.AppendUvarint(b, timeKey(t))
+}
+
+// encodeMessage is the on-disk form: a format byte, then fields as
+// uvarint-length strings and uvarint nanosecond times.
+func encodeMessage(m *Message) []byte {
+	b := make([]byte, 0, 64+len(m.Kind)+len(m.Key)+len(m.Payload)+len(m.LastError)+len(m.ParkedReason))
+	b = append(b, msgFormat)
+	b = binary.AppendUvarint(b, m.ID)
+	b = appendString(b, m.Kind)
+	b = appendString(b, m.Key)
+	b = binary.AppendUvarint(b, uint64(len(m.Payload)))
+	b = append(b, m.Payload...)
+	b = appendTime(b, m.Created)
+	b = binary.AppendUvarint(b, uint64(m.Attempts))
+	b = appendTime(b, m.NextAttempt)
+	b = appendString(b, m.LastError)
+	var flags byte
+	if m.Parked {
+		flags |= 1
+	}
+	b = append(b, flags)
+	b = appendString(b, m.ParkedReason)
+	b = appendTime(b, m.ParkedAt)
+	b = appendTime(b, m.RetriedAt)
+	return b
+}
+
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.err = errors.New("bad varint")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) bytes(limit int) []byte {
+	n := d.uvarint()
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(limit) || n > uint64(len(d.b)) {
+		d.err = errors.New("bad length")
+		return nil
+	}
+	v := d.b[:n:n]
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) byte() byte {
+	if d.err != nil {
+		return 0
+	}
+	if len(d.b) == 0 {
+		d.err = errors.New("short")
+		return 0
+	}
+	v := d.b[0]
+	d.b = d.b[1:]
+	return v
+}
+
+func (d *decoder) time() time.Time {
+	n := d.uvarint()
+	if n == 0 || n > 1<<63-1 {
+		return time.Time{}
+	}
+	return time.Unix(0, int64(n))
+}
+
+// decodeMessage parses encodeMessage's output. The payload is copied, so
+// the result does not alias bbolt memory.
+func decodeMessage(raw []byte) (Message, error) {
+	d := &decoder{b: raw}
+	if f := d.byte(); d.err == nil && f != msgFormat {
+		return Message{}, fmt.Errorf("queue: unknown message format %d", f)
+	}
+	var m Message
+	m.ID = d.uvarint()
+	m.Kind = string(d.bytes(MaxKindLen))
+	m.Key = string(d.bytes(MaxKeyLen))
+	m.Payload = clone(d.bytes(MaxPayloadLen))
+	m.Created = d.time()
+	att := d.uvarint()
+	m.NextAttempt = d.time()
+	m.LastError = string(d.bytes(maxErrorLen * 4))
+	flags := d.byte()
+	m.ParkedReason = string(d.bytes(maxErrorLen * 4))
+	m.ParkedAt = d.time()
+	m.RetriedAt = d.time()
+	if d.err != nil {
+		return Message{}, fmt.Errorf("queue: damaged message record: %w", d.err)
+	}
+	if att > 1<<31 {
+		return Message{}, errors.New("queue: damaged message record: attempts out of range")
+	}
+	m.Attempts = int(att)
+	m.Parked = flags&1 != 0
+	if m.Payload == nil {
+		m.Payload = []byte{}
+	}
+	return m, nil
+}
+
+// keyIndexKey orders messages per key: len(key) as 2 bytes, key, id.
+func keyIndexKey(key string, id uint64) []byte {
+	b := make([]byte, 0, 2+len(key)+8)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(key)))
+	b = append(b, key...)
+	return binary.BigEndian.AppendUint64(b, id)
+}
+
+func keyPrefix(key string) []byte {
+	b := make([]byte, 0, 2+len(key))
+	b = binary.BigEndian.AppendUint16(b, uint16(len(key)))
+	return append(b, key...)
+}
+
+func dueKey(t time.Time, id uint64) []byte {
+	b := make([]byte, 16)
+	binary.BigEndian.PutUint64(b, timeKey(t))
+	binary.BigEndian.PutUint64(b[8:], id)
+	return b
+}
+
+// headOf returns the id of the oldest message with key, or 0.
+func headOf(btx *bolt.Tx, key string) uint64 {
+	p := keyPrefix(key)
+	k, _ := btx.Bucket(bOutKey).Cursor().Seek(p)
+	if k == nil || len(k) != len(p)+8 || string(k[:len(p)]) != string(p) {
+		return 0
+	}
+	return binary.BigEndian.Uint64(k[len(p):])
+}
+
+// Enqueue adds m to the outbox in this transaction and returns its id. Only
+// Kind, Key, Payload and (optionally, to delay the first attempt)
+// NextAttempt are taken from m. The dispatcher is woken when the
+// transaction commits.
+func (t *Tx) Enqueue(m Message) (uint64, error) {
+	if t.closed {
+		return 0, ErrTxClosed
+	}
+	if m.Kind == "" || len(m.Kind) > MaxKindLen {
+		return 0, fmt.Errorf("%w: kind %q", ErrInvalidMessage, m.Kind)
+	}
+	if m.Key == "" || len(m.Key) > MaxKeyLen {
+		return 0, fmt.Errorf("%w: key of %d bytes", ErrInvalidMessage, len(m.Key))
+	}
+	if len(m.Payload) > MaxPayloadLen {
+		return 0, fmt.Errorf("%w: payload of %d bytes", ErrInvalidMessage, len(m.Payload))
+	}
+	msgs := t.btx.Bucket(bOutMsg)
+	// A number skipped by a function that then fails is never reused:
+	// ids only have to be unique and increasing.
+	id, err := msgs.NextSequence()
+	if err != nil {
+		return 0, err
+	}
+	now := t.s.now()
+	stored := Message{
+		ID:          id,
+		Kind:        m.Kind,
+		Key:         m.Key,
+		Payload:     m.Payload,
+		Created:     now,
+		NextAttempt: m.NextAttempt,
+	}
+	if stored.NextAttempt.IsZero() || stored.NextAttempt.Before(now) {
+		stored.NextAttempt = now
+	}
+	isHead := headOf(t.btx, m.Key) == 0
+	if err := t.put(bOutMsg, u64(id), encodeMessage(&stored)); err != nil {
+		return 0, err
+	}
+	if err := t.put(bOutKey, keyIndexKey(m.Key, id), nil); err != nil {
+		return 0, err
+	}
+	if isHead {
+		if err := t.put(bOutDue, dueKey(stored.NextAttempt, id), nil); err != nil {
+			return 0, err
+		}
+	}
+	t.enqueued = true
+	return id, nil
+}
+
+// message reads one message inside a transaction.
+func (r *reader) message(id uint64) (Message, error) {
+	if r.closed {
+		return Message{}, ErrTxClosed
+	}
+	raw := r.btx.Bucket(bOutMsg).Get(u64(id))
+	if raw == nil {
+		return Message{}, fmt.Errorf("%w: message %d", ErrNotFound, id)
+	}
+	return decodeMessage(raw)
+}
+
+// Message returns the outbox message id (pending or parked).
+func (r *reader) Message(id uint64) (Message, error) { return r.message(id) }
+
+func (t *Tx) writeMessage(m *Message) error {
+	return t.put(bOutMsg, u64(m.ID), encodeMessage(m))
+}
+
+// removeMessage deletes a delivered or dropped message with its index
+// entries, then lets the next message of its key become due.
+func (t *Tx) removeMessage(m *Message) error {
+	if err := t.del(bOutDue, dueKey(m.NextAttempt, m.ID)); err != nil {
+		return err
+	}
+	if err := t.del(bOutParked, u64(m.ID)); err != nil {
+		return err
+	}
+	if err := t.del(bOutKey, keyIndexKey(m.Key, m.ID)); err != nil {
+		return err
+	}
+	if err := t.del(bOutMsg, u64(m.ID)); err != nil {
+		return err
+	}
+	return t.promote(m.Key)
+}
+
+// promote makes the head of key due, unless it is parked (then the key
+// stays blocked until a technician acts) or already due.
+func (t *Tx) promote(key string) error {
+	id := headOf(t.btx, key)
+	if id == 0 {
+		return nil
+	}
+	next, err := t.message(id)
+	if err != nil {
+		return err
+	}
+	if next.Parked {
+		return nil
+	}
+	return t.put(bOutDue, dueKey(next.NextAttempt, next.ID), nil)
+}
+
+// markDone removes a delivered message. It is a no-op if the message is
+// gone already.
+func (t *Tx) markDone(id uint64) error {
+	m, err := t.message(id)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return t.removeMessage(&m)
+}
+
+// markFailed records a failed attempt: either a new NextAttempt or parking.
+func (t *Tx) markFailed(id uint64, errText string, park bool, parkReason string, now time.Time, delay time.Duration) (Message, error) {
+	m, err := t.message(id)
+	if err != nil {
+		return Message{}, err
+	}
+	if len(errText) > maxErrorLen {
+		errText = errText[:maxErrorLen]
+	}
+	if err := t.del(bOutDue, dueKey(m.NextAttempt, m.ID)); err != nil {
+		return Message{}, err
+	}
+	m.Attempts++
+	m.LastError = errText
+	if park {
+		m.Parked = true
+		m.ParkedReason = parkReason
+		m.ParkedAt = now
+		if err := t.put(bOutParked, u64(m.ID), nil); err != nil {
+			return Message{}, err
+		}
+		return m, t.writeMessage(&m)
+	}
+	m.NextAttempt = now.Add(delay)
+	if err := t.put(bOutDue, dueKey(m.NextAttempt, m.ID), nil); err != nil {
+		return Message{}, err
+	}
+	return m, t.writeMessage(&m)
+}
