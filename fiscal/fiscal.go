@@ -1,0 +1,369 @@
+// Package fiscal is the till's fiscal register (54-FZ ККТ) seen from the agent: the
+// Register interface, the receipt model with its validation, the documents a register
+// produces, the stable error codes, and the write-ahead Journal that makes printing a
+// receipt happen exactly once across lost replies and crashes.
+//
+// Units: money is int64 kopecks; quantity is int64 millionths of a unit
+// (1 piece = 1_000_000, 0.5 kg = 500_000), the precision the Shtrih-M FF46h command
+// carries.
+package fiscal
+
+import (
+	"context"
+	"math/bits"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// QuantityOne is the quantity of one whole unit (quantities are millionths).
+const QuantityOne int64 = 1_000_000
+
+// ReceiptType is the calculation sign (tag 1054).
+type ReceiptType int
+
+const (
+	Sale           ReceiptType = 1 // приход
+	SaleReturn     ReceiptType = 2 // возврат прихода
+	Purchase       ReceiptType = 3 // расход
+	PurchaseReturn ReceiptType = 4 // возврат расхода
+)
+
+func (t ReceiptType) String() string {
+	switch t {
+	case Sale:
+		return "sale"
+	case SaleReturn:
+		return "sale_return"
+	case Purchase:
+		return "purchase"
+	case PurchaseReturn:
+		return "purchase_return"
+	}
+	return "unknown"
+}
+
+// VATRate is the item's VAT rate, numbered as in the Shtrih-M FF46h command.
+type VATRate int
+
+const (
+	VAT20    VATRate = 1 // 20%
+	VAT10    VATRate = 2 // 10%
+	VAT0     VATRate = 3 // 0%
+	NoVAT    VATRate = 4 // без НДС
+	VAT20120 VATRate = 5 // 20/120
+	VAT10110 VATRate = 6 // 10/110
+)
+
+// PaymentMethod is tag 1214 (признак способа расчета).
+type PaymentMethod int
+
+const (
+	FullPrepayment    PaymentMethod = 1
+	PartialPrepayment PaymentMethod = 2
+	Advance           PaymentMethod = 3
+	FullPayment       PaymentMethod = 4
+	PartialPayment    PaymentMethod = 5
+	CreditTransfer    PaymentMethod = 6
+	CreditPayment     PaymentMethod = 7
+)
+
+// PaymentObject is tag 1212 (признак предмета расчета).
+type PaymentObject int
+
+const (
+	Goods      PaymentObject = 1
+	Excise     PaymentObject = 2
+	Work       PaymentObject = 3
+	Service    PaymentObject = 4
+	PaymentObj PaymentObject = 10 // платеж
+	Composite  PaymentObject = 11
+	Other      PaymentObject = 13
+)
+
+// PaymentKind selects one of the 16 payment sums of a receipt.
+type PaymentKind int
+
+const (
+	Cash          PaymentKind = 1  // наличные
+	Electronic    PaymentKind = 2  // безналичные (SBP, card, …)
+	Prepayment    PaymentKind = 14 // предварительная оплата (аванс)
+	Credit        PaymentKind = 15 // постоплата (кредит)
+	Consideration PaymentKind = 16 // встречное предоставление
+)
+
+// TaxSystem is tag 1055, one bit.
+type TaxSystem int
+
+const (
+	OSN              TaxSystem = 1 << 0
+	USNIncome        TaxSystem = 1 << 1
+	USNIncomeExpense TaxSystem = 1 << 2
+	ENVD             TaxSystem = 1 << 3
+	ESHN             TaxSystem = 1 << 4
+	PSN              TaxSystem = 1 << 5
+)
+
+// Item is one receipt line.
+type Item struct {
+	Name        string
+	Quantity    int64 // millionths of a unit
+	Price       int64 // kopecks per unit
+	VAT         VATRate
+	Method      PaymentMethod // 0 = FullPayment
+	Object      PaymentObject // 0 = Goods
+	Department  int           // 0..16, 0 = 1
+	MarkingCode string        // optional product marking code (tag 1162 payload)
+}
+
+// Sum is the line total in kopecks: price × quantity, rounded half up.
+func (it Item) Sum() int64 {
+	hi, lo := bits.Mul64(uint64(it.Price), uint64(it.Quantity))
+	q, r := bits.Div64(hi%uint64(QuantityOne), lo, uint64(QuantityOne))
+	if r*2 >= uint64(QuantityOne) {
+		q++
+	}
+	return int64(q)
+}
+
+// Payment is one payment sum of the receipt.
+type Payment struct {
+	Kind   PaymentKind
+	Amount int64 // kopecks
+}
+
+// Receipt is what the caller asks the register to print.
+type Receipt struct {
+	Type      ReceiptType
+	Items     []Item
+	Payments  []Payment
+	TaxSystem TaxSystem
+	Buyer     string // phone (+7…) or e-mail, tag 1008; optional
+	Cashier   string // tag 1021; optional
+}
+
+// Total is the sum of the item sums in kopecks.
+func (r Receipt) Total() int64 {
+	var t int64
+	for _, it := range r.Items {
+		t += it.Sum()
+	}
+	return t
+}
+
+// Limits are what a device accepts; drivers pass theirs to Validate.
+type Limits struct {
+	MaxNameLen     int   // characters in an item name (single-byte device encoding)
+	MaxQuantity    int64 // millionths
+	MaxAmount      int64 // kopecks, any single sum
+	MaxItems       int
+	MaxBuyerLen    int
+	MaxCashierLen  int
+	MaxMarkingCode int
+}
+
+// DefaultLimits fit Shtrih-M: 128-byte names, 6-byte quantities, 5-byte sums.
+var DefaultLimits = Limits{
+	MaxNameLen:     128,
+	MaxQuantity:    1<<48 - 1,
+	MaxAmount:      1<<40 - 1,
+	MaxItems:       1000,
+	MaxBuyerLen:    64,
+	MaxCashierLen:  64,
+	MaxMarkingCode: 256,
+}
+
+// Validate checks the receipt before anything is sent. Every failure is a
+// register_bad_receipt *Error saying what is wrong.
+func (r Receipt) Validate(l Limits) error {
+	switch r.Type {
+	case Sale, SaleReturn, Purchase, PurchaseReturn:
+	default:
+		return badReceipt("unknown receipt type %d", r.Type)
+	}
+	if len(r.Items) == 0 {
+		return badReceipt("receipt has no items")
+	}
+	if l.MaxItems > 0 && len(r.Items) > l.MaxItems {
+		return badReceipt("receipt has %d items, the device takes at most %d", len(r.Items), l.MaxItems)
+	}
+	if r.TaxSystem != 0 && (r.TaxSystem&(r.TaxSystem-1) != 0 || r.TaxSystem > PSN || r.TaxSystem < 0) {
+		return badReceipt("tax system must be exactly one of the known systems")
+	}
+	var total int64
+	for i, it := range r.Items {
+		name := strings.TrimSpace(it.Name)
+		if name == "" {
+			return badReceipt("item %d: empty name", i+1)
+		}
+		if n := utf8.RuneCountInString(it.Name); l.MaxNameLen > 0 && n > l.MaxNameLen {
+			return badReceipt("item %d: name is %d characters, the device takes at most %d", i+1, n, l.MaxNameLen)
+		}
+		if it.Quantity <= 0 {
+			return badReceipt("item %d: quantity must be positive", i+1)
+		}
+		if it.Quantity > l.MaxQuantity {
+			return badReceipt("item %d: quantity %d overflows the device field", i+1, it.Quantity)
+		}
+		if it.Price < 0 || it.Price > l.MaxAmount {
+			return badReceipt("item %d: price %d out of range", i+1, it.Price)
+		}
+		if hi, _ := bits.Mul64(uint64(it.Price), uint64(it.Quantity)); hi >= uint64(QuantityOne) {
+			return badReceipt("item %d: price × quantity overflows", i+1)
+		}
+		s := it.Sum()
+		if s > l.MaxAmount {
+			return badReceipt("item %d: sum %d overflows the device field", i+1, s)
+		}
+		if it.VAT < VAT20 || it.VAT > VAT10110 {
+			return badReceipt("item %d: unknown VAT rate %d", i+1, it.VAT)
+		}
+		if it.Method < 0 || it.Method > CreditPayment {
+			return badReceipt("item %d: unknown payment method %d", i+1, it.Method)
+		}
+		if it.Object < 0 || it.Object > 26 {
+			return badReceipt("item %d: unknown payment object %d", i+1, it.Object)
+		}
+		if it.Department < 0 || it.Department > 16 {
+			return badReceipt("item %d: department %d out of range 0..16", i+1, it.Department)
+		}
+		if len(it.MarkingCode) > l.MaxMarkingCode {
+			return badReceipt("item %d: marking code too long", i+1)
+		}
+		total += s
+		if total > l.MaxAmount {
+			return badReceipt("receipt total overflows the device field")
+		}
+	}
+	if total == 0 {
+		return badReceipt("receipt total is zero")
+	}
+	var paid, cash int64
+	seen := map[PaymentKind]bool{}
+	for _, p := range r.Payments {
+		if p.Kind < 1 || p.Kind > 16 {
+			return badReceipt("unknown payment kind %d", p.Kind)
+		}
+		if seen[p.Kind] {
+			return badReceipt("payment kind %d given twice", p.Kind)
+		}
+		seen[p.Kind] = true
+		if p.Amount < 0 || p.Amount > l.MaxAmount {
+			return badReceipt("payment %d out of range", p.Amount)
+		}
+		paid += p.Amount
+		if p.Kind == Cash {
+			cash = p.Amount
+		}
+	}
+	if paid < total {
+		return badReceipt("payments %d are less than the total %d", paid, total)
+	}
+	if paid-cash > total {
+		return badReceipt("non-cash payments %d exceed the total %d (change is given only from cash)", paid-cash, total)
+	}
+	if n := utf8.RuneCountInString(r.Buyer); n > l.MaxBuyerLen {
+		return badReceipt("buyer contact too long")
+	}
+	if r.Buyer != "" && !strings.Contains(r.Buyer, "@") && !isPhone(r.Buyer) {
+		return badReceipt("buyer contact must be a phone (+7…) or an e-mail")
+	}
+	if n := utf8.RuneCountInString(r.Cashier); n > l.MaxCashierLen {
+		return badReceipt("cashier name too long")
+	}
+	return nil
+}
+
+func isPhone(s string) bool {
+	if strings.HasPrefix(s, "+") {
+		s = s[1:]
+	}
+	if len(s) < 5 || len(s) > 19 {
+		return false
+	}
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// Document is a fiscal document the register produced (a printed receipt).
+type Document struct {
+	FD            uint32      `json:"fd"`             // fiscal document number
+	FP            uint32      `json:"fp"`             // fiscal sign (ФП / ФПД)
+	FNNumber      string      `json:"fn_number"`      // fiscal drive serial number
+	RegNumber     string      `json:"reg_number"`     // registration number (РН ККТ)
+	Shift         int         `json:"shift"`          // shift number
+	ReceiptNumber int         `json:"receipt_number"` // receipt number in the shift (0 when unknown after recovery)
+	Time          time.Time   `json:"time"`           // the FN's date-time of the document (minute precision)
+	Total         int64       `json:"total"`          // kopecks
+	Type          ReceiptType `json:"type"`
+	Recovered     bool        `json:"recovered,omitempty"` // learned from the FN after a lost reply
+}
+
+// FoundDocument is a document read back from the FN archive by number.
+type FoundDocument struct {
+	FD        uint32
+	FP        uint32
+	Kind      int // FN document type: 1 registration, 2 shift open, 3 receipt, 5 shift close, …
+	Time      time.Time
+	Operation ReceiptType // receipts only
+	Total     int64       // receipts only
+	SentToOFD bool
+}
+
+// Status is the register's state as the payment flow needs it before money is taken.
+type Status struct {
+	Model        string
+	Serial       string
+	Firmware     string
+	INN          string
+	FNNumber     string
+	FNExpiry     time.Time
+	FNPhase      int
+	RegNumber    string
+	Mode         int // device mode (low nibble of the status byte)
+	Submode      int
+	ShiftOpen    bool
+	ShiftNumber  int
+	ShiftExpired bool // open for more than 24 h: a Z report is needed
+	ReceiptOpen  bool
+	PaperOut     bool
+	LastFD       uint32
+	OFDBacklog   int
+	OFDOldest    time.Time // date-time of the oldest document not yet sent to the OFD; zero when none
+	// Ready is nil when a receipt can be printed now (possibly after an automatic
+	// shift open / Z report the driver is configured to do), else the reason.
+	Ready error
+}
+
+// Register is a fiscal register. Implementations serialise calls internally.
+type Register interface {
+	Status(ctx context.Context) (Status, error)
+	OpenShift(ctx context.Context) error
+	CloseShift(ctx context.Context) error // Z report
+	XReport(ctx context.Context) error
+	// PrintReceipt prints r exactly once for id: calling again with the same id
+	// (after a lost reply, an error or a crash) returns the same document.
+	PrintReceipt(ctx context.Context, id string, r Receipt) (Document, error)
+	CancelOpenReceipt(ctx context.Context) error
+	CashIn(ctx context.Context, amount int64) error
+	CashOut(ctx context.Context, amount int64) error
+	FindDocument(ctx context.Context, fd uint32) (FoundDocument, error)
+	PrintText(ctx context.Context, lines []string) error
+	Cut(ctx context.Context) error
+	// Recover resolves what a crash left behind: pending journal entries and a
+	// receipt left open on the device. Call it at start-up.
+	Recover(ctx context.Context) (RecoveryReport, error)
+	Close() error
+}
+
+// RecoveryReport says what Recover found.
+type RecoveryReport struct {
+	Completed      []string // ids whose documents were found in the FN and recorded
+	NotPrinted     []string // ids proved not printed (journal entry dropped; print again with the same id)
+	CancelledOpen  bool     // a receipt open on the device was cancelled
+	ContinuedPrint bool     // printing was continued after paper out (B0h)
+}

@@ -1,0 +1,541 @@
+package shtrih
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"kassa-agent/fiscal"
+)
+
+// Options configure a Driver.
+type Options struct {
+	Password uint32         // system administrator password; 0 = 30
+	Timeouts Timeouts       // zero fields take DefaultTimeouts
+	Journal  fiscal.Journal // required for PrintReceipt
+	// AutoOpenShift opens a closed shift before a receipt or cash operation.
+	AutoOpenShift bool
+	// AutoCloseExpiredShift runs a Z report and opens a new shift when the shift is
+	// over 24 hours.
+	AutoCloseExpiredShift bool
+	Limits                fiscal.Limits // zero = fiscal.DefaultLimits
+	Logger                *slog.Logger
+	Now                   func() time.Time
+}
+
+// Driver is a fiscal.Register speaking the Shtrih-M protocol over a Port.
+type Driver struct {
+	mu   sync.Mutex
+	l    *link
+	opt  Options
+	info *deviceInfo
+	log  *slog.Logger
+}
+
+var _ fiscal.Register = (*Driver)(nil)
+
+type deviceInfo struct {
+	model, serial, firmware, inn, fn, rn string
+	expiry                               time.Time
+}
+
+// New makes a driver over port. It does no I/O until the first call.
+func New(port Port, opt Options) *Driver {
+	if opt.Password == 0 {
+		opt.Password = 30
+	}
+	t, d := &opt.Timeouts, DefaultTimeouts
+	if t.Byte <= 0 {
+		t.Byte = d.Byte
+	}
+	if t.ENQ <= 0 {
+		t.ENQ = d.ENQ
+	}
+	if t.Reply <= 0 {
+		t.Reply = d.Reply
+	}
+	if t.Long <= 0 {
+		t.Long = d.Long
+	}
+	if t.Tries <= 0 {
+		t.Tries = d.Tries
+	}
+	if t.BusyWait <= 0 {
+		t.BusyWait = d.BusyWait
+	}
+	if opt.Limits == (fiscal.Limits{}) {
+		opt.Limits = fiscal.DefaultLimits
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	return &Driver{l: &link{port: port, to: opt.Timeouts}, opt: opt, log: opt.Logger}
+}
+
+// Stats returns the link counters since New.
+func (d *Driver) Stats() Stats {
+	return Stats{RoundTrips: d.l.roundTrips.Load(), BytesOut: d.l.bytesOut.Load(), BytesIn: d.l.bytesIn.Load()}
+}
+
+// Close closes the port.
+func (d *Driver) Close() error { return d.l.port.Close() }
+
+// mutating commands change device or FN state; a lost reply to one of them is an
+// unknown outcome rather than a plain link failure.
+var mutating = map[uint16]bool{
+	CmdPrintLine: true, CmdCut: true, CmdXReport: true, CmdZReport: true, CmdCashIn: true, CmdCashOut: true,
+	CmdCancelReceipt: true, CmdOpenReceipt: true, CmdContinuePrint: true, CmdOpenShift: true,
+	CmdFNSendTLV: true, CmdFNCloseReceipt: true, CmdFNOperation: true, CmdFNOperationTLV: true,
+}
+
+func linkError(cmd uint16, err error) error {
+	switch {
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		if mutating[cmd] {
+			return &fiscal.Error{Code: fiscal.CodeOutcomeUnknown, Command: cmd, Text: "cancelled while waiting for the register", Err: err}
+		}
+		return err
+	case errors.Is(err, errLostReply) && mutating[cmd]:
+		return &fiscal.Error{Code: fiscal.CodeOutcomeUnknown, Command: cmd, Text: "reply lost", Err: err}
+	}
+	return &fiscal.Error{Code: fiscal.CodeUnavailable, Command: cmd, Err: err}
+}
+
+// do runs one command and returns the reply data after ERR. It retries while the
+// device is still printing (0x50) and continues printing after paper out (0x58).
+func (d *Driver) do(ctx context.Context, cmd uint16, params []byte, wait time.Duration) ([]byte, error) {
+	busyUntil := time.Now().Add(d.opt.Timeouts.BusyWait)
+	continued := false
+	for {
+		body, err := d.l.exchange(ctx, cmd, params, wait)
+		if err != nil {
+			return nil, linkError(cmd, err)
+		}
+		_, code, data, err := SplitReply(body)
+		if err != nil {
+			return nil, &fiscal.Error{Code: fiscal.CodeProtocol, Command: cmd, Err: err}
+		}
+		switch {
+		case code == 0:
+			return data, nil
+		case code == ErrCodeStillPrinting && time.Now().Before(busyUntil):
+			if err := sleep(ctx, d.pollInterval()); err != nil {
+				return nil, err
+			}
+			continue
+		case code == ErrCodeWaitContinue && cmd != CmdContinuePrint && !continued:
+			continued = true
+			if _, err := d.do(ctx, CmdContinuePrint, password(d.opt.Password), d.opt.Timeouts.Long); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		return nil, DeviceError(cmd, code)
+	}
+}
+
+func (d *Driver) pollInterval() time.Duration {
+	return min(50*time.Millisecond, max(d.opt.Timeouts.BusyWait/20, time.Millisecond))
+}
+
+func sleep(ctx context.Context, dur time.Duration) error {
+	t := time.NewTimer(dur)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+func (d *Driver) pw() []byte { return password(d.opt.Password) }
+
+func (d *Driver) shortStatus(ctx context.Context) (ShortStatus, error) {
+	data, err := d.do(ctx, CmdShortStatus, d.pw(), d.opt.Timeouts.Reply)
+	if err != nil {
+		return ShortStatus{}, err
+	}
+	s, err := DecodeShortStatus(data)
+	if err != nil {
+		return s, &fiscal.Error{Code: fiscal.CodeProtocol, Command: CmdShortStatus, Err: err}
+	}
+	return s, nil
+}
+
+func (d *Driver) fnStatus(ctx context.Context) (FNStatus, error) {
+	data, err := d.do(ctx, CmdFNStatus, d.pw(), d.opt.Timeouts.Reply)
+	if err != nil {
+		return FNStatus{}, err
+	}
+	s, err := DecodeFNStatus(data)
+	if err != nil {
+		return s, &fiscal.Error{Code: fiscal.CodeProtocol, Command: CmdFNStatus, Err: err}
+	}
+	return s, nil
+}
+
+func (d *Driver) shiftParams(ctx context.Context) (ShiftParams, error) {
+	data, err := d.do(ctx, CmdFNShiftParams, d.pw(), d.opt.Timeouts.Reply)
+	if err != nil {
+		return ShiftParams{}, err
+	}
+	s, err := DecodeShiftParams(data)
+	if err != nil {
+		return s, &fiscal.Error{Code: fiscal.CodeProtocol, Command: CmdFNShiftParams, Err: err}
+	}
+	return s, nil
+}
+
+// deviceInfo reads (once) what does not change while the agent runs.
+func (d *Driver) deviceInfo(ctx context.Context) (*deviceInfo, error) {
+	if d.info != nil {
+		return d.info, nil
+	}
+	in := &deviceInfo{}
+	data, err := d.do(ctx, CmdDeviceType, nil, d.opt.Timeouts.Reply)
+	if err != nil {
+		return nil, err
+	}
+	if t, err := DecodeDeviceType(data); err == nil {
+		in.model = t.Name
+	}
+	if data, err = d.do(ctx, CmdStatus, d.pw(), d.opt.Timeouts.Reply); err != nil {
+		return nil, err
+	}
+	if s, err := DecodeFullStatus(data); err == nil {
+		in.firmware, in.serial, in.inn = s.Firmware, s.Serial, s.INN
+	}
+	if data, err = d.do(ctx, CmdFNNumber, d.pw(), d.opt.Timeouts.Reply); err != nil {
+		return nil, err
+	}
+	in.fn, _ = DecodeFNNumber(data)
+	if data, err = d.do(ctx, CmdFNExpiry, d.pw(), d.opt.Timeouts.Reply); err == nil {
+		in.expiry, _ = DecodeFNExpiry(data)
+	}
+	// An unregistered device answers FF09h with an FN error; it then has no РН.
+	if data, err = d.do(ctx, CmdFNFiscalResult, d.pw(), d.opt.Timeouts.Reply); err == nil {
+		if r, err := DecodeFiscalResult(data); err == nil {
+			in.rn = r.RegNumber
+		}
+	} else if fiscal.CodeOf(err) == fiscal.CodeUnavailable {
+		return nil, err
+	}
+	d.info = in
+	return in, nil
+}
+
+// Status reads the register's state.
+func (d *Driver) Status(ctx context.Context) (fiscal.Status, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var st fiscal.Status
+	in, err := d.deviceInfo(ctx)
+	if err != nil {
+		return st, err
+	}
+	st.Model, st.Serial, st.Firmware, st.INN, st.FNNumber, st.RegNumber, st.FNExpiry = in.model, in.serial, in.firmware, in.inn, in.fn, in.rn, in.expiry
+	ss, err := d.shortStatus(ctx)
+	if err != nil {
+		return st, err
+	}
+	st.Mode, st.Submode = ss.ModeNumber(), int(ss.Submode)
+	st.ShiftOpen = st.Mode == ModeShiftOpen || st.Mode == ModeShiftExpired || st.Mode == ModeDocumentOpen
+	st.ShiftExpired = st.Mode == ModeShiftExpired
+	st.ReceiptOpen = st.Mode == ModeDocumentOpen
+	st.PaperOut = ss.Submode == SubmodePassivePaperOut || ss.Submode == SubmodeActivePaperOut
+	fn, err := d.fnStatus(ctx)
+	if err != nil {
+		return st, err
+	}
+	st.FNPhase, st.LastFD = int(fn.Phase), fn.LastFD
+	if fn.Number != "" {
+		st.FNNumber = fn.Number
+	}
+	sp, err := d.shiftParams(ctx)
+	if err != nil {
+		return st, err
+	}
+	st.ShiftNumber = sp.Number
+	st.ShiftOpen = st.ShiftOpen || sp.Open
+	if data, err := d.do(ctx, CmdFNOFDStatus, d.pw(), d.opt.Timeouts.Reply); err == nil {
+		if o, err := DecodeOFDStatus(data); err == nil {
+			st.OFDBacklog = o.Waiting
+			if o.Waiting > 0 {
+				st.OFDOldest = o.FirstTime
+			}
+		}
+	} else if fiscal.CodeOf(err) == fiscal.CodeUnavailable {
+		return st, err
+	}
+	st.Ready = d.readiness(ss)
+	return st, nil
+}
+
+// readiness says whether a receipt could be printed now, given the auto options.
+func (d *Driver) readiness(ss ShortStatus) error {
+	switch ss.Submode {
+	case SubmodePassivePaperOut, SubmodeActivePaperOut:
+		return &fiscal.Error{Code: fiscal.CodePaperOut, Text: "no receipt paper"}
+	}
+	switch ss.ModeNumber() {
+	case ModeShiftClosed:
+		if !d.opt.AutoOpenShift {
+			return &fiscal.Error{Code: fiscal.CodeShiftClosed, Text: "shift is closed"}
+		}
+	case ModeShiftExpired:
+		if !d.opt.AutoCloseExpiredShift {
+			return &fiscal.Error{Code: fiscal.CodeShiftExpired, Text: "shift is over 24 hours, a Z report is needed"}
+		}
+	case ModeShiftOpen, ModeDocumentOpen:
+	default:
+		return &fiscal.Error{Code: fiscal.CodeRejected, Text: fmt.Sprintf("register is in mode %d", ss.ModeNumber())}
+	}
+	return nil
+}
+
+// prepare brings the device to "shift open, idle, paper present": it waits while
+// printing, continues after paper out, cancels a receipt left open (callers resolve
+// their own pending receipts first) and opens / renews the shift when configured.
+func (d *Driver) prepare(ctx context.Context) (ShortStatus, error) {
+	busyUntil := time.Now().Add(d.opt.Timeouts.BusyWait)
+	for range 8 {
+		ss, err := d.shortStatus(ctx)
+		if err != nil {
+			return ss, err
+		}
+		switch ss.Submode {
+		case SubmodePrinting, SubmodePrintingReport:
+			if time.Now().After(busyUntil) {
+				return ss, &fiscal.Error{Code: fiscal.CodeBusy, Text: "register is still printing"}
+			}
+			if err := sleep(ctx, d.pollInterval()); err != nil {
+				return ss, err
+			}
+			continue
+		case SubmodeAfterPaperOut:
+			if _, err := d.do(ctx, CmdContinuePrint, d.pw(), d.opt.Timeouts.Long); err != nil {
+				return ss, err
+			}
+			continue
+		case SubmodePassivePaperOut, SubmodeActivePaperOut:
+			return ss, &fiscal.Error{Code: fiscal.CodePaperOut, Text: "no receipt paper"}
+		}
+		switch ss.ModeNumber() {
+		case ModeShiftOpen:
+			return ss, nil
+		case ModeDocumentOpen:
+			d.log.Warn("cancelling a receipt left open on the register")
+			if _, err := d.do(ctx, CmdCancelReceipt, d.pw(), d.opt.Timeouts.Reply); err != nil {
+				return ss, err
+			}
+		case ModeShiftClosed:
+			if !d.opt.AutoOpenShift {
+				return ss, &fiscal.Error{Code: fiscal.CodeShiftClosed, Text: "shift is closed"}
+			}
+			d.log.Info("opening the shift")
+			if err := d.openShift(ctx); err != nil {
+				return ss, err
+			}
+		case ModeShiftExpired:
+			if !d.opt.AutoCloseExpiredShift {
+				return ss, &fiscal.Error{Code: fiscal.CodeShiftExpired, Text: "shift is over 24 hours, a Z report is needed"}
+			}
+			d.log.Info("shift over 24 h: Z report")
+			if err := d.closeShift(ctx); err != nil {
+				return ss, err
+			}
+		default:
+			return ss, &fiscal.Error{Code: fiscal.CodeRejected, Text: fmt.Sprintf("register is in mode %d", ss.ModeNumber())}
+		}
+	}
+	return ShortStatus{}, &fiscal.Error{Code: fiscal.CodeBusy, Text: "register did not become ready"}
+}
+
+// OpenShift opens a shift; an open shift is not an error.
+func (d *Driver) OpenShift(ctx context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.openShift(ctx)
+}
+
+func (d *Driver) openShift(ctx context.Context) error {
+	ss, err := d.shortStatus(ctx)
+	if err != nil {
+		return err
+	}
+	switch ss.ModeNumber() {
+	case ModeShiftOpen, ModeDocumentOpen:
+		return nil
+	case ModeShiftExpired:
+		return &fiscal.Error{Code: fiscal.CodeShiftExpired, Text: "close the expired shift first"}
+	}
+	_, err = d.do(ctx, CmdOpenShift, d.pw(), d.opt.Timeouts.Long)
+	if fiscal.CodeOf(err) == fiscal.CodeOutcomeUnknown {
+		// Learn the outcome from the device instead of opening twice.
+		if ss, serr := d.shortStatus(ctx); serr == nil && ss.ModeNumber() == ModeShiftOpen {
+			return nil
+		}
+	}
+	return err
+}
+
+// CloseShift prints the Z report, closing the shift. A receipt left open is cancelled
+// first (the shift cannot close with it); a closed shift is not an error.
+func (d *Driver) CloseShift(ctx context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.resolvePending(ctx, nil); err != nil {
+		return err
+	}
+	ss, err := d.shortStatus(ctx)
+	if err != nil {
+		return err
+	}
+	if ss.ModeNumber() == ModeDocumentOpen {
+		if _, err := d.do(ctx, CmdCancelReceipt, d.pw(), d.opt.Timeouts.Reply); err != nil {
+			return err
+		}
+	}
+	return d.closeShift(ctx)
+}
+
+func (d *Driver) closeShift(ctx context.Context) error {
+	ss, err := d.shortStatus(ctx)
+	if err != nil {
+		return err
+	}
+	if ss.ModeNumber() == ModeShiftClosed {
+		return nil
+	}
+	_, err = d.do(ctx, CmdZReport, d.pw(), d.opt.Timeouts.Long)
+	if fiscal.CodeOf(err) == fiscal.CodeOutcomeUnknown {
+		if ss, serr := d.shortStatus(ctx); serr == nil && ss.ModeNumber() == ModeShiftClosed {
+			return nil
+		}
+	}
+	return err
+}
+
+// XReport prints the X report (no fiscal effect).
+func (d *Driver) XReport(ctx context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	_, err := d.do(ctx, CmdXReport, d.pw(), d.opt.Timeouts.Long)
+	return err
+}
+
+// CancelOpenReceipt cancels a receipt open on the device, if any. Pending journal
+// entries are resolved first so a receipt of ours that did close is recorded.
+func (d *Driver) CancelOpenReceipt(ctx context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.resolvePending(ctx, nil); err != nil {
+		return err
+	}
+	ss, err := d.shortStatus(ctx)
+	if err != nil {
+		return err
+	}
+	if ss.ModeNumber() != ModeDocumentOpen {
+		return nil
+	}
+	_, err = d.do(ctx, CmdCancelReceipt, d.pw(), d.opt.Timeouts.Reply)
+	return err
+}
+
+// CashIn and CashOut put cash into / take it out of the drawer (kopecks). They are
+// not fiscal documents in the FN; a lost reply is reported as register_outcome_unknown.
+func (d *Driver) CashIn(ctx context.Context, amount int64) error {
+	return d.cash(ctx, CmdCashIn, amount)
+}
+
+func (d *Driver) CashOut(ctx context.Context, amount int64) error {
+	return d.cash(ctx, CmdCashOut, amount)
+}
+
+func (d *Driver) cash(ctx context.Context, cmd uint16, amount int64) error {
+	if amount <= 0 || amount > fiscal.DefaultLimits.MaxAmount {
+		return &fiscal.Error{Code: fiscal.CodeBadReceipt, Text: "cash amount out of range"}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.resolvePending(ctx, nil); err != nil {
+		return err
+	}
+	if _, err := d.prepare(ctx); err != nil {
+		return err
+	}
+	_, err := d.do(ctx, cmd, append(d.pw(), Money5(amount)...), d.opt.Timeouts.Long)
+	return err
+}
+
+// FindDocument reads a document from the FN archive by its number.
+func (d *Driver) FindDocument(ctx context.Context, fd uint32) (fiscal.FoundDocument, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	f, err := d.findDocument(ctx, fd)
+	if err != nil {
+		return fiscal.FoundDocument{}, err
+	}
+	return fiscal.FoundDocument{FD: f.FD, FP: f.FP, Kind: int(f.Type), Time: f.Time, Operation: fiscal.ReceiptType(f.Operation),
+		Total: f.Total, SentToOFD: f.SentToOFD}, nil
+}
+
+func (d *Driver) findDocument(ctx context.Context, fd uint32) (FoundDocument, error) {
+	data, err := d.do(ctx, CmdFNFindDocument, binary.LittleEndian.AppendUint32(d.pw(), fd), d.opt.Timeouts.Reply)
+	if err != nil {
+		return FoundDocument{}, err
+	}
+	f, err := DecodeFoundDocument(data)
+	if err != nil {
+		return f, &fiscal.Error{Code: fiscal.CodeProtocol, Command: CmdFNFindDocument, Err: err}
+	}
+	if f.FD == 0 {
+		f.FD = fd
+	}
+	return f, nil
+}
+
+// LineWidth is the characters per printed line of 17h.
+const LineWidth = 40
+
+// PrintText prints non-fiscal lines (e.g. a payment link), wrapping long lines.
+func (d *Driver) PrintText(ctx context.Context, lines []string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, line := range lines {
+		b := Win1251(line)
+		for {
+			chunk := b[:min(len(b), LineWidth)]
+			params := append(d.pw(), 0x02) // bit1: receipt tape
+			params = append(params, chunk...)
+			for i := len(chunk); i < LineWidth; i++ {
+				params = append(params, ' ')
+			}
+			if _, err := d.do(ctx, CmdPrintLine, params, d.opt.Timeouts.Reply); err != nil {
+				return err
+			}
+			b = b[len(chunk):]
+			if len(b) == 0 {
+				break
+			}
+		}
+	}
+	return nil
+}
+
+// Cut cuts the receipt tape (full cut).
+func (d *Driver) Cut(ctx context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	_, err := d.do(ctx, CmdCut, append(d.pw(), 0), d.opt.Timeouts.Reply)
+	return err
+}

@@ -1,0 +1,320 @@
+package shtrih
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"unicode/utf8"
+
+	"kassa-agent/fiscal"
+)
+
+// PrintReceipt prints r exactly once for id. The flow: resolve anything pending from
+// before; bring the device to "shift open, idle"; read the FN's last FD number and
+// record it with the receipt in the journal; then 8Dh, FF46h per item, FF0Ch for the
+// buyer contact and cashier, FF45h. When the reply is lost the outcome is learned from
+// the FN (ENQ, then the FD counter, then the document's FP) before returning.
+func (d *Driver) PrintReceipt(ctx context.Context, id string, r fiscal.Receipt) (fiscal.Document, error) {
+	if id == "" {
+		return fiscal.Document{}, &fiscal.Error{Code: fiscal.CodeBadReceipt, Text: "empty operation id"}
+	}
+	if err := r.Validate(d.opt.Limits); err != nil {
+		return fiscal.Document{}, err
+	}
+	if err := checkEncodable(r); err != nil {
+		return fiscal.Document{}, err
+	}
+	j := d.opt.Journal
+	if j == nil {
+		return fiscal.Document{}, &fiscal.Error{Code: fiscal.CodeJournal, Text: "no journal configured"}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	log := d.log.With("payment_id", id)
+
+	e, err := j.Get(ctx, id)
+	switch {
+	case err == nil && e.Done:
+		return e.Doc, nil
+	case err == nil:
+		doc, printed, err := d.resolve(ctx, e.Op)
+		if err != nil {
+			return fiscal.Document{}, err
+		}
+		if printed {
+			log.Info("receipt found in the FN after an interrupted print", "fd", doc.FD)
+			return doc, nil
+		}
+	case !errors.Is(err, fiscal.ErrJournalNotFound):
+		return fiscal.Document{}, &fiscal.Error{Code: fiscal.CodeJournal, Err: err}
+	}
+	// Others' pending receipts must be settled before the device is touched.
+	if err := d.resolvePending(ctx, nil); err != nil {
+		return fiscal.Document{}, err
+	}
+	in, err := d.deviceInfo(ctx)
+	if err != nil {
+		return fiscal.Document{}, err
+	}
+	if _, err := d.prepare(ctx); err != nil {
+		return fiscal.Document{}, err
+	}
+	fn, err := d.fnStatus(ctx)
+	if err != nil {
+		return fiscal.Document{}, err
+	}
+	op := fiscal.Pending{ID: id, Receipt: r, LastFD: fn.LastFD, FN: fn.Number, Started: d.opt.Now()}
+	if err := j.Begin(ctx, op); err != nil {
+		return fiscal.Document{}, &fiscal.Error{Code: fiscal.CodeJournal, Err: err}
+	}
+	log.Info("printing receipt", "last_fd", fn.LastFD, "total", r.Total())
+
+	doc, err := d.printBody(ctx, r, in)
+	if err == nil {
+		sp, serr := d.shiftParams(ctx)
+		if serr == nil {
+			doc.Shift, doc.ReceiptNumber = sp.Number, sp.Receipt
+		}
+		if ferr := j.Finish(ctx, id, doc); ferr != nil {
+			// The document exists; the pending entry resolves to it on the next call.
+			log.Error("fiscal journal finish failed", "fd", doc.FD, "err", ferr)
+		}
+		log.Info("receipt printed", "fd", doc.FD)
+		return doc, nil
+	}
+	log.Warn("receipt interrupted; checking the FN", "err", err)
+	rdoc, printed, rerr := d.resolve(ctx, op)
+	switch {
+	case rerr == nil && printed:
+		log.Info("receipt found in the FN", "fd", rdoc.FD)
+		return rdoc, nil
+	case rerr == nil:
+		// Proved not printed: the journal entry is gone, the same id may print again.
+		return fiscal.Document{}, err
+	}
+	log.Warn("receipt outcome unknown; retry with the same id", "err", rerr)
+	return fiscal.Document{}, &fiscal.Error{Code: fiscal.CodeOutcomeUnknown, Text: "receipt outcome not yet known; retry with the same id", Err: err}
+}
+
+func checkEncodable(r fiscal.Receipt) error {
+	for i, it := range r.Items {
+		for _, c := range it.Name {
+			if c == utf8.RuneError {
+				return &fiscal.Error{Code: fiscal.CodeBadReceipt, Text: fmt.Sprintf("item %d: name is not valid UTF-8", i+1)}
+			}
+			if _, ok := encodeWin1251Rune(c); !ok {
+				return &fiscal.Error{Code: fiscal.CodeBadReceipt, Text: fmt.Sprintf("item %d: character %q cannot be printed by the register", i+1, c)}
+			}
+		}
+	}
+	return nil
+}
+
+var vatDivisors = [7][2]int64{1: {20, 120}, 2: {10, 110}, 5: {20, 120}, 6: {10, 110}}
+
+// taxIndex maps a VAT rate to its slot among FF45h's six tax sums.
+var taxIndex = [7]int{1: 0, 2: 1, 3: 2, 4: 3, 5: 4, 6: 5}
+
+func (d *Driver) printBody(ctx context.Context, r fiscal.Receipt, in *deviceInfo) (fiscal.Document, error) {
+	pw := d.pw()
+	if _, err := d.do(ctx, CmdOpenReceipt, append(pw, byte(r.Type-1)), d.opt.Timeouts.Reply); err != nil {
+		return fiscal.Document{}, err
+	}
+	var c Close
+	for _, it := range r.Items {
+		method, object, dep := it.Method, it.Object, it.Department
+		if method == 0 {
+			method = fiscal.FullPayment
+		}
+		if object == 0 {
+			object = fiscal.Goods
+		}
+		if dep == 0 {
+			dep = 1
+		}
+		sum := it.Sum()
+		var tax int64
+		if dv := vatDivisors[it.VAT]; dv[1] != 0 {
+			tax = (sum*dv[0]*2 + dv[1]) / (dv[1] * 2) // rounded half up
+		}
+		c.Taxes[taxIndex[it.VAT]] += tax
+		if it.VAT == fiscal.VAT0 || it.VAT == fiscal.NoVAT {
+			c.Taxes[taxIndex[it.VAT]] += sum - tax // turnover
+		}
+		op := Operation{Type: byte(r.Type), Quantity: it.Quantity, Price: it.Price, Sum: sum, Tax: tax,
+			TaxRate: byte(it.VAT), Department: byte(dep), Method: byte(method), Object: byte(object), Name: it.Name}
+		if _, err := d.do(ctx, CmdFNOperation, EncodeOperation(d.opt.Password, op), d.opt.Timeouts.Reply); err != nil {
+			return fiscal.Document{}, err
+		}
+		if it.MarkingCode != "" {
+			if _, err := d.do(ctx, CmdFNOperationTLV, append(d.pw(), TLV(TagProductCode, []byte(it.MarkingCode))...), d.opt.Timeouts.Reply); err != nil {
+				return fiscal.Document{}, err
+			}
+		}
+	}
+	if r.Buyer != "" {
+		if _, err := d.do(ctx, CmdFNSendTLV, append(d.pw(), TLV(TagBuyerContact, CP866(r.Buyer))...), d.opt.Timeouts.Reply); err != nil {
+			return fiscal.Document{}, err
+		}
+	}
+	if r.Cashier != "" {
+		if _, err := d.do(ctx, CmdFNSendTLV, append(d.pw(), TLV(TagCashier, CP866(r.Cashier))...), d.opt.Timeouts.Reply); err != nil {
+			return fiscal.Document{}, err
+		}
+	}
+	for _, p := range r.Payments {
+		c.Payments[p.Kind-1] += p.Amount
+	}
+	c.TaxSystem = byte(r.TaxSystem)
+	data, err := d.do(ctx, CmdFNCloseReceipt, EncodeClose(d.opt.Password, c), d.opt.Timeouts.Long)
+	if err != nil {
+		return fiscal.Document{}, err
+	}
+	cr, err := DecodeCloseResult(data)
+	if err != nil {
+		// The document is closed but the reply is unreadable: recovery reads it back.
+		return fiscal.Document{}, &fiscal.Error{Code: fiscal.CodeOutcomeUnknown, Command: CmdFNCloseReceipt, Err: err}
+	}
+	t := cr.Time
+	if t.IsZero() {
+		t = d.opt.Now()
+	}
+	return fiscal.Document{FD: cr.FD, FP: cr.FP, FNNumber: in.fn, RegNumber: in.rn, Time: t, Total: r.Total(), Type: r.Type}, nil
+}
+
+// resolvePending resolves every pending journal entry except skip.
+func (d *Driver) resolvePending(ctx context.Context, rep *fiscal.RecoveryReport) error {
+	j := d.opt.Journal
+	if j == nil {
+		return nil
+	}
+	ps, err := j.Pending(ctx)
+	if err != nil {
+		return &fiscal.Error{Code: fiscal.CodeJournal, Err: err}
+	}
+	for _, p := range ps {
+		_, printed, err := d.resolve(ctx, p)
+		if err != nil {
+			return err
+		}
+		if rep != nil {
+			if printed {
+				rep.Completed = append(rep.Completed, p.ID)
+			} else {
+				rep.NotPrinted = append(rep.NotPrinted, p.ID)
+			}
+		}
+	}
+	return nil
+}
+
+// resolve settles one pending op from the FN's own record: ENQ first (a held reply
+// to FF45h is used directly), a receipt still open is cancelled (it never reached the
+// FN), then the FN's last FD number is compared with op.LastFD and the new documents
+// are searched for a receipt of this type and total. Found ⇒ finished in the journal;
+// not found ⇒ aborted (proved not printed).
+func (d *Driver) resolve(ctx context.Context, op fiscal.Pending) (fiscal.Document, bool, error) {
+	j := d.opt.Journal
+	log := d.log.With("payment_id", op.ID)
+	in, err := d.deviceInfo(ctx)
+	if err != nil {
+		return fiscal.Document{}, false, err
+	}
+	held, err := d.l.sync(ctx)
+	if err != nil {
+		return fiscal.Document{}, false, linkError(0, err)
+	}
+	if held != nil {
+		if cmd, code, data, err := SplitReply(held); err == nil && cmd == CmdFNCloseReceipt && code == 0 {
+			if cr, err := DecodeCloseResult(data); err == nil && cr.FD > op.LastFD {
+				log.Info("close-receipt reply recovered with ENQ", "fd", cr.FD)
+			}
+		}
+	}
+	ss, err := d.shortStatus(ctx)
+	if err != nil {
+		return fiscal.Document{}, false, err
+	}
+	if ss.Submode == SubmodeAfterPaperOut {
+		if _, err := d.do(ctx, CmdContinuePrint, d.pw(), d.opt.Timeouts.Long); err != nil {
+			return fiscal.Document{}, false, err
+		}
+	}
+	if ss.ModeNumber() == ModeDocumentOpen {
+		log.Warn("cancelling the interrupted receipt left open on the register")
+		if _, err := d.do(ctx, CmdCancelReceipt, d.pw(), d.opt.Timeouts.Reply); err != nil {
+			return fiscal.Document{}, false, err
+		}
+	}
+	fn, err := d.fnStatus(ctx)
+	if err != nil {
+		return fiscal.Document{}, false, err
+	}
+	if op.FN != "" && fn.Number != "" && fn.Number != op.FN {
+		return fiscal.Document{}, false, &fiscal.Error{Code: fiscal.CodeFNError,
+			Text: fmt.Sprintf("the FN was replaced (%s, receipt started on %s); check receipt %s by hand", fn.Number, op.FN, op.ID)}
+	}
+	total := op.Receipt.Total()
+	for fd := op.LastFD + 1; fd <= fn.LastFD && fd > op.LastFD; fd++ {
+		f, err := d.findDocument(ctx, fd)
+		if err != nil {
+			return fiscal.Document{}, false, err
+		}
+		if f.Type != 3 || f.Operation != byte(op.Receipt.Type) || f.Total != total {
+			continue
+		}
+		doc := fiscal.Document{FD: f.FD, FP: f.FP, FNNumber: fn.Number, RegNumber: in.rn, Time: f.Time, Total: total,
+			Type: op.Receipt.Type, Recovered: true}
+		if sp, err := d.shiftParams(ctx); err == nil {
+			doc.Shift = sp.Number
+			if fd == fn.LastFD {
+				doc.ReceiptNumber = sp.Receipt
+			}
+		}
+		if err := j.Finish(ctx, op.ID, doc); err != nil {
+			return fiscal.Document{}, false, &fiscal.Error{Code: fiscal.CodeJournal, Err: err}
+		}
+		return doc, true, nil
+	}
+	if err := j.Abort(ctx, op.ID); err != nil {
+		return fiscal.Document{}, false, &fiscal.Error{Code: fiscal.CodeJournal, Err: err}
+	}
+	log.Info("interrupted receipt is not in the FN", "last_fd", fn.LastFD)
+	return fiscal.Document{}, false, nil
+}
+
+// Recover resolves what a crash left: printing stopped by paper out is continued,
+// pending journal entries are settled from the FN, and a receipt still open on the
+// device (not ours, or ours but never closed) is cancelled. Receipts proved not
+// printed are not printed here: their callers print them again with the same id.
+func (d *Driver) Recover(ctx context.Context) (fiscal.RecoveryReport, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var rep fiscal.RecoveryReport
+	if _, err := d.l.sync(ctx); err != nil {
+		return rep, linkError(0, err)
+	}
+	ss, err := d.shortStatus(ctx)
+	if err != nil {
+		return rep, err
+	}
+	if ss.Submode == SubmodeAfterPaperOut {
+		if _, err := d.do(ctx, CmdContinuePrint, d.pw(), d.opt.Timeouts.Long); err != nil {
+			return rep, err
+		}
+		rep.ContinuedPrint = true
+	}
+	if err := d.resolvePending(ctx, &rep); err != nil {
+		return rep, err
+	}
+	if ss, err = d.shortStatus(ctx); err != nil {
+		return rep, err
+	}
+	if ss.ModeNumber() == ModeDocumentOpen {
+		if _, err := d.do(ctx, CmdCancelReceipt, d.pw(), d.opt.Timeouts.Reply); err != nil {
+			return rep, err
+		}
+		rep.CancelledOpen = true
+	}
+	return rep, nil
+}
