@@ -1,0 +1,532 @@
+package shtrihsim
+
+import (
+	"encoding/binary"
+	"fmt"
+	"strings"
+	"time"
+
+	"kassa-agent/fiscal/shtrih"
+)
+
+const adminPassword = 30
+
+// execute runs one command and returns the reply body. Called with s.mu held.
+func (s *Sim) execute(cmd uint16, p []byte, f Fault) []byte {
+	s.commands++
+	code, data := s.run(cmd, p)
+	if f.Kind == PaperOut && code == 0 {
+		s.st.Paper = 2
+		s.st.PaperBack = time.Time{}
+		if f.Delay > 0 {
+			s.st.PaperBack = time.Now().Add(f.Delay)
+		}
+		s.print("~~~~~~~~ paper out ~~~~~~~~")
+	}
+	if code == 0 {
+		if err := s.save(); err != nil {
+			code, data = shtrih.FNErrFailure, nil
+		}
+	}
+	return shtrih.ReplyBody(cmd, code, data)
+}
+
+func (s *Sim) run(cmd uint16, p []byte) (byte, []byte) {
+	if cmd == shtrih.CmdDeviceType {
+		name := shtrih.Win1251("ШТРИХ-М-01Ф (симулятор)")
+		return 0, append([]byte{0, 0, 1, 0, 0, 0}, name...)
+	}
+	if len(p) < 4 {
+		return shtrih.ErrCodeBadParams, nil
+	}
+	pw := binary.LittleEndian.Uint32(p)
+	p = p[4:]
+	if pw == 0 || pw > adminPassword || (cmd > 0xFF && pw != adminPassword) {
+		return shtrih.ErrCodeWrongPassword, nil
+	}
+	op := byte(pw)
+	switch cmd {
+	case shtrih.CmdShortStatus:
+		return 0, shtrih.EncodeShortStatus(shtrih.ShortStatus{Operator: op, Flags: 0x0292, Mode: s.mode(), Submode: s.submode(),
+			ReceiptOps: s.receiptOps(), BatteryVolts: 0x9F, PowerVolts: 0xE5})
+	case shtrih.CmdStatus:
+		return 0, s.fullStatus(op)
+	case shtrih.CmdFNStatus:
+		d := []byte{3, 0, 0, b2b(s.st.ShiftOpen), 0}
+		d = shtrih.PutFNTime(d, s.now())
+		d = append(d, pad(s.opt.FNNumber, 16)...)
+		return 0, binary.LittleEndian.AppendUint32(d, s.lastFD())
+	case shtrih.CmdFNNumber:
+		return 0, pad(s.opt.FNNumber, 16)
+	case shtrih.CmdFNExpiry:
+		t := s.st.Docs[0].Time.AddDate(1, 1, 0)
+		return 0, []byte{byte(t.Year() % 100), byte(t.Month()), byte(t.Day()), 11, 1}
+	case shtrih.CmdFNFiscalResult:
+		r := s.st.Docs[0]
+		d := shtrih.PutFNTime(nil, r.Time)
+		d = append(d, padSpace(s.opt.INN, 12)...)
+		d = append(d, padSpace(s.opt.RegNumber, 20)...)
+		d = append(d, 1, 0)
+		d = binary.LittleEndian.AppendUint32(d, r.FD)
+		return 0, binary.LittleEndian.AppendUint32(d, r.FP)
+	case shtrih.CmdFNFindDocument:
+		return s.find(p)
+	case shtrih.CmdFNOFDStatus:
+		return 0, s.ofd()
+	case shtrih.CmdFNShiftParams:
+		d := []byte{b2b(s.st.ShiftOpen)}
+		d = binary.LittleEndian.AppendUint16(d, uint16(s.st.Shift))
+		return 0, binary.LittleEndian.AppendUint16(d, uint16(s.st.ShiftReceipts))
+	case shtrih.CmdPrintLine:
+		if c := s.printable(); c != 0 {
+			return c, nil
+		}
+		if len(p) < 1 {
+			return shtrih.ErrCodeBadParams, nil
+		}
+		s.print(strings.TrimRight(shtrih.DecodeWin1251(p[1:]), " \x00"))
+		s.printed()
+		return 0, []byte{op}
+	case shtrih.CmdCut:
+		s.print("✂- - - - - - - - - - - - - - - - - - - -")
+		return 0, []byte{op}
+	case shtrih.CmdContinuePrint:
+		if s.submode() == 3 {
+			s.st.Paper = 0
+			s.print("~~~~~~ printing continued ~~~~~~")
+			s.printed()
+		}
+		return 0, []byte{op}
+	case shtrih.CmdOpenShift:
+		return s.openShift(op)
+	case shtrih.CmdXReport, shtrih.CmdZReport:
+		return s.report(cmd == shtrih.CmdZReport, op)
+	case shtrih.CmdCashIn, shtrih.CmdCashOut:
+		return s.cash(cmd == shtrih.CmdCashIn, op, p)
+	case shtrih.CmdOpenReceipt:
+		return s.openReceipt(op, p)
+	case shtrih.CmdFNOperation:
+		return s.operation(p)
+	case shtrih.CmdFNSendTLV, shtrih.CmdFNOperationTLV:
+		return s.tlv(cmd, p)
+	case shtrih.CmdCancelReceipt:
+		if s.st.Receipt == nil {
+			return shtrih.ErrCodeWrongMode, nil
+		}
+		s.st.Receipt = nil
+		s.print("        ЧЕК АННУЛИРОВАН", "")
+		return 0, []byte{op}
+	case shtrih.CmdFNCloseReceipt:
+		return s.closeReceipt(p)
+	}
+	return shtrih.ErrCodeNotSupported, nil
+}
+
+func b2b(b bool) byte {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func pad(s string, n int) []byte {
+	b := make([]byte, n)
+	copy(b, s)
+	return b
+}
+
+func padSpace(s string, n int) []byte {
+	b := []byte(s)
+	for len(b) < n {
+		b = append(b, ' ')
+	}
+	return b[:n]
+}
+
+func (s *Sim) receiptOps() int {
+	if s.st.Receipt == nil {
+		return 0
+	}
+	return len(s.st.Receipt.Items)
+}
+
+func (s *Sim) fullStatus(op byte) []byte {
+	now := s.now()
+	d := []byte{op, 'A', '4'}
+	d = binary.LittleEndian.AppendUint16(d, 25000)
+	d = append(d, 1, 6, 25, 1)
+	d = binary.LittleEndian.AppendUint16(d, uint16(s.st.DevDoc))
+	d = binary.LittleEndian.AppendUint16(d, 0x0292)
+	d = append(d, s.mode(), s.submode(), 1, 'A', '4')
+	d = binary.LittleEndian.AppendUint16(d, 25000)
+	d = append(d, 1, 6, 25)
+	d = append(d, byte(now.Day()), byte(now.Month()), byte(now.Year()%100), byte(now.Hour()), byte(now.Minute()), byte(now.Second()))
+	d = append(d, 0)
+	d = binary.LittleEndian.AppendUint32(d, s.opt.Serial)
+	last := s.st.Shift
+	if s.st.ShiftOpen {
+		last--
+	}
+	d = binary.LittleEndian.AppendUint16(d, uint16(last))
+	d = binary.LittleEndian.AppendUint16(d, 2000)
+	d = append(d, 1, 11)
+	var inn uint64
+	fmt.Sscan(s.opt.INN, &inn)
+	for i := 0; i < 6; i++ {
+		d = append(d, byte(inn>>(8*i)))
+	}
+	return d
+}
+
+func (s *Sim) find(p []byte) (byte, []byte) {
+	if len(p) < 4 {
+		return shtrih.FNErrBadParam, nil
+	}
+	fd := binary.LittleEndian.Uint32(p)
+	for _, doc := range s.st.Docs {
+		if doc.FD != fd {
+			continue
+		}
+		d := []byte{byte(doc.Type), b2b(doc.SentToOFD)}
+		d = shtrih.PutFNTime(d, doc.Time)
+		d = binary.LittleEndian.AppendUint32(d, doc.FD)
+		d = binary.LittleEndian.AppendUint32(d, doc.FP)
+		switch doc.Type {
+		case DocReceipt:
+			d = append(d, byte(doc.Operation))
+			d = append(d, shtrih.Money5(doc.Total)...)
+		case DocShiftOpen, DocShiftClose:
+			d = binary.LittleEndian.AppendUint16(d, uint16(doc.Shift))
+		}
+		return 0, d
+	}
+	return shtrih.FNErrNoData, nil
+}
+
+func (s *Sim) ofd() []byte {
+	var n int
+	var first *Document
+	for i := range s.st.Docs {
+		if !s.st.Docs[i].SentToOFD {
+			if first == nil {
+				first = &s.st.Docs[i]
+			}
+			n++
+		}
+	}
+	d := []byte{0, 0}
+	d = binary.LittleEndian.AppendUint16(d, uint16(n))
+	if first == nil {
+		return append(d, make([]byte, 9)...)
+	}
+	d = binary.LittleEndian.AppendUint32(d, first.FD)
+	return shtrih.PutFNTime(d, first.Time)
+}
+
+// commit appends an FN document.
+func (s *Sim) commit(doc Document) Document {
+	doc.FD = s.lastFD() + 1
+	doc.Time = s.now().Truncate(time.Minute)
+	doc.FP = s.fp(doc.FD, doc.Total, doc.Time)
+	doc.SentToOFD = s.opt.OFDOnline
+	s.st.Docs = append(s.st.Docs, doc)
+	return doc
+}
+
+func (s *Sim) openShift(op byte) (byte, []byte) {
+	if c := s.printable(); c != 0 {
+		return c, nil
+	}
+	if s.st.ShiftOpen {
+		return shtrih.ErrCodeWrongMode, nil
+	}
+	s.st.Shift++
+	s.st.ShiftOpen, s.st.ShiftOpened, s.st.ShiftReceipts = true, s.now(), 0
+	doc := s.commit(Document{Type: DocShiftOpen, Shift: s.st.Shift})
+	s.print(append([]string{center("ОТЧЕТ ОБ ОТКРЫТИИ СМЕНЫ"), kv("СМЕНА", fmt.Sprint(s.st.Shift))}, s.footer(doc)...)...)
+	s.printed()
+	return 0, []byte{op}
+}
+
+func (s *Sim) report(z bool, op byte) (byte, []byte) {
+	if c := s.printable(); c != 0 {
+		return c, nil
+	}
+	if s.st.Receipt != nil {
+		return shtrih.ErrCodeReceiptOpen, nil
+	}
+	if !s.st.ShiftOpen {
+		if z {
+			return shtrih.ErrCodeShiftNotOpen, nil
+		}
+		s.print(center("X-ОТЧЕТ"), center("смена закрыта"), "")
+		return 0, []byte{op}
+	}
+	var sales, cnt int64
+	for _, d := range s.st.Docs {
+		if d.Type == DocReceipt && d.Shift == s.st.Shift {
+			cnt++
+			if d.Operation == 1 {
+				sales += d.Total
+			} else if d.Operation == 2 {
+				sales -= d.Total
+			}
+		}
+	}
+	lines := []string{kv("СМЕНА", fmt.Sprint(s.st.Shift)), kv("ЧЕКОВ ЗА СМЕНУ", fmt.Sprint(cnt)),
+		kv("ПРИХОД (НЕТТО)", money(sales)), kv("НАЛИЧНЫХ В КАССЕ", money(s.st.Cash))}
+	if !z {
+		s.print(append([]string{center("X-ОТЧЕТ (без гашения)")}, append(lines, "")...)...)
+		s.printed()
+		return 0, []byte{op}
+	}
+	s.st.ShiftOpen = false
+	doc := s.commit(Document{Type: DocShiftClose, Shift: s.st.Shift})
+	s.print(append(append([]string{center("ОТЧЕТ О ЗАКРЫТИИ СМЕНЫ")}, lines...), s.footer(doc)...)...)
+	s.printed()
+	return 0, []byte{op}
+}
+
+func (s *Sim) shiftReady() byte {
+	switch s.mode() & 0x0F {
+	case shtrih.ModeShiftClosed:
+		return shtrih.ErrCodeShiftNotOpen
+	case shtrih.ModeShiftExpired:
+		return shtrih.ErrCodeShiftOver24h
+	case shtrih.ModeDocumentOpen:
+		return shtrih.ErrCodeReceiptOpen
+	}
+	return 0
+}
+
+func (s *Sim) cash(in bool, op byte, p []byte) (byte, []byte) {
+	if c := s.printable(); c != 0 {
+		return c, nil
+	}
+	if c := s.shiftReady(); c != 0 {
+		return c, nil
+	}
+	if len(p) < 5 {
+		return shtrih.ErrCodeBadParams, nil
+	}
+	sum := int64(shtrih.GetUint(p[:5]))
+	if sum == 0 {
+		return shtrih.ErrCodeBadParams, nil
+	}
+	title := "ВНЕСЕНИЕ"
+	if in {
+		s.st.Cash += sum
+	} else {
+		if sum > s.st.Cash {
+			return shtrih.ErrCodeNotEnoughCash, nil
+		}
+		s.st.Cash -= sum
+		title = "ВЫПЛАТА"
+	}
+	s.st.DevDoc++
+	s.print(center(title), kv("СУММА", money(sum)), kv("НАЛИЧНЫХ В КАССЕ", money(s.st.Cash)), "")
+	s.printed()
+	return 0, binary.LittleEndian.AppendUint16([]byte{op}, uint16(s.st.DevDoc))
+}
+
+func (s *Sim) openReceipt(op byte, p []byte) (byte, []byte) {
+	if c := s.printable(); c != 0 {
+		return c, nil
+	}
+	if c := s.shiftReady(); c != 0 {
+		return c, nil
+	}
+	if len(p) < 1 || p[0] > 3 {
+		return shtrih.ErrCodeBadParams, nil
+	}
+	s.st.Receipt = &openReceipt{Type: int(p[0])}
+	s.print(center("КАССОВЫЙ ЧЕК"), center(strings.ToUpper(opName(int(p[0])+1))))
+	s.printed()
+	return 0, []byte{op}
+}
+
+func (s *Sim) operation(p []byte) (byte, []byte) {
+	if c := s.printable(); c != 0 {
+		return c, nil
+	}
+	if s.st.Receipt == nil {
+		return shtrih.ErrCodeWrongMode, nil
+	}
+	_, o, err := shtrih.DecodeOperation(append(make([]byte, 4), p...))
+	if err != nil {
+		return shtrih.ErrCodeBadParams, nil
+	}
+	if int(o.Type) != s.st.Receipt.Type+1 || o.Quantity <= 0 || o.TaxRate < 1 || o.TaxRate > 6 || len(p) > 26+128 ||
+		strings.TrimSpace(o.Name) == "" || o.Department > 16 {
+		return shtrih.ErrCodeBadParams, nil
+	}
+	sum := o.Sum
+	if sum < 0 {
+		sum = (o.Price*o.Quantity + 500_000) / 1_000_000
+	}
+	tax := o.Tax
+	if tax < 0 {
+		tax = 0
+	}
+	it := Item{Name: o.Name, Quantity: o.Quantity, Price: o.Price, Sum: sum, Tax: tax, TaxRate: int(o.TaxRate),
+		Method: int(o.Method), Object: int(o.Object), Department: int(o.Department)}
+	s.st.Receipt.Items = append(s.st.Receipt.Items, it)
+	s.print(it.Name, rightKV(fmt.Sprintf("%s x %s", qty(it.Quantity), money(it.Price)), "="+money(it.Sum)), "   "+vatName(it.TaxRate))
+	s.printed()
+	return 0, nil
+}
+
+func (s *Sim) tlv(cmd uint16, p []byte) (byte, []byte) {
+	if s.st.Receipt == nil {
+		return shtrih.FNErrState, nil
+	}
+	if len(p) < 4 {
+		return shtrih.FNErrBadParam, nil
+	}
+	tag := int(binary.LittleEndian.Uint16(p))
+	n := int(binary.LittleEndian.Uint16(p[2:]))
+	if len(p) != 4+n {
+		return shtrih.FNErrBadParam, nil
+	}
+	v := p[4:]
+	if cmd == shtrih.CmdFNOperationTLV {
+		if len(s.st.Receipt.Items) == 0 {
+			return shtrih.FNErrState, nil
+		}
+		s.st.Receipt.Items[len(s.st.Receipt.Items)-1].Marking = string(v)
+		s.print("   [М] код маркировки")
+		return 0, nil
+	}
+	if s.st.Receipt.Tags == nil {
+		s.st.Receipt.Tags = map[int]string{}
+	}
+	s.st.Receipt.Tags[tag] = shtrih.DecodeCP866(v)
+	return 0, nil
+}
+
+func (s *Sim) closeReceipt(p []byte) (byte, []byte) {
+	if c := s.printable(); c != 0 {
+		return c, nil
+	}
+	r := s.st.Receipt
+	if r == nil {
+		return shtrih.ErrCodeWrongMode, nil
+	}
+	_, c, err := shtrih.DecodeClose(append(make([]byte, 4), p...))
+	if err != nil {
+		return shtrih.ErrCodeBadParams, nil
+	}
+	var total, paid int64
+	for _, it := range r.Items {
+		total += it.Sum
+	}
+	if total == 0 {
+		return shtrih.ErrCodeZeroTotal, nil
+	}
+	for _, x := range c.Payments {
+		paid += x
+	}
+	if paid < total {
+		return shtrih.ErrCodePaymentsLess, nil
+	}
+	change := paid - total
+	if change > c.Payments[0] {
+		return shtrih.ErrCodeBadParams, nil // change only from cash
+	}
+	if c.TaxSystem != 0 && c.TaxSystem&(c.TaxSystem-1) != 0 {
+		return shtrih.ErrCodeBadParams, nil
+	}
+	s.st.ShiftReceipts++
+	s.st.Cash += c.Payments[0] - change
+	if r.Type == 1 || r.Type == 2 { // returns of a sale / purchase pay cash out
+		s.st.Cash -= 2 * (c.Payments[0] - change)
+	}
+	doc := s.commit(Document{Type: DocReceipt, Shift: s.st.Shift, Number: s.st.ShiftReceipts, Operation: r.Type + 1,
+		Total: total, Items: r.Items, Payments: c.Payments, Change: change, TaxSystem: int(c.TaxSystem), Tags: r.Tags})
+	s.st.Receipt = nil
+	lines := []string{kv("ИТОГ", "="+money(total))}
+	names := map[int]string{0: "НАЛИЧНЫМИ", 1: "БЕЗНАЛИЧНЫМИ", 13: "ПРЕДОПЛАТА", 14: "ПОСТОПЛАТА", 15: "ВСТРЕЧНОЕ ПРЕДОСТАВЛЕНИЕ"}
+	for i, x := range c.Payments {
+		if x != 0 {
+			n, ok := names[i]
+			if !ok {
+				n = fmt.Sprintf("ОПЛАТА %d", i+1)
+			}
+			lines = append(lines, kv(n, "="+money(x)))
+		}
+	}
+	if change > 0 {
+		lines = append(lines, kv("СДАЧА", "="+money(change)))
+	}
+	for i, t := range c.Taxes {
+		if t != 0 {
+			lines = append(lines, kv([]string{"СУММА НДС 20%", "СУММА НДС 10%", "СУММА С НДС 0%", "СУММА БЕЗ НДС", "СУММА НДС 20/120", "СУММА НДС 10/110"}[i], "="+money(t)))
+		}
+	}
+	if v := r.Tags[shtrih.TagCashier]; v != "" {
+		lines = append(lines, kv("КАССИР", v))
+	}
+	if v := r.Tags[shtrih.TagBuyerContact]; v != "" {
+		lines = append(lines, kv("ЭЛ. АДР. ПОКУПАТЕЛЯ", v))
+	}
+	lines = append(lines, kv("ЧЕК", fmt.Sprintf("%d  СМЕНА %d", doc.Number, doc.Shift)))
+	s.print(append(lines, s.footer(doc)...)...)
+	s.printed()
+	d := shtrih.Money5(change)
+	d = binary.LittleEndian.AppendUint32(d, doc.FD)
+	d = binary.LittleEndian.AppendUint32(d, doc.FP)
+	return 0, shtrih.PutFNTime(d, doc.Time)
+}
+
+// Tape layout helpers: 40 columns, as the device prints.
+const width = 40
+
+func (s *Sim) footer(doc Document) []string {
+	return []string{
+		kv("ДАТА ВРЕМЯ", doc.Time.Format("02.01.06 15:04")),
+		kv("РН ККТ", s.opt.RegNumber),
+		kv("ФН", s.opt.FNNumber),
+		kv("ФД", fmt.Sprint(doc.FD)),
+		kv("ФП", fmt.Sprintf("%010d", doc.FP)),
+		strings.Repeat("=", width),
+	}
+}
+
+func center(s string) string {
+	n := len([]rune(s))
+	if n >= width {
+		return s
+	}
+	return strings.Repeat(" ", (width-n)/2) + s
+}
+
+func kv(k, v string) string {
+	n := len([]rune(k)) + len([]rune(v))
+	if n >= width {
+		return k + " " + v
+	}
+	return k + strings.Repeat(" ", width-n) + v
+}
+
+func rightKV(k, v string) string { return kv("  "+k, v) }
+
+func money(v int64) string {
+	sign := ""
+	if v < 0 {
+		sign, v = "-", -v
+	}
+	return fmt.Sprintf("%s%d.%02d", sign, v/100, v%100)
+}
+
+func qty(q int64) string {
+	s := strings.TrimRight(strings.TrimRight(fmt.Sprintf("%d.%06d", q/1_000_000, q%1_000_000), "0"), ".")
+	return s
+}
+
+func vatName(r int) string {
+	return [...]string{"", "НДС 20%", "НДС 10%", "НДС 0%", "БЕЗ НДС", "НДС 20/120", "НДС 10/110"}[r]
+}
+
+func opName(t int) string {
+	return [...]string{"", "Приход", "Возврат прихода", "Расход", "Возврат расхода"}[t]
+}

@@ -1,0 +1,585 @@
+// Package shtrihsim is a Shtrih-M fiscal register simulator: it speaks protocol v1
+// over any byte stream (a PTY master, a TCP connection), keeps its FN journal in a
+// file so it survives restarts, renders the paper tape as text, enforces the device's
+// rules (modes, 24 h shift, payments against the total, error codes) and injects
+// faults on demand. Tests, the demo and benchmarks drive the real driver against it.
+package shtrihsim
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"kassa-agent/fiscal/shtrih"
+)
+
+// FaultKind is what goes wrong.
+type FaultKind int
+
+const (
+	// NAK: the device answers the command frame with NAK as if it arrived damaged;
+	// the command is not executed.
+	NAK FaultKind = iota + 1
+	// Garbage: noise bytes on the line before the reply.
+	Garbage
+	// DropReply: the command runs, the reply is lost on the wire; the device still
+	// holds it for ENQ.
+	DropReply
+	// DelayReply: the reply comes Fault.Delay late.
+	DelayReply
+	// PaperOut: the paper runs out while the command prints (the command itself
+	// takes effect); paper is back after Fault.Delay (0 = when LoadPaper is called).
+	PaperOut
+	// PowerCutAfterClose: the command runs (for FF45h: the FN closes the document),
+	// then power fails before the reply; the device is deaf for Fault.Delay and
+	// holds no reply afterwards.
+	PowerCutAfterClose
+	// CorruptReply: the reply arrives with a bad LRC (the device still holds it).
+	CorruptReply
+)
+
+func (k FaultKind) String() string {
+	return [...]string{"none", "nak", "garbage", "drop_reply", "delay_reply", "paper_out", "power_cut", "corrupt_reply"}[k]
+}
+
+// Fault is one injected failure. It fires on the next frames with code Command
+// (0 = any command), Count times (0 = once), after skipping After matching frames.
+type Fault struct {
+	Kind    FaultKind
+	Command uint16
+	Count   int
+	After   int
+	Delay   time.Duration
+}
+
+// Options configure a simulator.
+type Options struct {
+	StatePath string           // JSON file holding the FN journal and device state; "" = memory only
+	TapePath  string           // the paper tape is appended here as it prints; "" = none
+	Baud      int              // >0 emulates the wire time of every byte at this speed
+	Now       func() time.Time // the device clock; nil = time.Now
+	PrintTime time.Duration    // each printing command keeps the device busy this long (submode 5, error 50h)
+	StrayFF   bool             // send a stray 0xFF before ACK/NAK, as TCP/RNDIS models do
+	FNNumber  string
+	RegNumber string
+	INN       string
+	Serial    uint32
+	OFDOnline bool // documents count as sent to the OFD at once
+}
+
+// Item is a receipt line as the FN recorded it.
+type Item struct {
+	Name       string `json:"name"`
+	Quantity   int64  `json:"quantity"`
+	Price      int64  `json:"price"`
+	Sum        int64  `json:"sum"`
+	Tax        int64  `json:"tax"`
+	TaxRate    int    `json:"tax_rate"`
+	Method     int    `json:"method"`
+	Object     int    `json:"object"`
+	Department int    `json:"department"`
+	Marking    string `json:"marking,omitempty"`
+}
+
+// Document types in the FN.
+const (
+	DocRegistration = 1
+	DocShiftOpen    = 2
+	DocReceipt      = 3
+	DocShiftClose   = 5
+)
+
+// Document is one FN document.
+type Document struct {
+	FD        uint32         `json:"fd"`
+	FP        uint32         `json:"fp"`
+	Type      int            `json:"type"`
+	Time      time.Time      `json:"time"`
+	Shift     int            `json:"shift"`
+	Number    int            `json:"number,omitempty"`    // receipt number in the shift
+	Operation int            `json:"operation,omitempty"` // receipts: 1 sale, 2 sale return, 3 purchase, 4 purchase return
+	Total     int64          `json:"total,omitempty"`
+	Items     []Item         `json:"items,omitempty"`
+	Payments  [16]int64      `json:"payments"`
+	Change    int64          `json:"change,omitempty"`
+	TaxSystem int            `json:"tax_system,omitempty"`
+	Tags      map[int]string `json:"tags,omitempty"`
+	SentToOFD bool           `json:"sent_to_ofd"`
+}
+
+type openReceipt struct {
+	Type  int            `json:"type"` // 0..3 as in 8Dh
+	Items []Item         `json:"items"`
+	Tags  map[int]string `json:"tags,omitempty"`
+}
+
+type state struct {
+	ShiftOpen     bool         `json:"shift_open"`
+	Shift         int          `json:"shift"`
+	ShiftOpened   time.Time    `json:"shift_opened"`
+	ShiftReceipts int          `json:"shift_receipts"`
+	Docs          []Document   `json:"docs"`
+	Receipt       *openReceipt `json:"receipt,omitempty"`
+	Cash          int64        `json:"cash"`
+	DevDoc        int          `json:"dev_doc"`
+	Paper         int          `json:"paper"` // submode: 0, 1, 2, 3
+	PaperBack     time.Time    `json:"paper_back"`
+}
+
+// Sim is a simulated device. One device: connections share its state.
+type Sim struct {
+	opt Options
+
+	mu        sync.Mutex
+	st        state
+	faults    []Fault
+	pending   []byte // reply frame held until the host ACKs it
+	deadUntil time.Time
+	busyUntil time.Time
+	tape      strings.Builder
+	fired     []string
+	rnd       *rand.Rand
+	commands  int
+}
+
+// New creates a simulator, loading StatePath when it exists.
+func New(opt Options) (*Sim, error) {
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	if opt.FNNumber == "" {
+		opt.FNNumber = "9999078902012345"
+	}
+	if opt.RegNumber == "" {
+		opt.RegNumber = "0000000001012345"
+	}
+	if opt.INN == "" {
+		opt.INN = "7701234567"
+	}
+	if opt.Serial == 0 {
+		opt.Serial = 12345678
+	}
+	s := &Sim{opt: opt, rnd: rand.New(rand.NewPCG(1, 2))}
+	if opt.StatePath != "" {
+		b, err := os.ReadFile(opt.StatePath)
+		switch {
+		case err == nil:
+			if err := json.Unmarshal(b, &s.st); err != nil {
+				return nil, fmt.Errorf("shtrihsim: state %s: %w", opt.StatePath, err)
+			}
+		case !errors.Is(err, os.ErrNotExist):
+			return nil, fmt.Errorf("shtrihsim: %w", err)
+		}
+	}
+	if len(s.st.Docs) == 0 {
+		now := opt.Now()
+		s.st.Docs = append(s.st.Docs, Document{FD: 1, Type: DocRegistration, Time: now, FP: s.fp(1, 0, now), SentToOFD: true})
+		if err := s.save(); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// Inject queues a fault.
+func (s *Sim) Inject(f Fault) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f.Count <= 0 {
+		f.Count = 1
+	}
+	s.faults = append(s.faults, f)
+}
+
+// ClearFaults drops faults not yet fired.
+func (s *Sim) ClearFaults() {
+	s.mu.Lock()
+	s.faults = nil
+	s.mu.Unlock()
+}
+
+// Fired lists the faults that fired, as "kind@command".
+func (s *Sim) Fired() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.fired...)
+}
+
+// Commands is the number of command frames executed.
+func (s *Sim) Commands() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.commands
+}
+
+// SetPaper takes the paper out (passive paper-out) or puts it back.
+func (s *Sim) SetPaper(present bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case !present && s.st.Paper == 0:
+		s.st.Paper = 1
+	case present && s.st.Paper == 1:
+		s.st.Paper = 0
+	case present && s.st.Paper == 2:
+		s.st.Paper = 3
+	}
+}
+
+// Documents returns a copy of the FN journal.
+func (s *Sim) Documents() []Document {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Document, len(s.st.Docs))
+	copy(out, s.st.Docs)
+	return out
+}
+
+// Snapshot is the device state tests check.
+type Snapshot struct {
+	ShiftOpen   bool
+	Shift       int
+	ReceiptOpen bool
+	Cash        int64
+	LastFD      uint32
+	Mode        int
+	Submode     int
+}
+
+func (s *Sim) Snapshot() Snapshot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return Snapshot{ShiftOpen: s.st.ShiftOpen, Shift: s.st.Shift, ReceiptOpen: s.st.Receipt != nil, Cash: s.st.Cash,
+		LastFD: s.lastFD(), Mode: int(s.mode() & 0x0F), Submode: int(s.submode())}
+}
+
+// Tape is the paper tape printed so far (since this Sim was created).
+func (s *Sim) Tape() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tape.String()
+}
+
+func (s *Sim) now() time.Time { return s.opt.Now() }
+
+func (s *Sim) lastFD() uint32 { return s.st.Docs[len(s.st.Docs)-1].FD }
+
+func (s *Sim) fp(fd uint32, total int64, t time.Time) uint32 {
+	h := fnv.New32a()
+	fmt.Fprintf(h, "%s/%d/%d/%d", s.opt.FNNumber, fd, total, t.Unix())
+	return h.Sum32()
+}
+
+func (s *Sim) save() error {
+	if s.opt.StatePath == "" {
+		return nil
+	}
+	b, err := json.Marshal(&s.st)
+	if err != nil {
+		return err
+	}
+	tmp := s.opt.StatePath + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("shtrihsim: %w", err)
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, s.opt.StatePath)
+	}
+	if err != nil {
+		return fmt.Errorf("shtrihsim: save: %w", err)
+	}
+	if d, err := os.Open(filepath.Dir(s.opt.StatePath)); err == nil {
+		_ = d.Sync()
+		_ = d.Close()
+	}
+	return nil
+}
+
+func (s *Sim) print(lines ...string) {
+	var b strings.Builder
+	for _, l := range lines {
+		b.WriteString(l)
+		b.WriteByte('\n')
+	}
+	s.tape.WriteString(b.String())
+	if s.opt.TapePath != "" {
+		if f, err := os.OpenFile(s.opt.TapePath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644); err == nil {
+			_, _ = f.WriteString(b.String())
+			_ = f.Close()
+		}
+	}
+}
+
+// ServeTCP serves connections from ln until ctx ends.
+func (s *Sim) ServeTCP(ctx context.Context, ln net.Listener) error {
+	go func() {
+		<-ctx.Done()
+		_ = ln.Close()
+	}()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.SetNoDelay(true)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = s.Serve(ctx, c)
+		}()
+	}
+}
+
+// Serve speaks the protocol over rw (a PTY master, a connection) until ctx ends or
+// rw fails. When rw is an io.Closer it is closed when ctx ends.
+func (s *Sim) Serve(ctx context.Context, rw io.ReadWriter) error {
+	if c, ok := rw.(io.Closer); ok {
+		stop := context.AfterFunc(ctx, func() { _ = c.Close() })
+		defer stop()
+	}
+	cn := &conn{s: s, r: bufio.NewReader(rw), w: rw}
+	err := cn.loop(ctx)
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+type conn struct {
+	s      *Sim
+	r      *bufio.Reader
+	w      io.Writer
+	wireAt time.Time
+}
+
+// wire emulates the time n bytes take on the line.
+func (c *conn) wire(n int) {
+	if c.s.opt.Baud <= 0 {
+		return
+	}
+	d := time.Duration(n) * 10 * time.Second / time.Duration(c.s.opt.Baud)
+	now := time.Now()
+	if c.wireAt.Before(now) {
+		c.wireAt = now
+	}
+	c.wireAt = c.wireAt.Add(d)
+	time.Sleep(time.Until(c.wireAt))
+}
+
+func (c *conn) write(b []byte) error {
+	c.wire(len(b))
+	_, err := c.w.Write(b)
+	return err
+}
+
+func (c *conn) control(b byte) error {
+	if c.s.opt.StrayFF {
+		return c.write([]byte{0xFF, b})
+	}
+	return c.write([]byte{b})
+}
+
+func (c *conn) loop(ctx context.Context) error {
+	for {
+		b, err := c.r.ReadByte()
+		if err != nil {
+			return err
+		}
+		c.wire(1)
+		s := c.s
+		s.mu.Lock()
+		dead := time.Now().Before(s.deadUntil)
+		s.mu.Unlock()
+		switch b {
+		case shtrih.ENQ:
+			if dead {
+				continue
+			}
+			s.mu.Lock()
+			p := s.pending
+			s.mu.Unlock()
+			if p == nil {
+				err = c.control(shtrih.NAK)
+			} else {
+				if err = c.control(shtrih.ACK); err == nil {
+					err = c.write(p)
+				}
+			}
+		case shtrih.ACK:
+			s.mu.Lock()
+			s.pending = nil
+			s.mu.Unlock()
+		case shtrih.STX:
+			err = c.frame(ctx, dead)
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func (c *conn) frame(ctx context.Context, dead bool) error {
+	s := c.s
+	n, err := c.r.ReadByte()
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, int(n)+1)
+	if _, err := io.ReadFull(c.r, buf); err != nil {
+		return err
+	}
+	c.wire(len(buf) + 1)
+	if dead {
+		return nil
+	}
+	body := buf[:n]
+	if shtrih.LRC(body) != buf[n] || n == 0 {
+		return c.control(shtrih.NAK)
+	}
+	cmd, params, err := shtrih.SplitCommand(body)
+	if err != nil {
+		return c.control(shtrih.NAK)
+	}
+	s.mu.Lock()
+	f := s.takeFault(cmd)
+	s.mu.Unlock()
+	if f.Kind == NAK {
+		return c.control(shtrih.NAK)
+	}
+	if err := c.control(shtrih.ACK); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.pending = nil
+	reply := s.execute(cmd, params, f)
+	if f.Kind == PowerCutAfterClose {
+		s.pending = nil
+		s.deadUntil = time.Now().Add(f.Delay)
+		s.print("~~~~~~~~ power cut ~~~~~~~~")
+		s.mu.Unlock()
+		return nil
+	}
+	frame := shtrih.Frame(reply)
+	s.pending = frame
+	s.mu.Unlock()
+	switch f.Kind {
+	case DropReply:
+		return nil
+	case DelayReply:
+		t := time.NewTimer(f.Delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	case Garbage:
+		g := make([]byte, 1+s.rnd.IntN(12))
+		for i := range g {
+			// Noise never forms a control byte, so the frame check is what catches it.
+			for g[i] = byte(s.rnd.IntN(256)); g[i] == shtrih.STX || g[i] == shtrih.ACK || g[i] == shtrih.NAK || g[i] == shtrih.ENQ; g[i] = byte(s.rnd.IntN(256)) {
+			}
+		}
+		if err := c.write(g); err != nil {
+			return err
+		}
+	case CorruptReply:
+		bad := append([]byte(nil), frame...)
+		bad[len(bad)-1] ^= 0x5A
+		return c.write(bad)
+	}
+	return c.write(frame)
+}
+
+// takeFault returns the fault that fires for cmd, if any.
+func (s *Sim) takeFault(cmd uint16) Fault {
+	for i := range s.faults {
+		f := &s.faults[i]
+		if f.Command != 0 && f.Command != cmd {
+			continue
+		}
+		if f.After > 0 {
+			f.After--
+			continue
+		}
+		fired := *f
+		f.Count--
+		if f.Count <= 0 {
+			s.faults = append(s.faults[:i], s.faults[i+1:]...)
+		}
+		s.fired = append(s.fired, fmt.Sprintf("%s@%X", fired.Kind, cmd))
+		return fired
+	}
+	return Fault{}
+}
+
+// mode is the device mode byte.
+func (s *Sim) mode() byte {
+	switch {
+	case s.st.Receipt != nil:
+		return shtrih.ModeDocumentOpen | byte(s.st.Receipt.Type)<<4
+	case s.st.ShiftOpen && s.now().Sub(s.st.ShiftOpened) >= 24*time.Hour:
+		return shtrih.ModeShiftExpired
+	case s.st.ShiftOpen:
+		return shtrih.ModeShiftOpen
+	}
+	return shtrih.ModeShiftClosed
+}
+
+func (s *Sim) submode() byte {
+	if s.st.Paper == 2 && !s.st.PaperBack.IsZero() && !time.Now().Before(s.st.PaperBack) {
+		s.st.Paper = 3
+	}
+	if s.st.Paper != 0 {
+		return byte(s.st.Paper)
+	}
+	if time.Now().Before(s.busyUntil) {
+		return shtrih.SubmodePrinting
+	}
+	return 0
+}
+
+// printable is 0 when the device can print now, else the error code.
+func (s *Sim) printable() byte {
+	switch s.submode() {
+	case 1, 2:
+		return shtrih.ErrCodeNoPaper
+	case 3:
+		return shtrih.ErrCodeWaitContinue
+	case 5:
+		return shtrih.ErrCodeStillPrinting
+	}
+	return 0
+}
+
+func (s *Sim) printed() {
+	if s.opt.PrintTime > 0 {
+		s.busyUntil = time.Now().Add(s.opt.PrintTime)
+	}
+}
