@@ -1,0 +1,128 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestExamplePassesCheck(t *testing.T) {
+	c, err := Parse("example.toml", Example)
+	require.NoError(t, err)
+	assert.Equal(t, "127.0.0.1:8717", c.API.Listen)
+	assert.Equal(t, 50*time.Millisecond, c.Scanner.IdleGap.D())
+	assert.Equal(t, "refuse", c.Store.OnCorrupt)
+}
+
+func TestExampleHasEveryKey(t *testing.T) {
+	// Every key the program reads must appear in the example, or technicians
+	// will never learn it exists.
+	c := Default()
+	_ = c
+	for _, key := range []string{
+		"api.listen", "api.allow_remote", "api.token_file",
+		"store.dir", "store.on_corrupt", "store.open_timeout",
+		"outbox.base_delay", "outbox.max_delay", "outbox.max_attempts", "outbox.max_age",
+		"log.level", "log.format",
+		"scanner.enabled", "scanner.driver", "scanner.port", "scanner.vid", "scanner.pid", "scanner.serial",
+		"scanner.baud", "scanner.suffix", "scanner.idle_gap", "scanner.prefix", "scanner.max_length", "scanner.double_read_window",
+		"register.enabled", "register.protocol", "register.transport", "register.address", "register.password",
+		"register.cashier", "register.tax_system", "register.auto_open_shift", "register.auto_close_expired_shift",
+		"register.byte_timeout", "register.baud",
+		"smartpay.enabled", "smartpay.base_url", "smartpay.cert_file", "smartpay.key_file", "smartpay.ca_file",
+		"smartpay.code_pattern", "smartpay.request_timeout", "smartpay.poll_deadline", "smartpay.abandon_after",
+		"alif.enabled", "alif.token_file", "alikassa.enabled", "alikassa.account",
+	} {
+		assert.NotZero(t, lineOf(Example, strings.Split(key, ".")), "example lacks %s", key)
+	}
+}
+
+func problems(t *testing.T, src string) []Problem {
+	t.Helper()
+	_, err := Parse("/etc/kassa-agent/config.toml", []byte(src))
+	require.Error(t, err)
+	var ce *Error
+	require.True(t, errors.As(err, &ce), "want *config.Error, got %T: %v", err, err)
+	return ce.Problems
+}
+
+func TestErrorsNameKeyAndLine(t *testing.T) {
+	cases := []struct {
+		name, src, key string
+		line          int
+		msg           string
+	}{
+		{"unknown key", "[api]\nlisten = \"127.0.0.1:8717\"\nlisen = \"x\"\n", "api.lisen", 3, "unknown key"},
+		{"unknown section", "[scaner]\nenabled = true\n", "scaner.enabled", 2, "unknown key"},
+		{"wrong type", "[scanner]\n\nmax_length = \"big\"\n", "scanner.max_length", 3, "wrong type"},
+		{"bad duration", "[scanner]\nidle_gap = \"fast\"\n", "scanner.idle_gap", 2, "not a duration"},
+		{"missing required", "[smartpay]\nenabled = true\nbase_url = \"https://x\"\nkey_file = \"k\"\n", "smartpay.cert_file", 0, "client certificate"},
+		{"impossible combination", "[scanner]\nenabled = true\nport = \"/dev/ttyACM0\"\nvid = \"0c2e\"\npid = \"0b61\"\n", "scanner.vid", 4, "not both"},
+		{"remote without allow", "[api]\nlisten = \"0.0.0.0:8717\"\n", "api.listen", 2, "allow_remote"},
+		{"bad enum", "[store]\non_corrupt = \"ignore\"\n", "store.on_corrupt", 2, "refuse"},
+		{"tcp needs address", "[register]\nenabled = true\ntransport = \"tcp\"\n", "register.address", 0, "host:port"},
+		{"bad pattern", "[smartpay]\nenabled = true\nbase_url = \"https://x\"\ncert_file = \"c\"\nkey_file = \"k\"\ncode_pattern = \"([\"\n", "smartpay.code_pattern", 6, "regular expression"},
+		{"syntax", "[api]\nlisten = \n", "api.listen", 2, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ps := problems(t, tc.src)
+			var found *Problem
+			for i := range ps {
+				if ps[i].Key == tc.key {
+					found = &ps[i]
+				}
+			}
+			require.NotNil(t, found, "no problem for %s in %v", tc.key, ps)
+			assert.Equal(t, tc.line, found.Line, "line of %s", tc.key)
+			assert.Contains(t, found.Msg, tc.msg)
+			_, err := Parse("/etc/kassa-agent/config.toml", []byte(tc.src))
+			if tc.line > 0 {
+				assert.Contains(t, err.Error(), "line ")
+			}
+			assert.Contains(t, err.Error(), tc.key)
+		})
+	}
+}
+
+func TestDisabledSectionsAreValid(t *testing.T) {
+	// A disabled device keeps whatever half-filled values it has.
+	c, err := Parse("c.toml", []byte("[scanner]\nenabled = false\nport = \"\"\nbaud = 1\n[smartpay]\nenabled = false\n"))
+	require.NoError(t, err)
+	assert.False(t, c.Scanner.Enabled)
+}
+
+func TestRelativePathsFollowTheFile(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "config.toml")
+	require.NoError(t, os.WriteFile(p, []byte("[store]\ndir = \"data\"\n"), 0o600))
+	c, err := Load(p)
+	require.NoError(t, err)
+	assert.Equal(t, filepath.Join(dir, "data"), c.Store.Dir)
+	assert.Equal(t, filepath.Join(dir, "data", "api-token"), c.API.TokenFile)
+	assert.Equal(t, filepath.Join(dir, "data", "kassa.db"), c.StorePath())
+}
+
+func TestMissingFileSaysHowToCreateIt(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "nope.toml"))
+	require.ErrorIs(t, err, os.ErrNotExist)
+	assert.Contains(t, err.Error(), "config example")
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add(Example)
+	f.Add([]byte("[api]\nlisten = \"127.0.0.1:1\"\n"))
+	f.Add([]byte("[[x]]\na=1\n"))
+	f.Fuzz(func(t *testing.T, src []byte) {
+		c, err := Parse("f.toml", src)
+		if err == nil && c.API.Listen == "" {
+			t.Fatal("accepted a config without api.listen")
+		}
+	})
+}

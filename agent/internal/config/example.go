@@ -1,0 +1,8 @@
+package config
+
+import _ "embed"
+
+// Example is a commented configuration with every key at its default value.
+//
+//go:embed example.toml
+var Example []byte
