@@ -138,17 +138,36 @@ func (d *Device) Replug() {
 func (d *Device) Close() { d.Unplug() }
 
 func (d *Device) plug() error {
+	// A re-plugged device should come back under another node, as a USB
+	// scanner may return as ttyACM1 or COM4; the kernel hands out the
+	// lowest free pts number, so hold that one while taking the next.
+	prev := d.slave
+	for range 4 {
+		fd, slave, err := openPair()
+		if err != nil {
+			return err
+		}
+		if slave == prev {
+			defer unix.Close(fd)
+			continue
+		}
+		return d.install(fd, slave)
+	}
+	return fmt.Errorf("ptytest: kernel keeps handing out %s", prev)
+}
+
+func openPair() (int, string, error) {
 	fd, err := unix.Open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("open /dev/ptmx: %w", err)
+		return -1, "", fmt.Errorf("open /dev/ptmx: %w", err)
 	}
 	fail := func(err error) error { unix.Close(fd); return err }
 	n, err := unix.IoctlGetInt(fd, unix.TIOCGPTN)
 	if err != nil {
-		return fail(fmt.Errorf("TIOCGPTN: %w", err))
+		return -1, "", fail(fmt.Errorf("TIOCGPTN: %w", err))
 	}
 	if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
-		return fail(fmt.Errorf("unlock pty: %w", err))
+		return -1, "", fail(fmt.Errorf("unlock pty: %w", err))
 	}
 	slave := "/dev/pts/" + strconv.Itoa(n)
 	// A fresh pty line is in cooked mode with echo; a real serial device
@@ -156,7 +175,7 @@ func (d *Device) plug() error {
 	// under test opens the port are neither echoed nor translated.
 	sfd, err := unix.Open(slave, unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fail(fmt.Errorf("open %s: %w", slave, err))
+		return -1, "", fail(fmt.Errorf("open %s: %w", slave, err))
 	}
 	t, err := unix.IoctlGetTermios(sfd, unix.TCGETS)
 	if err == nil {
@@ -171,8 +190,12 @@ func (d *Device) plug() error {
 	}
 	unix.Close(sfd)
 	if err != nil {
-		return fail(fmt.Errorf("make %s raw: %w", slave, err))
+		return -1, "", fail(fmt.Errorf("make %s raw: %w", slave, err))
 	}
+	return fd, slave, nil
+}
+
+func (d *Device) install(fd int, slave string) error {
 	// The fd is non-blocking, so os.NewFile registers it with the poller:
 	// Close then interrupts a pending Read and read deadlines work.
 	master := os.NewFile(uintptr(fd), "/dev/ptmx")
