@@ -1,0 +1,226 @@
+package queue
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+const (
+	envBacklogChild = "KASSA_QUEUE_BACKLOG_CHILD"
+	envBacklogN     = "KASSA_QUEUE_BACKLOG_N"
+	backlogWorkers  = 32
+)
+
+type backlogReport struct {
+	OpenMS       float64 `json:"open_ms"`
+	ReadyMS      float64 `json:"ready_ms"`
+	DrainPerSec  float64 `json:"drain_per_sec"`
+	BarePerSec   float64 `json:"bare_per_sec"`
+	PeakRSSMiB   float64 `json:"peak_rss_mib"`
+	StartRSSMiB  float64 `json:"start_rss_mib"`
+	FileMiB      float64 `json:"file_mib"`
+	Delivered    int64   `json:"delivered"`
+	PendingAfter int     `json:"pending_after"`
+}
+
+// BenchmarkBacklog100k fills a store with 100 000 pending messages (10 000
+// keys x 10), then in a fresh child process measures: Open, time until the
+// dispatcher has made its first pass (agent start), the drain rate to a
+// loopback HTTP receiver next to the rate of the same POSTs made straight
+// with the same concurrency and no store (what the receiver allows), and
+// the child's peak RSS (VmHWM) over the whole run. KASSA_QUEUE_BACKLOG_N
+// changes the size.
+func BenchmarkBacklog100k(b *testing.B) {
+	n := 100_000
+	if v := os.Getenv(envBacklogN); v != "" {
+		n, _ = strconv.Atoi(v)
+	}
+	var got atomic.Int64
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		got.Add(1)
+	}))
+	defer recv.Close()
+	for range b.N {
+		b.StopTimer()
+		path := filepath.Join(b.TempDir(), "kassa.db")
+		fillBacklog(b, path, n)
+		b.StartTimer()
+		cmd := exec.Command(os.Args[0], "-test.run=^TestBacklogChild$", "-test.count=1")
+		cmd.Env = append(os.Environ(), envBacklogChild+"="+path, envCrashURL+"="+recv.URL, envBacklogN+"="+strconv.Itoa(n))
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil {
+			b.Fatalf("child: %v\n%s", err, stderr.String())
+		}
+		var rep backlogReport
+		line := stdout.String()
+		if i := strings.Index(line, "REPORT "); i >= 0 {
+			line = line[i+len("REPORT "):]
+			line = line[:strings.IndexByte(line, '\n')]
+		}
+		if err := json.Unmarshal([]byte(line), &rep); err != nil {
+			b.Fatalf("child report %q: %v", stdout.String(), err)
+		}
+		if rep.Delivered != int64(n) || rep.PendingAfter != 0 {
+			b.Fatalf("drained %d of %d, %d left", rep.Delivered, n, rep.PendingAfter)
+		}
+		b.ReportMetric(rep.OpenMS, "open-ms")
+		b.ReportMetric(rep.ReadyMS, "start-ms")
+		b.ReportMetric(rep.DrainPerSec, "drain-msgs/s")
+		b.ReportMetric(rep.BarePerSec, "receiver-only-posts/s")
+		b.ReportMetric(rep.DrainPerSec/rep.BarePerSec, "drain/receiver")
+		b.ReportMetric(rep.PeakRSSMiB, "peak-rss-MiB")
+		b.ReportMetric(rep.FileMiB, "file-MiB")
+	}
+}
+
+func fillBacklog(b *testing.B, path string, n int) {
+	s, err := Open(path, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	for done := 0; done < n; {
+		err := s.Update(context.Background(), func(tx *Tx) error {
+			for i := 0; i < 2000 && done < n; i++ {
+				key := fmt.Sprintf("purchase-%05d", done%10_000)
+				if _, err := tx.Enqueue(Message{Kind: "smartpay.confirm", Key: key, Payload: benchPayload}); err != nil {
+					return err
+				}
+				done++
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func procStatusMiB(field string) float64 {
+	raw, _ := os.ReadFile("/proc/self/status")
+	for _, l := range strings.Split(string(raw), "\n") {
+		if strings.HasPrefix(l, field+":") {
+			f := strings.Fields(l)
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+// TestBacklogChild is the child side of BenchmarkBacklog100k.
+func TestBacklogChild(t *testing.T) {
+	path := os.Getenv(envBacklogChild)
+	if path == "" {
+		t.Skip("child process of BenchmarkBacklog100k")
+	}
+	n, _ := strconv.Atoi(os.Getenv(envBacklogN))
+	url := os.Getenv(envCrashURL)
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: backlogWorkers}}
+	post := func(ctx context.Context, body []byte) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("receiver: %s", resp.Status)
+		}
+		return nil
+	}
+	fi, _ := os.Stat(path)
+	rep := backlogReport{FileMiB: float64(fi.Size()) / (1 << 20)}
+
+	t0 := time.Now()
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep.OpenMS = float64(time.Since(t0).Microseconds()) / 1000
+	var delivered atomic.Int64
+	doneCh := make(chan struct{})
+	var doneOnce sync.Once
+	d := NewDispatcher(s, DispatcherOptions{Workers: backlogWorkers, MaxAge: -1})
+	d.Register("smartpay.confirm", func(ctx context.Context, m Message) error {
+		if err := post(ctx, m.Payload); err != nil {
+			return err
+		}
+		if delivered.Add(1) == int64(n) {
+			doneOnce.Do(func() { close(doneCh) })
+		}
+		return nil
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	runErr := make(chan error, 1)
+	go func() { runErr <- d.Run(ctx) }()
+	<-d.Ready()
+	rep.ReadyMS = float64(time.Since(t0).Microseconds()) / 1000
+	rep.StartRSSMiB = procStatusMiB("VmRSS")
+	t1 := time.Now()
+	<-doneCh
+	// Wait for the last mark-done commits.
+	for {
+		st, err := s.OutboxStats()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Pending == 0 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	rep.DrainPerSec = float64(n) / time.Since(t1).Seconds()
+	cancel()
+	if err := <-runErr; err != nil {
+		t.Fatal(err)
+	}
+	st, _ := s.OutboxStats()
+	rep.PendingAfter = st.Pending + st.Parked
+	rep.Delivered = delivered.Load()
+	s.Close()
+	rep.PeakRSSMiB = procStatusMiB("VmHWM")
+
+	// The receiver alone: the same POSTs with the same concurrency, no store.
+	bare := min(n, 20_000)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	t2 := time.Now()
+	for range backlogWorkers {
+		wg.Go(func() {
+			for next.Add(1) <= int64(bare) {
+				if err := post(context.Background(), benchPayload); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	rep.BarePerSec = float64(bare) / time.Since(t2).Seconds()
+
+	out, _ := json.Marshal(rep)
+	fmt.Printf("REPORT %s\n", out)
+	os.Stdout.Sync()
+	os.Exit(0)
+}
