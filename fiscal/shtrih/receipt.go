@@ -117,7 +117,7 @@ var taxIndex = [7]int{1: 0, 2: 1, 3: 2, 4: 3, 5: 4, 6: 5}
 
 func (d *Driver) printBody(ctx context.Context, r fiscal.Receipt, in *deviceInfo) (fiscal.Document, error) {
 	pw := d.pw()
-	if _, err := d.do(ctx, CmdOpenReceipt, append(pw, byte(r.Type-1)), d.opt.Timeouts.Reply); err != nil {
+	if _, err := d.do(ctx, CmdOpenReceipt, append(pw, openType(r.Type)), d.opt.Timeouts.Reply); err != nil {
 		return fiscal.Document{}, err
 	}
 	var c Close
@@ -317,4 +317,18 @@ func (d *Driver) Recover(ctx context.Context) (fiscal.RecoveryReport, error) {
 		rep.CancelledOpen = true
 	}
 	return rep, nil
+}
+
+// openType maps a receipt type to 8Dh's numbering (0 sale, 1 purchase, 2 sale
+// return, 3 purchase return), which differs from tag 1054's.
+func openType(t fiscal.ReceiptType) byte {
+	switch t {
+	case fiscal.Purchase:
+		return 1
+	case fiscal.SaleReturn:
+		return 2
+	case fiscal.PurchaseReturn:
+		return 3
+	}
+	return 0
 }

@@ -15,7 +15,7 @@ const adminPassword = 30
 func (s *Sim) execute(cmd uint16, p []byte, f Fault) []byte {
 	s.commands++
 	code, data := s.run(cmd, p)
-	if f.Kind == PaperOut && code == 0 {
+	if f.Kind == PaperOut { // even when the command itself failed: the paper ran out while printing
 		s.st.Paper = 2
 		s.st.PaperBack = time.Time{}
 		if f.Delay > 0 {
@@ -340,7 +340,7 @@ func (s *Sim) openReceipt(op byte, p []byte) (byte, []byte) {
 		return shtrih.ErrCodeBadParams, nil
 	}
 	s.st.Receipt = &openReceipt{Type: int(p[0])}
-	s.print(center("КАССОВЫЙ ЧЕК"), center(strings.ToUpper(opName(int(p[0])+1))))
+	s.print(center("КАССОВЫЙ ЧЕК"), center(strings.ToUpper(opName(opOf(int(p[0]))))))
 	s.printed()
 	return 0, []byte{op}
 }
@@ -356,7 +356,7 @@ func (s *Sim) operation(p []byte) (byte, []byte) {
 	if err != nil {
 		return shtrih.ErrCodeBadParams, nil
 	}
-	if int(o.Type) != s.st.Receipt.Type+1 || o.Quantity <= 0 || o.TaxRate < 1 || o.TaxRate > 6 || len(p) > 26+128 ||
+	if int(o.Type) != opOf(s.st.Receipt.Type) || o.Quantity <= 0 || o.TaxRate < 1 || o.TaxRate > 6 || len(p) > 26+128 ||
 		strings.TrimSpace(o.Name) == "" || o.Department > 16 {
 		return shtrih.ErrCodeBadParams, nil
 	}
@@ -438,10 +438,10 @@ func (s *Sim) closeReceipt(p []byte) (byte, []byte) {
 	}
 	s.st.ShiftReceipts++
 	s.st.Cash += c.Payments[0] - change
-	if r.Type == 1 || r.Type == 2 { // returns of a sale / purchase pay cash out
+	if op := opOf(r.Type); op == 2 || op == 3 { // sale return and purchase pay cash out
 		s.st.Cash -= 2 * (c.Payments[0] - change)
 	}
-	doc := s.commit(Document{Type: DocReceipt, Shift: s.st.Shift, Number: s.st.ShiftReceipts, Operation: r.Type + 1,
+	doc := s.commit(Document{Type: DocReceipt, Shift: s.st.Shift, Number: s.st.ShiftReceipts, Operation: opOf(r.Type),
 		Total: total, Items: r.Items, Payments: c.Payments, Change: change, TaxSystem: int(c.TaxSystem), Tags: r.Tags})
 	s.st.Receipt = nil
 	lines := []string{kv("ИТОГ", "="+money(total))}
@@ -530,3 +530,8 @@ func vatName(r int) string {
 func opName(t int) string {
 	return [...]string{"", "Приход", "Возврат прихода", "Расход", "Возврат расхода"}[t]
 }
+
+// opOf maps the 8Dh receipt type (0 sale, 1 purchase, 2 sale return, 3 purchase
+// return) to the calculation sign of FF46h and tag 1054 (1 sale, 2 sale return,
+// 3 purchase, 4 purchase return).
+func opOf(t int) int { return [...]int{1, 3, 2, 4}[t&3] }
