@@ -106,16 +106,16 @@ type ErrorDetail struct {
 // Error codes the sandbox sends and the client recognises beyond the HTTP
 // status.
 const (
-	ErrCodeUnknown          = "code_unknown"   // 422 on commit: no such code
-	ErrCodeExpired          = "code_expired"   // 422: the code (or the commit) lapsed
-	ErrCodeCommitted        = "code_committed" // 409: committed by another purchase
-	ErrPurchaseNotFound     = "purchase_not_found"
-	ErrInvalidState         = "invalid_state" // 409: wrong step for the purchase's state
-	ErrInvalidRequest       = "invalid_request"
-	ErrUnauthorized         = "unauthorized"
-	ErrCertificateRequired  = "client_certificate_required"
-	ErrInternal             = "internal_error"
-	ErrServiceUnavailable   = "service_unavailable"
+	ErrCodeUnknown         = "code_unknown"   // 422 on commit: no such code
+	ErrCodeExpired         = "code_expired"   // 422: the code (or the commit) lapsed
+	ErrCodeCommitted       = "code_committed" // 409: committed by another purchase
+	ErrPurchaseNotFound    = "purchase_not_found"
+	ErrInvalidState        = "invalid_state" // 409: wrong step for the purchase's state
+	ErrInvalidRequest      = "invalid_request"
+	ErrUnauthorized        = "unauthorized"
+	ErrCertificateRequired = "client_certificate_required"
+	ErrInternal            = "internal_error"
+	ErrServiceUnavailable  = "service_unavailable"
 )
 
 // CodeRejectedErrors are error codes meaning "this QR code cannot be used":
