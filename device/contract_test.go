@@ -313,3 +313,26 @@ func TestConfigValidate(t *testing.T) {
 	}
 	_ = fmt.Sprint()
 }
+
+// TestContractCloseReleases: when Close returns - also a second, concurrent
+// Close - the port can be opened again at once.
+func TestContractCloseReleases(t *testing.T) {
+	forEachDriver(t, func(t *testing.T, dev *ptytest.Device, p device.Port, cfg device.PortConfig) {
+		p.SetReadTimeout(device.NoTimeout)
+		go p.Read(make([]byte, 1))
+		time.Sleep(10 * time.Millisecond)
+		var wg [2]chan struct{}
+		for i := range wg {
+			wg[i] = make(chan struct{})
+			go func() { p.Close(); close(wg[i]) }()
+		}
+		for i := range wg {
+			<-wg[i]
+			q, err := device.Open(cfg)
+			if err != nil {
+				t.Fatalf("open right after Close %d returned: %v", i, err)
+			}
+			q.Close()
+		}
+	})
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -19,6 +20,9 @@ type bugstPort struct {
 	p      serial.Port
 	lock   *portLock
 	closed atomic.Bool
+	// closeMu makes a second Close wait until the first has released the
+	// port, so "Close returned" always means "free to reopen".
+	closeMu sync.Mutex
 }
 
 func openBugst(name string, cfg PortConfig) (Port, error) {
@@ -101,6 +105,8 @@ func (b *bugstPort) ResetInputBuffer() error {
 }
 
 func (b *bugstPort) Close() error {
+	b.closeMu.Lock()
+	defer b.closeMu.Unlock()
 	if b.closed.Swap(true) {
 		return nil
 	}
