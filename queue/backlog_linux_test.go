@@ -221,6 +221,4 @@ func TestBacklogChild(t *testing.T) {
 
 	out, _ := json.Marshal(rep)
 	fmt.Printf("REPORT %s\n", out)
-	os.Stdout.Sync()
-	os.Exit(0)
 }

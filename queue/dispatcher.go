@@ -136,24 +136,41 @@ func (d *Dispatcher) Backoff(n int) time.Duration {
 	return min(bound, d.opts.MaxDelay)
 }
 
-type result struct{ id uint64 }
+type result struct {
+	id       uint64
+	recorded bool // false: the handler returned (slot free); true: outcome committed
+}
 
 // Run delivers messages until ctx is done, then waits for deliveries in
 // flight to end and returns nil. It returns an error only if the store
 // fails. Messages are read from disk a few at a time, never the whole
 // backlog.
+//
+// A worker slot is freed as soon as a handler returns; the message stays
+// "in flight" (its key blocked) until its outcome is committed, so the next
+// message of the key never goes out before the previous one is durably
+// done, while other keys need not wait for that fsync.
 func (d *Dispatcher) Run(ctx context.Context) error {
-	inflight := make(map[uint64]bool, d.opts.Workers)
-	results := make(chan result, d.opts.Workers)
+	maxInflight := 4 * d.opts.Workers
+	inflight := make(map[uint64]bool, maxInflight)
+	active := 0
+	results := make(chan result, 2*maxInflight)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	readyOnce := false
+	handle := func(r result) {
+		if r.recorded {
+			delete(inflight, r.id)
+		} else {
+			active--
+		}
+	}
 	for {
 		var next time.Time
-		if free := d.opts.Workers - len(inflight); free > 0 {
+		if free := min(d.opts.Workers-active, maxInflight-len(inflight)); free > 0 {
 			now := d.opts.Now()
 			ids, nextAt, err := d.scan(now, free, inflight)
 			if err != nil {
@@ -165,11 +182,12 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			next = nextAt
 			for _, id := range ids {
 				inflight[id] = true
+				active++
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					d.deliver(ctx, id)
-					results <- result{id: id}
+					d.deliver(ctx, id, func() { results <- result{id: id} })
+					results <- result{id: id, recorded: true}
 				}()
 			}
 		}
@@ -179,33 +197,24 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		}
 		var timerC <-chan time.Time
 		if !next.IsZero() {
-			wait := next.Sub(d.opts.Now())
-			if wait < 0 {
-				wait = 0
-			}
-			timer.Reset(wait)
+			timer.Reset(max(next.Sub(d.opts.Now()), 0))
 			timerC = timer.C
 		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case r := <-results:
-			delete(inflight, r.id)
+			handle(r)
 		case <-d.s.wake:
 		case <-timerC:
 		}
-		if !timer.Stop() {
-			select {
-			case <-timer.C:
-			default:
-			}
-		}
+		timer.Stop()
 		// Collect every finished delivery before the next scan.
 	drain:
 		for {
 			select {
 			case r := <-results:
-				delete(inflight, r.id)
+				handle(r)
 			default:
 				break drain
 			}
@@ -246,7 +255,16 @@ func (d *Dispatcher) scan(now time.Time, free int, inflight map[uint64]bool) ([]
 }
 
 // deliver runs one attempt and records its outcome durably.
-func (d *Dispatcher) deliver(ctx context.Context, id uint64) {
+// handlerDone is called exactly once, when the handler part is over.
+func (d *Dispatcher) deliver(ctx context.Context, id uint64, handlerDone func()) {
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			handlerDone()
+		}
+	}
+	defer release()
 	m, err := d.s.GetMessage(id)
 	if err != nil {
 		if !errors.Is(err, ErrNotFound) && ctx.Err() == nil {
@@ -269,6 +287,7 @@ func (d *Dispatcher) deliver(ctx context.Context, id uint64) {
 		herr = callHandler(hctx, h, m)
 		cancel()
 	}
+	release()
 	if herr != nil && ctx.Err() != nil {
 		// Shutting down: this attempt does not count; the message is
 		// delivered again after restart.
