@@ -22,7 +22,7 @@ func TestStatusWords(t *testing.T) {
 		"completed": StateSuccess, "successful": StateSuccess,
 		"declined": StateDeclined, "rejected": StateDeclined, "denied": StateDeclined,
 		"failed": StateFailed, "FAIL": StateFailed, "failure": StateFailed,
-		"expired": StateExpired,
+		"expired":  StateExpired,
 		"canceled": StateCanceled, "cancelled": StateCanceled, "CANCEL": StateCanceled,
 		// Never guessed: these stay unknown, and unknown is never success.
 		"": StateUnknown, "ok": StateUnknown, "success?": StateUnknown, "not_success": StateUnknown,
