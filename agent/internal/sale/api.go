@@ -1,0 +1,239 @@
+package sale
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"kassa-agent/agent/internal/localapi"
+	"kassa-agent/queue"
+)
+
+// maxWait bounds a long-poll; it stays below the server's write timeout.
+const maxWait = 60 * time.Second
+
+// Routes adds the payment, scanner and event endpoints to the local API.
+func (e *Engine) Routes(s *localapi.Server) {
+	s.Handle("POST /v1/payments", e.apiCreate)
+	s.Handle("GET /v1/payments", e.apiList)
+	s.Handle("GET /v1/payments/{id}", e.apiGet)
+	s.Handle("POST /v1/payments/{id}/cancel", e.apiCancel)
+	s.Handle("POST /v1/scanner/codes", e.apiScan)
+	s.Handle("GET /v1/events", e.apiEvents)
+}
+
+func (e *Engine) apiCreate(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			localapi.WriteError(w, localapi.Wrap("body_too_large", "the body is larger than 1 MiB", err))
+			return
+		}
+		localapi.WriteError(w, localapi.Wrap("bad_request", "cannot read the body", err))
+		return
+	}
+	var req CreateRequest
+	r.Body = io.NopCloser(strings.NewReader(string(body)))
+	if err := localapi.DecodeJSON(r, &req); err != nil {
+		localapi.WriteError(w, err)
+		return
+	}
+	p, created, err := e.Create(r.Context(), r.Header.Get("Idempotency-Key"), body, req)
+	if err != nil {
+		localapi.WriteError(w, err)
+		return
+	}
+	status := http.StatusCreated
+	if !created {
+		status = http.StatusOK
+		w.Header().Set("Idempotent-Replayed", "true")
+	}
+	w.Header().Set("Location", "/v1/payments/"+p.ID)
+	localapi.WriteJSON(w, status, p)
+}
+
+func (e *Engine) apiGet(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	wait, err := parseWait(r.URL.Query().Get("wait"))
+	if err != nil {
+		localapi.WriteError(w, err)
+		return
+	}
+	p, err := e.waitChange(r.Context(), id, wait)
+	if err != nil {
+		localapi.WriteError(w, err)
+		return
+	}
+	localapi.WriteJSON(w, http.StatusOK, p)
+}
+
+func parseWait(v string) (time.Duration, error) {
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return 0, localapi.Errorf("bad_request", "wait must be a duration such as 30s")
+	}
+	return min(d, maxWait), nil
+}
+
+// waitChange returns the payment once it differs from what it was when the
+// call came in, or when wait runs out.
+func (e *Engine) waitChange(ctx context.Context, id string, wait time.Duration) (*Payment, error) {
+	changed := e.hub.Changed()
+	p, err := e.Get(id)
+	if errors.Is(err, queue.ErrNotFound) {
+		return nil, localapi.Errorf("not_found", "no payment "+id)
+	}
+	if err != nil || wait == 0 {
+		return p, err
+	}
+	first := p.Version
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return p, nil
+		case <-t.C:
+			return p, nil
+		case <-changed:
+		}
+		changed = e.hub.Changed()
+		if p, err = e.Get(id); err != nil {
+			return nil, err
+		}
+		if p.Version != first {
+			return p, nil
+		}
+	}
+}
+
+// listAnswer is the body of GET /v1/payments.
+type listAnswer struct {
+	Payments []*Payment `json:"payments"`
+	// Next is the id to pass as after= for the next page ("" at the end).
+	Next string `json:"next,omitempty"`
+}
+
+func (e *Engine) apiList(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	var since time.Time
+	if v := q.Get("since"); v != "" {
+		t, err := time.Parse(time.RFC3339, v)
+		if err != nil {
+			localapi.WriteError(w, localapi.Errorf("bad_request", "since must be an RFC 3339 time such as 2026-11-23T10:00:00Z"))
+			return
+		}
+		since = t
+	}
+	limit := 100
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			localapi.WriteError(w, localapi.Errorf("bad_request", "limit must be from 1 to 1000"))
+			return
+		}
+		limit = n
+	}
+	ps, err := e.List(q.Get("after"), since, limit)
+	if err != nil {
+		localapi.WriteError(w, err)
+		return
+	}
+	ans := listAnswer{Payments: ps}
+	if ans.Payments == nil {
+		ans.Payments = []*Payment{}
+	}
+	if len(ps) == limit {
+		ans.Next = ps[len(ps)-1].ID
+	}
+	localapi.WriteJSON(w, http.StatusOK, ans)
+}
+
+func (e *Engine) apiCancel(w http.ResponseWriter, r *http.Request) {
+	p, err := e.Cancel(r.Context(), r.PathValue("id"))
+	if err != nil {
+		localapi.WriteError(w, err)
+		return
+	}
+	localapi.WriteJSON(w, http.StatusOK, p)
+}
+
+// ScanRequest is the body of POST /v1/scanner/codes.
+type ScanRequest struct {
+	Code string `json:"code"`
+}
+
+// ScanSink takes codes handed over by the POS; the scanner's own filter (double
+// reads) applies to them as to codes read from the port.
+type ScanSink func(code string) error
+
+// SetScanSink routes API-submitted codes through the scanner. Without a
+// scanner they go straight to OnScan.
+func (e *Engine) SetScanSink(s ScanSink) { e.scanSink = s }
+
+func (e *Engine) apiScan(w http.ResponseWriter, r *http.Request) {
+	var req ScanRequest
+	if err := localapi.DecodeJSON(r, &req); err != nil {
+		localapi.WriteError(w, err)
+		return
+	}
+	if req.Code == "" || len(req.Code) > 4096 {
+		localapi.WriteError(w, localapi.Errorf("validation_failed", "code must be 1 to 4096 bytes"))
+		return
+	}
+	if e.scanSink != nil {
+		if err := e.scanSink(req.Code); err != nil {
+			localapi.WriteError(w, localapi.Wrap("validation_failed", err.Error(), err))
+			return
+		}
+	} else {
+		go e.OnScan(context.WithoutCancel(r.Context()), req.Code, "api", time.Now())
+	}
+	localapi.WriteJSON(w, http.StatusAccepted, map[string]string{"status": "accepted"})
+}
+
+// apiEvents streams server-sent events until the client goes away. A comment
+// line every 15 s keeps proxies and the POS's HTTP client from timing out.
+func (e *Engine) apiEvents(w http.ResponseWriter, r *http.Request) {
+	fl, ok := w.(http.Flusher)
+	if !ok {
+		localapi.WriteError(w, localapi.Errorf("internal", "streaming not supported"))
+		return
+	}
+	rc := http.NewResponseController(w)
+	_ = rc.SetWriteDeadline(time.Time{}) // a stream has no write deadline
+	events, stop := e.hub.Subscribe()
+	defer stop()
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	fmt.Fprint(w, ": kassa-agent events\n\n")
+	fl.Flush()
+	tick := time.NewTicker(15 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-tick.C:
+			fmt.Fprint(w, ": keep-alive\n\n")
+		case ev := <-events:
+			b, err := json.Marshal(ev.Data)
+			if err != nil {
+				continue
+			}
+			fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", ev.ID, ev.Type, b)
+		}
+		fl.Flush()
+	}
+}

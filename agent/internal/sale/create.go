@@ -1,0 +1,257 @@
+package sale
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"kassa-agent/agent/internal/localapi"
+	"kassa-agent/fiscal"
+	"kassa-agent/payments"
+	"kassa-agent/queue"
+)
+
+// CreateRequest is the body of POST /v1/payments.
+type CreateRequest struct {
+	Provider string     `json:"provider"`
+	Amount   int64      `json:"amount"`   // minor units (kopecks)
+	Currency string     `json:"currency"` // ISO 4217, e.g. RUB
+	Receipt  *ReceiptIn `json:"receipt,omitempty"`
+	OrderRef string     `json:"order_ref,omitempty"` // the POS's own reference, echoed back
+}
+
+// maxAmount keeps sums inside what the register and providers carry (5-byte sums).
+const maxAmount = 1<<40 - 1
+
+// Create starts a payment, exactly once per idempotency key. created is false
+// when the key was seen before and the stored payment is returned.
+func (e *Engine) Create(ctx context.Context, key string, body []byte, req CreateRequest) (p *Payment, created bool, err error) {
+	if len(key) == 0 {
+		return nil, false, localapi.Errorf("idempotency_key_missing", "send an Idempotency-Key header (a fresh unique value per new payment, the same value when retrying)")
+	}
+	if len(key) > 255 {
+		return nil, false, localapi.Errorf("idempotency_key_invalid", "Idempotency-Key is longer than 255 characters")
+	}
+	hash := sha256.Sum256(body)
+
+	// A replay is answered before anything else is checked: the first answer
+	// stands even if the register has since run out of paper.
+	if p, err := e.replay(key, hash[:]); p != nil || err != nil {
+		return p, false, err
+	}
+
+	rec, err := e.validate(req)
+	if err != nil {
+		return nil, false, err
+	}
+	if rec != nil {
+		if err := e.registerReady(ctx); err != nil {
+			return nil, false, err
+		}
+	}
+
+	n, err := e.payIDs.Next(ctx)
+	if err != nil {
+		return nil, false, localapi.Wrap("store_unavailable", "cannot reserve a payment id", err)
+	}
+	now := time.Now().UTC()
+	p = &Payment{
+		ID: fmt.Sprintf("pay_%012d", n), Provider: req.Provider, State: payments.Committing,
+		NextAction: ActionScanCode, Amount: req.Amount, Currency: req.Currency, OrderRef: req.OrderRef,
+		Fiscal: FiscalInfo{State: FiscalNone}, Created: now, Updated: now, Version: 1, Receipt: rec,
+	}
+	if rec != nil {
+		p.Fiscal.State = FiscalPending
+	}
+
+	e.mu.Lock()
+	var replayed *Payment
+	var attached *codeRecord
+	err = e.store.Update(ctx, func(tx *queue.Tx) error {
+		replayed, attached = nil, nil
+		// The key is checked again inside the transaction: two retries of one
+		// request racing must create one payment.
+		prev, err := tx.CheckIdempotency(key, hash[:])
+		if err != nil && !errors.Is(err, queue.ErrNotFound) {
+			return err
+		}
+		if prev != nil {
+			b, err := tx.Get(collPayments, prev.ResourceID)
+			if err != nil {
+				return err
+			}
+			replayed, err = unmarshalPayment(b)
+			return err
+		}
+		q := *p
+		q.SmartPay = nil
+		held, err := heldCode(tx)
+		if err != nil {
+			return err
+		}
+		if held != nil {
+			attachCode(&q, held, now)
+			if err := putCode(tx, held); err != nil {
+				return err
+			}
+			attached = held
+		}
+		*p = q
+		if err := putPayment(tx, p); err != nil {
+			return err
+		}
+		return tx.PutIdempotency(key, queue.IdempotencyRecord{RequestHash: hash[:], ResourceID: p.ID, Status: 201})
+	})
+	e.mu.Unlock()
+	if err != nil {
+		return nil, false, mapStoreErr(err)
+	}
+	if replayed != nil {
+		return replayed, false, nil
+	}
+	l := e.paymentLog(p)
+	l.Info("payment created", "amount", p.Amount, "currency", p.Currency, "receipt", rec != nil, "code_attached", attached != nil)
+	e.publishPayment(p)
+	e.start(p.ID)
+	return p, true, nil
+}
+
+func (e *Engine) replay(key string, hash []byte) (*Payment, error) {
+	var p *Payment
+	err := e.store.View(func(r *queue.ReadTx) error {
+		prev, err := r.CheckIdempotency(key, hash)
+		if err != nil || prev == nil {
+			return err
+		}
+		b, err := r.Get(collPayments, prev.ResourceID)
+		if err != nil {
+			return err
+		}
+		p, err = unmarshalPayment(b)
+		return err
+	})
+	if errors.Is(err, queue.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, mapStoreErr(err)
+	}
+	return p, nil
+}
+
+func mapStoreErr(err error) error {
+	var ae *localapi.Error
+	if errors.As(err, &ae) {
+		return err
+	}
+	if errors.Is(err, queue.ErrIdempotencyMismatch) {
+		return localapi.Wrap("idempotency_key_reused", "this Idempotency-Key was used for a different request; use a new key for a new payment", err)
+	}
+	return localapi.Wrap("store_unavailable", "the agent could not record the payment; nothing was started", err)
+}
+
+// validate checks the request and converts its receipt; nothing is stored yet.
+func (e *Engine) validate(req CreateRequest) (*fiscal.Receipt, error) {
+	bad := func(format string, a ...any) error { return localapi.Errorf("validation_failed", fmt.Sprintf(format, a...)) }
+	switch req.Provider {
+	case "smartpay":
+		if e.o.SmartPay == nil {
+			return nil, localapi.Errorf("provider_disabled", "Smart Pay is not enabled in this agent's configuration ([smartpay] enabled = true)")
+		}
+		if req.Currency != "RUB" {
+			return nil, bad("currency must be \"RUB\" for Smart Pay")
+		}
+	case "":
+		return nil, bad("provider is required: smartpay")
+	default:
+		return nil, bad("provider %q is not supported here; use smartpay", req.Provider)
+	}
+	if req.Amount <= 0 {
+		return nil, bad("amount must be a positive number of minor units (kopecks): 12345 is 123.45 RUB")
+	}
+	if req.Amount > maxAmount {
+		return nil, bad("amount %d is larger than the register and the provider can carry", req.Amount)
+	}
+	if len(req.OrderRef) > 128 {
+		return nil, bad("order_ref is longer than 128 characters")
+	}
+	if req.Receipt == nil {
+		return nil, nil
+	}
+	if e.o.Register == nil {
+		return nil, localapi.Errorf("register_unavailable", "a receipt was given but no fiscal register is configured ([register] enabled = true); no money was taken")
+	}
+	r, err := req.Receipt.toFiscal(e.o.TaxSystem, e.o.Cashier, req.Amount)
+	if err != nil {
+		return nil, bad("%v", err)
+	}
+	if t := r.Total(); t != req.Amount {
+		return nil, bad("receipt total %s does not equal amount %s", kopecks(t), kopecks(req.Amount))
+	}
+	return &r, nil
+}
+
+func kopecks(v int64) string {
+	return strconv.FormatInt(v/100, 10) + "." + fmt.Sprintf("%02d", v%100)
+}
+
+// registerReady refuses a payment whose receipt could not be printed now.
+func (e *Engine) registerReady(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	st, err := e.o.Register.Status(ctx)
+	if err != nil {
+		return localapi.Wrap("register_unavailable", "the fiscal register does not answer ("+err.Error()+"); no money was taken", err)
+	}
+	if st.Ready != nil {
+		var fe *fiscal.Error
+		if errors.As(st.Ready, &fe) && fe.Code == "register_paper_out" {
+			return localapi.Wrap("register_paper_out", "the register is out of paper; load paper and try again. No money was taken", st.Ready)
+		}
+		return localapi.Wrap("register_not_ready", "the register cannot print now: "+st.Ready.Error()+". No money was taken", st.Ready)
+	}
+	return nil
+}
+
+// Cancel abandons a payment before its amount was released. After release only
+// the provider can refuse or revert; the answer is conflict.
+func (e *Engine) Cancel(ctx context.Context, id string) (*Payment, error) {
+	p, err := e.change(ctx, id, func(p *Payment, tx *queue.Tx) error {
+		switch p.State {
+		case payments.Canceled:
+			return errUnchanged
+		case payments.Committing, payments.Committed:
+		default:
+			return localapi.Errorf("conflict", fmt.Sprintf("payment %s is %s: it can be cancelled only before the amount is released", p.ID, p.State))
+		}
+		p.State, p.NextAction = payments.Canceled, ActionNone
+		if p.SmartPay != nil && p.SmartPay.PurchaseID != "" {
+			c, err := getCode(tx, p.SmartPay.KassaPurchaseID)
+			if err == nil {
+				c.State, c.Updated = CodeCanceled, time.Now().UTC()
+				if err := putCode(tx, c); err != nil {
+					return err
+				}
+			}
+			return enqueueJSON(tx, KindSmartPayCancel, p.ID, cancelMsg{PurchaseID: p.SmartPay.PurchaseID})
+		}
+		return nil
+	})
+	if errors.Is(err, errUnchanged) {
+		return e.Get(id)
+	}
+	if errors.Is(err, queue.ErrNotFound) {
+		return nil, localapi.Errorf("not_found", "no payment "+id)
+	}
+	if err != nil {
+		return nil, mapStoreErr(err)
+	}
+	e.paymentLog(p).Info("payment cancelled by the POS")
+	e.poke(id)
+	return p, nil
+}
+
+var errUnchanged = errors.New("unchanged")

@@ -1,0 +1,381 @@
+// Package sale runs the till's payments: it ties a provider's flow, the fiscal
+// register and the durable store together so that no payment is taken twice, no
+// receipt is printed twice or lost, and every confirmation and fiscal submission
+// reaches the provider. Each step writes its recovery point to the store before the
+// call it leads to; after a crash the engine resumes from there.
+package sale
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"sort"
+	"sync"
+	"time"
+
+	"kassa-agent/fiscal"
+	"kassa-agent/payments"
+	"kassa-agent/payments/smartpay"
+	"kassa-agent/queue"
+)
+
+// SmartPay is the part of the Smart Pay client the engine uses.
+type SmartPay interface {
+	Commit(ctx context.Context, code, kassaPurchaseID string) (string, error)
+	Release(ctx context.Context, purchaseID string, amount int64) (smartpay.Status, error)
+	Status(ctx context.Context, purchaseID string) (smartpay.Status, error)
+	Confirm(ctx context.Context, purchaseID string) error
+	Fiscal(ctx context.Context, d smartpay.FiscalData) error
+	Cancel(ctx context.Context, purchaseID string) error
+}
+
+// Register is the part of the fiscal register the engine uses.
+type Register interface {
+	Status(ctx context.Context) (fiscal.Status, error)
+	PrintReceipt(ctx context.Context, id string, r fiscal.Receipt) (fiscal.Document, error)
+}
+
+// Options configure an Engine.
+type Options struct {
+	Store       *queue.Store
+	SmartPay    SmartPay       // nil: Smart Pay disabled
+	CodePattern *regexp.Regexp // which scans are Smart Pay codes
+	Register    Register       // nil: no register configured
+	TaxSystem   fiscal.TaxSystem
+	Cashier     string
+	Hub         *Hub
+	Logger      *slog.Logger
+
+	PollMin      time.Duration // first status poll delay (300 ms)
+	PollMax      time.Duration // poll delay cap (3 s)
+	PollDeadline time.Duration // after this the payment is flagged unconfirmed (3 min)
+	SlowPoll     time.Duration // poll interval past the deadline (30 s)
+	// SettleBeforeCancel: after an ambiguous release, a purchase the service
+	// still reports as merely committed this long is cancelled, so that it can
+	// never be charged later (10 s).
+	SettleBeforeCancel time.Duration
+	AbandonAfter       time.Duration // a held code unused this long is cancelled (10 min)
+	FiscalRetryMin     time.Duration // first receipt retry delay (2 s)
+	FiscalRetryMax     time.Duration // receipt retry cap (1 min)
+}
+
+func (o *Options) defaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&o.PollMin, 300*time.Millisecond)
+	def(&o.PollMax, 3*time.Second)
+	def(&o.PollDeadline, 3*time.Minute)
+	def(&o.SlowPoll, 30*time.Second)
+	def(&o.SettleBeforeCancel, 10*time.Second)
+	def(&o.AbandonAfter, 10*time.Minute)
+	def(&o.FiscalRetryMin, 2*time.Second)
+	def(&o.FiscalRetryMax, time.Minute)
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Hub == nil {
+		o.Hub = NewHub()
+	}
+	if o.TaxSystem == 0 {
+		o.TaxSystem = fiscal.OSN
+	}
+}
+
+// Outbox message kinds the engine sends and handles.
+const (
+	KindSmartPayConfirm = "smartpay.confirm"
+	KindSmartPayFiscal  = "smartpay.fiscal"
+	KindSmartPayCancel  = "smartpay.cancel"
+)
+
+// Engine runs payments. Create one per agent, register its outbox handlers,
+// then Run it.
+type Engine struct {
+	o      Options
+	store  *queue.Store
+	log    *slog.Logger
+	hub    *Hub
+	payIDs *queue.Sequence
+	kpIDs  *queue.Sequence
+
+	// mu serialises every state change, so a check and the write it guards
+	// (e.g. "still committed" → "releasing") see the same record.
+	mu      sync.Mutex
+	wake    map[string]chan struct{}
+	running map[string]bool
+
+	runCtx   context.Context
+	wg       sync.WaitGroup
+	scanSink ScanSink
+}
+
+// New prepares an engine on an open store.
+func New(o Options) (*Engine, error) {
+	o.defaults()
+	pay, err := o.Store.Sequence("payment_id", 100)
+	if err != nil {
+		return nil, fmt.Errorf("payment id sequence: %w", err)
+	}
+	// kassa_purchase_id must never repeat at this till: ids are reserved
+	// durably in blocks, so a commit never waits for an fsync of its own.
+	kp, err := o.Store.SequenceFrom("smartpay_kassa_purchase_id", 1000, uint64(time.Now().Unix()))
+	if err != nil {
+		return nil, fmt.Errorf("kassa_purchase_id sequence: %w", err)
+	}
+	return &Engine{o: o, store: o.Store, log: o.Logger, hub: o.Hub, payIDs: pay, kpIDs: kp,
+		wake: map[string]chan struct{}{}, running: map[string]bool{}}, nil
+}
+
+// Hub is where the engine publishes events.
+func (e *Engine) Hub() *Hub { return e.hub }
+
+// RegisterHandlers connects the engine's outbox kinds to the dispatcher.
+func (e *Engine) RegisterHandlers(d *queue.Dispatcher) {
+	d.Register(KindSmartPayConfirm, e.handleConfirm)
+	d.Register(KindSmartPayFiscal, e.handleFiscal)
+	d.Register(KindSmartPayCancel, e.handleCancel)
+}
+
+// Run resumes every unfinished payment from its recovery point, then keeps
+// payments moving until ctx ends. It returns after every worker has stopped.
+func (e *Engine) Run(ctx context.Context) error {
+	e.mu.Lock()
+	e.runCtx = ctx
+	e.mu.Unlock()
+	if err := e.recover(ctx); err != nil {
+		return err
+	}
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		e.sweepCodes(ctx)
+	}()
+	<-ctx.Done()
+	e.wg.Wait()
+	return nil
+}
+
+// recover marks commits whose answer was lost in a crash and restarts the
+// workers of unfinished payments.
+func (e *Engine) recover(ctx context.Context) error {
+	var lost []*codeRecord
+	var active []string
+	err := e.store.View(func(r *queue.ReadTx) error {
+		if err := r.ForEach(collCodes, func(id string, v []byte) error {
+			var c codeRecord
+			if err := json.Unmarshal(v, &c); err != nil {
+				return fmt.Errorf("code %s: %w", id, err)
+			}
+			if c.State == CodeCommitting {
+				lost = append(lost, &c)
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		return r.ForEach(collPayments, func(id string, v []byte) error {
+			p, err := unmarshalPayment(v)
+			if err != nil {
+				return err
+			}
+			if !p.State.Final() {
+				active = append(active, id)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("read unfinished payments: %w", err)
+	}
+	for _, c := range lost {
+		// The commit's answer never reached the store: the purchase id is
+		// unknown, so the code cannot be used or cancelled. It expires at the
+		// service; the buyer shows the code again.
+		c.State, c.Error, c.Updated = CodeLost, "the agent stopped before the commit's answer was recorded; scan the code again", time.Now().UTC()
+		if err := e.store.Update(ctx, func(tx *queue.Tx) error { return putCode(tx, c) }); err != nil {
+			return fmt.Errorf("mark lost commit: %w", err)
+		}
+		e.log.Warn("a Smart Pay commit's answer was lost in a restart; the buyer must scan again", "kassa_purchase_id", c.ID)
+	}
+	for _, id := range active {
+		e.log.Info("resuming payment after restart", "payment_id", id)
+		e.start(id)
+	}
+	return nil
+}
+
+// start runs the payment's worker unless one is running.
+func (e *Engine) start(id string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.running[id] || e.runCtx == nil || e.runCtx.Err() != nil {
+		return
+	}
+	e.running[id] = true
+	e.wake[id] = make(chan struct{}, 1)
+	ctx := e.runCtx
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		e.drive(ctx, id)
+		e.mu.Lock()
+		delete(e.running, id)
+		delete(e.wake, id)
+		e.mu.Unlock()
+	}()
+}
+
+// poke wakes a payment's worker (a code arrived, a cancel happened).
+func (e *Engine) poke(id string) {
+	e.mu.Lock()
+	c := e.wake[id]
+	e.mu.Unlock()
+	if c != nil {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (e *Engine) wakeChan(id string) <-chan struct{} {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.wake[id]
+}
+
+// Get returns a payment.
+func (e *Engine) Get(id string) (*Payment, error) {
+	var p *Payment
+	err := e.store.View(func(r *queue.ReadTx) error {
+		b, err := r.Get(collPayments, id)
+		if err != nil {
+			return err
+		}
+		p, err = unmarshalPayment(b)
+		return err
+	})
+	return p, err
+}
+
+// List returns payments created after the one named by after (an id), oldest first.
+func (e *Engine) List(after string, since time.Time, limit int) ([]*Payment, error) {
+	var out []*Payment
+	err := e.store.View(func(r *queue.ReadTx) error {
+		return r.Scan(collPayments, queue.ScanOptions{After: after}, func(id string, v []byte) error {
+			p, err := unmarshalPayment(v)
+			if err != nil {
+				return err
+			}
+			if !since.IsZero() && p.Updated.Before(since) {
+				return nil
+			}
+			out = append(out, p)
+			if limit > 0 && len(out) >= limit {
+				return errStop
+			}
+			return nil
+		})
+	})
+	if errors.Is(err, errStop) {
+		err = nil
+	}
+	return out, err
+}
+
+var errStop = errors.New("stop")
+
+// change applies fn to the stored payment and writes it, with whatever else fn
+// does in the same transaction (outbox messages, code records). fn may veto by
+// returning an error; nothing is written then. The change is published after
+// it is durable.
+func (e *Engine) change(ctx context.Context, id string, fn func(p *Payment, tx *queue.Tx) error) (*Payment, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.changeLocked(ctx, id, fn)
+}
+
+func (e *Engine) changeLocked(ctx context.Context, id string, fn func(p *Payment, tx *queue.Tx) error) (*Payment, error) {
+	var out *Payment
+	err := e.store.Update(ctx, func(tx *queue.Tx) error {
+		b, err := tx.Get(collPayments, id)
+		if err != nil {
+			return err
+		}
+		p, err := unmarshalPayment(b)
+		if err != nil {
+			return err
+		}
+		if err := fn(p, tx); err != nil {
+			return err
+		}
+		p.Version++
+		p.Updated = time.Now().UTC()
+		out = p
+		return putPayment(tx, p)
+	})
+	if err != nil {
+		return nil, err
+	}
+	e.publishPayment(out)
+	return out, nil
+}
+
+func (e *Engine) publishPayment(p *Payment) {
+	e.hub.Publish("payment", p)
+}
+
+func enqueueJSON(tx *queue.Tx, kind, key string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = tx.Enqueue(queue.Message{Kind: kind, Key: key, Payload: b})
+	return err
+}
+
+// sortCodes orders code records by kassa_purchase_id (scan order).
+func sortCodes(cs []*codeRecord) {
+	sort.Slice(cs, func(i, j int) bool { return lessID(cs[i].ID, cs[j].ID) })
+}
+
+// lessID compares decimal ids numerically.
+func lessID(a, b string) bool {
+	if len(a) != len(b) {
+		return len(a) < len(b)
+	}
+	return a < b
+}
+
+func (e *Engine) paymentLog(p *Payment) *slog.Logger {
+	l := e.log.With("payment_id", p.ID, "provider", p.Provider)
+	if p.SmartPay != nil {
+		l = l.With("kassa_purchase_id", p.SmartPay.KassaPurchaseID, "purchase_id", p.SmartPay.PurchaseID)
+	}
+	return l
+}
+
+// sleep waits d or until ctx ends or the payment is poked.
+func sleep(ctx context.Context, d time.Duration, poke <-chan struct{}) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+	case <-poke:
+	}
+	return nil
+}
+
+func errInfo(code string, err error) *ErrorInfo {
+	return &ErrorInfo{Code: code, Message: err.Error()}
+}
+
+var _ = payments.Paid

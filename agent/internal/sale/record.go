@@ -1,0 +1,163 @@
+package sale
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"kassa-agent/fiscal"
+	"kassa-agent/payments"
+	"kassa-agent/queue"
+)
+
+// Collections in the store.
+const (
+	collPayments = "payments"
+	collCodes    = "smartpay_codes"
+)
+
+// Next actions the POS shows the cashier.
+const (
+	ActionScanCode   = "scan_code"   // ask the buyer to show the Smart Pay QR code
+	ActionWait       = "wait"        // the buyer confirms in their bank app
+	ActionHandOver   = "hand_over"   // paid: give the goods
+	ActionFreshCode  = "fresh_code"  // the code lapsed: start a new payment with a fresh code
+	ActionNone       = ""            // nothing to do
+	ActionSeeCashier = "see_message" // ended in an error; read error.message
+)
+
+// Fiscal states of a payment's receipt.
+const (
+	FiscalNone    = "none"    // no receipt was asked for
+	FiscalPending = "pending" // owed: printing has not succeeded yet (retried)
+	FiscalPrinted = "printed" // in the FN; document below
+)
+
+// Payment is the resource the POS sees and the record the store keeps.
+type Payment struct {
+	ID         string         `json:"id"`
+	Provider   string         `json:"provider"`
+	State      payments.State `json:"state"`
+	NextAction string         `json:"next_action,omitempty"`
+	Amount     int64          `json:"amount"`
+	Currency   string         `json:"currency"`
+	OrderRef   string         `json:"order_ref,omitempty"`
+	SmartPay   *SmartPayInfo  `json:"smartpay,omitempty"`
+	Fiscal     FiscalInfo     `json:"fiscal"`
+	Error      *ErrorInfo     `json:"error,omitempty"`
+	Created    time.Time      `json:"created_at"`
+	Updated    time.Time      `json:"updated_at"`
+	// Version grows with every change; long-polls wait for it to move.
+	Version uint64 `json:"version"`
+
+	// Internal, kept in the store but not shown to the POS.
+	Receipt  *fiscal.Receipt `json:"-"`
+	Released time.Time       `json:"-"`
+}
+
+// SmartPayInfo are the provider's ids for the POS and the technician.
+type SmartPayInfo struct {
+	KassaPurchaseID string    `json:"kassa_purchase_id,omitempty"`
+	PurchaseID      string    `json:"purchase_id,omitempty"`
+	CodeScannedAt   time.Time `json:"code_scanned_at,omitzero"`
+	ProviderStatus  string    `json:"provider_status,omitempty"`
+}
+
+// FiscalInfo is the receipt's state and, once printed, its document.
+type FiscalInfo struct {
+	State    string           `json:"state"`
+	Document *fiscal.Document `json:"document,omitempty"`
+	Error    *ErrorInfo       `json:"error,omitempty"`
+	Attempts int              `json:"attempts,omitempty"`
+}
+
+// ErrorInfo is why a payment (or its receipt) is not where the POS hoped.
+type ErrorInfo struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// stored is the record as kept: the public resource plus internals.
+type stored struct {
+	Payment
+	ReceiptData  *fiscal.Receipt `json:"receipt_data,omitempty"`
+	ReleasedAt   time.Time       `json:"released_at,omitzero"`
+	CodeID       string          `json:"code_id,omitempty"`
+	CancelWanted bool            `json:"cancel_wanted,omitempty"`
+}
+
+func (p *Payment) marshal() ([]byte, error) {
+	return json.Marshal(stored{Payment: *p, ReceiptData: p.Receipt, ReleasedAt: p.Released, CodeID: p.codeID()})
+}
+
+func (p *Payment) codeID() string {
+	if p.SmartPay == nil {
+		return ""
+	}
+	return p.SmartPay.KassaPurchaseID
+}
+
+func unmarshalPayment(b []byte) (*Payment, error) {
+	var s stored
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("decode payment: %w", err)
+	}
+	p := s.Payment
+	p.Receipt = s.ReceiptData
+	p.Released = s.ReleasedAt
+	return &p, nil
+}
+
+func putPayment(tx *queue.Tx, p *Payment) error {
+	b, err := p.marshal()
+	if err != nil {
+		return err
+	}
+	return tx.Put(collPayments, p.ID, b)
+}
+
+// Code states: a scanned Smart Pay code's life at this till.
+const (
+	CodeCommitting = "committing" // commit sent, answer not yet recorded
+	CodeHeld       = "held"       // committed, waiting for a payment
+	CodeUsed       = "used"       // attached to a payment
+	CodeCanceled   = "canceled"   // replaced by a newer scan, abandoned, or its payment cancelled
+	CodeRejected   = "rejected"   // the service refused the commit
+	CodeLost       = "lost"       // the agent crashed before the commit's answer was recorded
+)
+
+// codeRecord is a scanned Smart Pay code. The raw code text is kept (it is
+// needed for nothing after the commit, but a technician may need to match a
+// complaint); it is never logged.
+type codeRecord struct {
+	ID         string    `json:"id"` // kassa_purchase_id
+	Code       string    `json:"code"`
+	State      string    `json:"state"`
+	PurchaseID string    `json:"purchase_id,omitempty"`
+	PaymentID  string    `json:"payment_id,omitempty"`
+	ScannedAt  time.Time `json:"scanned_at"`
+	Updated    time.Time `json:"updated_at"`
+	Error      string    `json:"error,omitempty"`
+}
+
+func putCode(tx *queue.Tx, c *codeRecord) error {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	return tx.Put(collCodes, c.ID, b)
+}
+
+func getCode(r interface {
+	Get(coll, id string) ([]byte, error)
+}, id string) (*codeRecord, error) {
+	b, err := r.Get(collCodes, id)
+	if err != nil {
+		return nil, err
+	}
+	var c codeRecord
+	if err := json.Unmarshal(b, &c); err != nil {
+		return nil, fmt.Errorf("decode code %s: %w", id, err)
+	}
+	return &c, nil
+}

@@ -1,0 +1,625 @@
+package sale
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"kassa-agent/payments"
+	"kassa-agent/payments/smartpay"
+	"kassa-agent/queue"
+)
+
+// ScanEvent is published for every code the scanner reads. The text of a Smart
+// Pay code is the buyer's payment token: it is not published, only that one was read.
+type ScanEvent struct {
+	Source   string    `json:"source"` // serial or api
+	At       time.Time `json:"at"`
+	SmartPay bool      `json:"smartpay"`
+	Text     string    `json:"text,omitempty"` // other codes (goods, marking, loyalty): the text as read
+	// KassaPurchaseID names the commit a Smart Pay scan started.
+	KassaPurchaseID string `json:"kassa_purchase_id,omitempty"`
+}
+
+// CommitEvent reports the outcome of a Smart Pay commit.
+type CommitEvent struct {
+	KassaPurchaseID string `json:"kassa_purchase_id"`
+	State           string `json:"state"` // held, used, rejected
+	PaymentID       string `json:"payment_id,omitempty"`
+	Error           string `json:"error,omitempty"`
+}
+
+// OnScan takes a code from the scanner (or the POS). A Smart Pay code is
+// committed at once — before any amount is known — so a copy cannot be used at
+// another till. It returns once the commit's outcome is recorded.
+func (e *Engine) OnScan(ctx context.Context, text, source string, at time.Time) {
+	isSP := e.o.SmartPay != nil && e.o.CodePattern != nil && e.o.CodePattern.MatchString(text)
+	ev := ScanEvent{Source: source, At: at.UTC(), SmartPay: isSP}
+	if !isSP {
+		ev.Text = text
+		e.hub.Publish("scan", ev)
+		return
+	}
+	n, err := e.kpIDs.Next(ctx)
+	if err != nil {
+		e.log.Error("cannot reserve a kassa_purchase_id; the Smart Pay code was not committed", "err", err)
+		e.hub.Publish("scan", ev)
+		return
+	}
+	id := strconv.FormatUint(n, 10)
+	ev.KassaPurchaseID = id
+	log := e.log.With("kassa_purchase_id", id)
+
+	// The record of the commit is written while the commit is on the wire: a
+	// commit carries no amount, and one lost in a crash costs only a fresh
+	// scan, since its id can never be handed out again.
+	rec := &codeRecord{ID: id, Code: text, State: CodeCommitting, ScannedAt: at.UTC(), Updated: time.Now().UTC()}
+	written := make(chan error, 1)
+	go func() {
+		written <- e.store.Update(context.WithoutCancel(ctx), func(tx *queue.Tx) error {
+			if _, err := tx.Get(collCodes, id); err == nil {
+				return nil // the outcome got there first
+			}
+			return putCode(tx, rec)
+		})
+	}()
+	purchaseID, cerr := e.o.SmartPay.Commit(ctx, text, id)
+	e.hub.Publish("scan", ev)
+	if err := <-written; err != nil {
+		log.Error("could not record a Smart Pay commit", "err", err)
+	}
+	e.recordCommit(ctx, id, text, at, purchaseID, cerr)
+}
+
+// recordCommit stores a commit's outcome and hands the code to the payment
+// waiting for one, or holds it for the next payment.
+func (e *Engine) recordCommit(ctx context.Context, id, text string, at time.Time, purchaseID string, cerr error) {
+	log := e.log.With("kassa_purchase_id", id)
+	now := time.Now().UTC()
+	c := &codeRecord{ID: id, Code: text, ScannedAt: at.UTC(), Updated: now, PurchaseID: purchaseID}
+	var cancelOwn bool
+	var attachedTo *Payment
+	var replaced []string
+	if cerr != nil {
+		c.State, c.Error = CodeRejected, cerr.Error()
+	} else {
+		c.State = CodeHeld
+	}
+	e.mu.Lock()
+	err := e.store.Update(context.WithoutCancel(ctx), func(tx *queue.Tx) error {
+		attachedTo, replaced, cancelOwn = nil, nil, false
+		c.State, c.PaymentID = CodeHeld, ""
+		if cerr != nil {
+			c.State = CodeRejected
+			// Tell a waiting payment why its code did not work; it keeps waiting.
+			if p, err := waitingPayment(tx); err == nil && p != nil {
+				p.Error = &ErrorInfo{Code: commitErrorCode(cerr), Message: commitMessage(cerr)}
+				p.Version++
+				p.Updated = now
+				if err := putPayment(tx, p); err != nil {
+					return err
+				}
+				attachedTo = p
+			}
+			return putCode(tx, c)
+		}
+		// A newer scan replaces an older held code; an older one arriving late
+		// is itself the one cancelled.
+		held, err := heldCodes(tx)
+		if err != nil {
+			return err
+		}
+		for _, h := range held {
+			if lessID(h.ID, c.ID) {
+				h.State, h.Updated, h.Error = CodeCanceled, now, "replaced by a newer scan"
+				if err := putCode(tx, h); err != nil {
+					return err
+				}
+				if err := enqueueJSON(tx, KindSmartPayCancel, "code:"+h.ID, cancelMsg{PurchaseID: h.PurchaseID}); err != nil {
+					return err
+				}
+				replaced = append(replaced, h.ID)
+			} else {
+				cancelOwn = true
+			}
+		}
+		if cancelOwn {
+			c.State, c.Error = CodeCanceled, "a newer scan was committed first"
+			if err := putCode(tx, c); err != nil {
+				return err
+			}
+			return enqueueJSON(tx, KindSmartPayCancel, "code:"+c.ID, cancelMsg{PurchaseID: c.PurchaseID})
+		}
+		p, err := waitingPayment(tx)
+		if err != nil {
+			return err
+		}
+		if p != nil {
+			attachCode(p, c, now)
+			p.Version++
+			p.Updated = now
+			if err := putPayment(tx, p); err != nil {
+				return err
+			}
+			attachedTo = p
+		}
+		return putCode(tx, c)
+	})
+	e.mu.Unlock()
+	if err != nil {
+		log.Error("could not record the outcome of a Smart Pay commit", "err", err)
+		return
+	}
+	ev := CommitEvent{KassaPurchaseID: id, State: c.State, PaymentID: c.PaymentID, Error: c.Error}
+	switch {
+	case cerr != nil:
+		log.Warn("Smart Pay commit refused", "err", cerr)
+	case cancelOwn:
+		log.Info("Smart Pay code committed after a newer one; cancelling it")
+	default:
+		log.Info("Smart Pay code committed", "purchase_id", purchaseID, "payment_id", c.PaymentID, "replaced", replaced)
+	}
+	e.hub.Publish("commit", ev)
+	if attachedTo != nil {
+		e.publishPayment(attachedTo)
+		e.poke(attachedTo.ID)
+	}
+}
+
+func commitErrorCode(err error) string {
+	switch {
+	case smartpay.IsCodeRejected(err):
+		return "code_rejected"
+	case smartpay.IsConflict(err):
+		return "code_used_elsewhere"
+	default:
+		return "commit_failed"
+	}
+}
+
+func commitMessage(err error) string {
+	switch {
+	case smartpay.IsCodeRejected(err):
+		return "the buyer's Smart Pay code is unknown or expired; ask for a fresh code and scan it"
+	case smartpay.IsConflict(err):
+		return "this Smart Pay code is already used at another till; ask for a fresh code"
+	default:
+		return "the Smart Pay code could not be committed (" + err.Error() + "); scan it again"
+	}
+}
+
+// attachCode gives a committed code to a payment.
+func attachCode(p *Payment, c *codeRecord, now time.Time) {
+	c.State, c.PaymentID, c.Updated = CodeUsed, p.ID, now
+	p.SmartPay = &SmartPayInfo{KassaPurchaseID: c.ID, PurchaseID: c.PurchaseID, CodeScannedAt: c.ScannedAt}
+	p.State, p.NextAction, p.Error = payments.Committed, ActionWait, nil
+}
+
+func heldCodes(r interface {
+	ForEach(coll string, fn func(id string, v []byte) error) error
+}) ([]*codeRecord, error) {
+	var out []*codeRecord
+	err := r.ForEach(collCodes, func(id string, v []byte) error {
+		var c codeRecord
+		if err := json.Unmarshal(v, &c); err != nil {
+			return fmt.Errorf("code %s: %w", id, err)
+		}
+		if c.State == CodeHeld {
+			out = append(out, &c)
+		}
+		return nil
+	})
+	sortCodes(out)
+	return out, err
+}
+
+// heldCode is the newest held code, if any.
+func heldCode(tx *queue.Tx) (*codeRecord, error) {
+	cs, err := heldCodes(tx)
+	if err != nil || len(cs) == 0 {
+		return nil, err
+	}
+	return cs[len(cs)-1], nil
+}
+
+// waitingPayment is the oldest Smart Pay payment still waiting for a code.
+func waitingPayment(tx *queue.Tx) (*Payment, error) {
+	var found *Payment
+	err := tx.Scan(collPayments, queue.ScanOptions{Reverse: true, Limit: 200}, func(id string, v []byte) error {
+		p, err := unmarshalPayment(v)
+		if err != nil {
+			return err
+		}
+		if p.Provider == "smartpay" && p.State == payments.Committing {
+			found = p // keep going: the oldest waiting one wins
+		}
+		return nil
+	})
+	return found, err
+}
+
+type cancelMsg struct {
+	PurchaseID string `json:"purchase_id"`
+}
+
+type confirmMsg struct {
+	PurchaseID string `json:"purchase_id"`
+}
+
+// drive moves one payment until it is final or the engine stops.
+func (e *Engine) drive(ctx context.Context, id string) {
+	for ctx.Err() == nil {
+		p, err := e.Get(id)
+		if err != nil {
+			e.log.Error("payment worker cannot read its payment", "payment_id", id, "err", err)
+			return
+		}
+		switch p.State {
+		case payments.Committing:
+			// Waiting for a scan; a commit or a cancel pokes us.
+			if sleep(ctx, time.Minute, e.wakeChan(id)) != nil {
+				return
+			}
+		case payments.Committed:
+			e.release(ctx, p)
+		case payments.Releasing, payments.Processing:
+			e.poll(ctx, p)
+		case payments.Paid, payments.Fiscalizing:
+			e.fiscalize(ctx, p)
+		default:
+			return
+		}
+	}
+}
+
+// release sends the amount exactly once. The recovery point "releasing" is
+// durable before the request leaves; from there on only the status decides.
+func (e *Engine) release(ctx context.Context, p *Payment) {
+	log := e.paymentLog(p)
+	p, err := e.change(ctx, p.ID, func(q *Payment, tx *queue.Tx) error {
+		if q.State != payments.Committed {
+			return errUnchanged // cancelled meanwhile
+		}
+		q.State, q.NextAction, q.Released = payments.Releasing, ActionWait, time.Now().UTC()
+		return nil
+	})
+	if err != nil {
+		if !errors.Is(err, errUnchanged) {
+			log.Error("cannot record the release recovery point; not releasing", "err", err)
+			_ = sleep(ctx, time.Second, nil)
+		}
+		return
+	}
+	for attempt := 0; ; attempt++ {
+		st, err := e.o.SmartPay.Release(ctx, p.SmartPay.PurchaseID, p.Amount)
+		switch {
+		case err == nil:
+			log.Info("amount released", "amount", p.Amount, "provider_status", st.Raw)
+			_, _ = e.change(ctx, p.ID, func(q *Payment, tx *queue.Tx) error {
+				if q.State != payments.Releasing {
+					return errUnchanged
+				}
+				q.State = payments.Processing
+				q.SmartPay.ProviderStatus = st.Raw
+				return nil
+			})
+			return
+		case smartpay.IsUnavailable(err) && ctx.Err() == nil && time.Since(p.Released) < e.o.PollDeadline:
+			// Certainly not applied: sending it again is safe.
+			log.Warn("release not delivered; sending again", "err", err, "attempt", attempt+1)
+			if sleep(ctx, backoff(e.o.PollMin, e.o.PollMax, attempt), nil) != nil {
+				return
+			}
+			continue
+		case smartpay.IsAmbiguous(err) || ctx.Err() != nil || smartpay.IsUnavailable(err):
+			// No answer is not a "no": never send it again, ask the status.
+			log.Warn("release outcome unknown; asking the status, never releasing again", "err", err)
+			return
+		case smartpay.IsCodeRejected(err):
+			e.finish(ctx, p, payments.CodeExpired, ActionFreshCode, &ErrorInfo{Code: "code_expired",
+				Message: "the buyer's Smart Pay code expired before payment; start a new payment and ask for a fresh code"})
+			return
+		default:
+			e.finish(ctx, p, payments.Failed, ActionSeeCashier, errInfo("release_refused", err))
+			return
+		}
+	}
+}
+
+// poll asks the status until the payment is decided.
+func (e *Engine) poll(ctx context.Context, p *Payment) {
+	log := e.paymentLog(p)
+	start := p.Released
+	if start.IsZero() {
+		start = p.Updated
+	}
+	delay := e.o.PollMin
+	flagged := p.Error != nil && p.Error.Code == "payment_unconfirmed"
+	var lastErr error
+	for ctx.Err() == nil {
+		st, err := e.o.SmartPay.Status(ctx, p.SmartPay.PurchaseID)
+		if err != nil {
+			if lastErr == nil {
+				log.Warn("status poll failed; will keep asking", "err", err)
+			}
+			lastErr = err
+		} else {
+			lastErr = nil
+			switch st.State {
+			case smartpay.StateSuccess:
+				e.markPaid(ctx, p, st)
+				return
+			case smartpay.StateDeclined:
+				e.finish(ctx, p, payments.Declined, ActionSeeCashier, &ErrorInfo{Code: "declined", Message: "the payment was declined: " + orDash(st.Reason)})
+				return
+			case smartpay.StateFailed:
+				e.finish(ctx, p, payments.Failed, ActionSeeCashier, &ErrorInfo{Code: "provider_failed", Message: "the provider reports the payment failed: " + orDash(st.Reason)})
+				return
+			case smartpay.StateExpired:
+				e.finish(ctx, p, payments.Expired, ActionSeeCashier, &ErrorInfo{Code: "expired", Message: "the payment expired at the provider before the buyer confirmed it"})
+				return
+			case smartpay.StateCanceled:
+				e.finish(ctx, p, payments.Canceled, ActionSeeCashier, &ErrorInfo{Code: "canceled_by_provider", Message: "the provider reports the purchase cancelled"})
+				return
+			case smartpay.StateCommitted:
+				// The release did not arrive. Once the connection that carried it
+				// is long gone, cancel the purchase: after that no late release
+				// can charge the buyer, and the cashier gets a clear answer.
+				if p.State == payments.Releasing && time.Since(start) >= e.o.SettleBeforeCancel {
+					if e.cancelUnreleased(ctx, p) {
+						return
+					}
+				}
+			case smartpay.StateProcessing:
+				if p.State == payments.Releasing {
+					p, _ = e.change(ctx, p.ID, func(q *Payment, tx *queue.Tx) error {
+						if q.State != payments.Releasing {
+							return errUnchanged
+						}
+						q.State = payments.Processing
+						q.SmartPay.ProviderStatus = st.Raw
+						return nil
+					})
+					if p == nil {
+						return
+					}
+				}
+			}
+		}
+		if !flagged && time.Since(start) > e.o.PollDeadline {
+			flagged = true
+			log.Warn("payment not confirmed within the deadline; still asking", "deadline", e.o.PollDeadline)
+			if q, err := e.change(ctx, p.ID, func(q *Payment, tx *queue.Tx) error {
+				q.Error = &ErrorInfo{Code: "payment_unconfirmed", Message: "the provider has not confirmed the payment yet; the agent keeps asking. Ask the buyer to check their bank app; do not take another payment for these goods yet"}
+				return nil
+			}); err == nil {
+				p = q
+			}
+		}
+		d := delay
+		if flagged {
+			d = e.o.SlowPoll
+		}
+		if sleep(ctx, d, nil) != nil {
+			return
+		}
+		delay = min(delay*2, e.o.PollMax)
+	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "no reason given"
+	}
+	return s
+}
+
+// cancelUnreleased cancels a purchase whose release never arrived. It reports
+// whether the payment is now final.
+func (e *Engine) cancelUnreleased(ctx context.Context, p *Payment) bool {
+	log := e.paymentLog(p)
+	err := e.o.SmartPay.Cancel(ctx, p.SmartPay.PurchaseID)
+	if err != nil {
+		log.Warn("could not cancel a purchase whose release did not arrive; still asking the status", "err", err)
+		return false
+	}
+	log.Warn("release did not reach Smart Pay; purchase cancelled, nothing was charged")
+	e.finish(ctx, p, payments.Failed, ActionSeeCashier, &ErrorInfo{Code: "release_not_delivered",
+		Message: "the amount did not reach Smart Pay and the purchase was cancelled; nothing was charged. Start a new payment"})
+	return true
+}
+
+// markPaid records the money as taken and, in the same transaction, the
+// confirmation for the provider.
+func (e *Engine) markPaid(ctx context.Context, p *Payment, st smartpay.Status) {
+	q, err := e.change(ctx, p.ID, func(q *Payment, tx *queue.Tx) error {
+		if q.State != payments.Releasing && q.State != payments.Processing {
+			return errUnchanged
+		}
+		q.State, q.NextAction, q.Error = payments.Paid, ActionHandOver, nil
+		q.SmartPay.ProviderStatus = st.Raw
+		return enqueueJSON(tx, KindSmartPayConfirm, q.ID, confirmMsg{PurchaseID: q.SmartPay.PurchaseID})
+	})
+	if err == nil {
+		e.paymentLog(q).Info("payment paid; goods may be handed over")
+	}
+}
+
+// finish ends a payment in a final state.
+func (e *Engine) finish(ctx context.Context, p *Payment, st payments.State, action string, info *ErrorInfo) {
+	q, err := e.change(ctx, p.ID, func(q *Payment, tx *queue.Tx) error {
+		if q.State.Final() || q.State.MoneyTaken() {
+			return errUnchanged
+		}
+		q.State, q.NextAction, q.Error = st, action, info
+		if q.Fiscal.State == FiscalPending {
+			q.Fiscal.State = FiscalNone // no money, no receipt
+		}
+		return nil
+	})
+	if err == nil {
+		e.paymentLog(q).Info("payment ended", "state", st, "reason", info.Message)
+	}
+}
+
+// fiscalize prints the receipt exactly once (the register's journal makes a
+// repeat with the same id return the same document), then records the fiscal
+// data for the provider in the same transaction as "completed".
+func (e *Engine) fiscalize(ctx context.Context, p *Payment) {
+	log := e.paymentLog(p)
+	if p.Receipt == nil || e.o.Register == nil {
+		_, _ = e.change(ctx, p.ID, func(q *Payment, tx *queue.Tx) error {
+			q.State = payments.Completed
+			return nil
+		})
+		return
+	}
+	for attempt := 0; ctx.Err() == nil; attempt++ {
+		var err error
+		p, err = e.change(ctx, p.ID, func(q *Payment, tx *queue.Tx) error {
+			q.State = payments.Fiscalizing
+			q.Fiscal.Attempts++
+			return nil
+		})
+		if err != nil {
+			log.Error("cannot record the printing recovery point", "err", err)
+			if sleep(ctx, time.Second, nil) != nil {
+				return
+			}
+			continue
+		}
+		doc, err := e.o.Register.PrintReceipt(ctx, p.ID, *p.Receipt)
+		if err == nil {
+			fd := smartpay.FiscalData{PurchaseID: p.SmartPay.PurchaseID, KKTRegNumber: doc.RegNumber,
+				FiscalSign: strconv.FormatUint(uint64(doc.FP), 10), FNNumber: doc.FNNumber, FDNumber: doc.FD,
+				ReceiptTime: doc.Time, Amount: doc.Total}
+			q, err := e.change(ctx, p.ID, func(q *Payment, tx *queue.Tx) error {
+				q.State, q.NextAction = payments.Completed, ActionHandOver
+				q.Fiscal = FiscalInfo{State: FiscalPrinted, Document: &doc, Attempts: q.Fiscal.Attempts}
+				return enqueueJSON(tx, KindSmartPayFiscal, q.ID, fd)
+			})
+			if err == nil {
+				e.paymentLog(q).Info("receipt printed", "fd", doc.FD, "fn", doc.FNNumber, "recovered", doc.Recovered)
+				return
+			}
+			log.Error("receipt printed but not yet recorded; retrying the record (printing again returns the same document)", "err", err, "fd", doc.FD)
+		} else {
+			log.Error("receipt not printed; the payment stays paid and the receipt is retried", "err", err, "attempt", attempt+1)
+			code := "register_error"
+			var c interface{ ErrorCode() string }
+			if errors.As(err, &c) {
+				code = c.ErrorCode()
+			}
+			_, _ = e.change(ctx, p.ID, func(q *Payment, tx *queue.Tx) error {
+				q.State = payments.Paid
+				q.Fiscal.State = FiscalPending
+				q.Fiscal.Error = errInfo(code, err)
+				return nil
+			})
+		}
+		if sleep(ctx, backoff(e.o.FiscalRetryMin, e.o.FiscalRetryMax, attempt), e.wakeChan(p.ID)) != nil {
+			return
+		}
+	}
+}
+
+// backoff doubles from base to limit.
+func backoff(base, limit time.Duration, attempt int) time.Duration {
+	d := base
+	for i := 0; i < attempt && d < limit; i++ {
+		d *= 2
+	}
+	return min(d, limit)
+}
+
+// sweepCodes cancels held codes nobody used.
+func (e *Engine) sweepCodes(ctx context.Context) {
+	every := min(e.o.AbandonAfter/10, 5*time.Second)
+	for sleep(ctx, every, nil) == nil {
+		now := time.Now().UTC()
+		var stale []string
+		e.mu.Lock()
+		err := e.store.Update(ctx, func(tx *queue.Tx) error {
+			stale = stale[:0]
+			held, err := heldCodes(tx)
+			if err != nil {
+				return err
+			}
+			for _, h := range held {
+				if now.Sub(h.Updated) < e.o.AbandonAfter {
+					continue
+				}
+				h.State, h.Updated, h.Error = CodeCanceled, now, "not used by any payment in time"
+				if err := putCode(tx, h); err != nil {
+					return err
+				}
+				if err := enqueueJSON(tx, KindSmartPayCancel, "code:"+h.ID, cancelMsg{PurchaseID: h.PurchaseID}); err != nil {
+					return err
+				}
+				stale = append(stale, h.ID)
+			}
+			return nil
+		})
+		e.mu.Unlock()
+		if err != nil && ctx.Err() == nil {
+			e.log.Error("cannot sweep abandoned Smart Pay codes", "err", err)
+		}
+		for _, id := range stale {
+			e.log.Info("abandoned Smart Pay code cancelled", "kassa_purchase_id", id)
+		}
+	}
+}
+
+// Outbox handlers. A definite refusal parks the message (a technician sees it);
+// anything else is retried with backoff.
+func deliveryErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	if smartpay.IsRejected(err) {
+		return queue.Permanent(err)
+	}
+	return err
+}
+
+func (e *Engine) handleConfirm(ctx context.Context, m queue.Message) error {
+	var c confirmMsg
+	if err := json.Unmarshal(m.Payload, &c); err != nil {
+		return queue.Permanent(fmt.Errorf("bad confirm message: %w", err))
+	}
+	err := e.o.SmartPay.Confirm(ctx, c.PurchaseID)
+	if err == nil {
+		e.log.Info("Smart Pay confirm delivered", "payment_id", m.Key, "purchase_id", c.PurchaseID, "message_id", m.ID)
+	}
+	return deliveryErr(err)
+}
+
+func (e *Engine) handleFiscal(ctx context.Context, m queue.Message) error {
+	var fd smartpay.FiscalData
+	if err := json.Unmarshal(m.Payload, &fd); err != nil {
+		return queue.Permanent(fmt.Errorf("bad fiscal message: %w", err))
+	}
+	err := e.o.SmartPay.Fiscal(ctx, fd)
+	if err == nil {
+		e.log.Info("Smart Pay fiscal data delivered", "payment_id", m.Key, "purchase_id", fd.PurchaseID, "fd", fd.FDNumber, "message_id", m.ID)
+	}
+	return deliveryErr(err)
+}
+
+func (e *Engine) handleCancel(ctx context.Context, m queue.Message) error {
+	var c cancelMsg
+	if err := json.Unmarshal(m.Payload, &c); err != nil {
+		return queue.Permanent(fmt.Errorf("bad cancel message: %w", err))
+	}
+	err := e.o.SmartPay.Cancel(ctx, c.PurchaseID)
+	if smartpay.IsNotFound(err) {
+		return nil // nothing left to cancel
+	}
+	if err == nil {
+		e.log.Info("Smart Pay purchase cancelled", "key", m.Key, "purchase_id", c.PurchaseID)
+	}
+	return deliveryErr(err)
+}
