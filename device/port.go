@@ -17,6 +17,9 @@ import (
 //   - Close unblocks a pending Read, which then returns ErrClosed; Read and
 //     Write after Close return ErrClosed; a second Close returns nil.
 //
+// One goroutine at a time may use Read, SetReadTimeout and
+// ResetInputBuffer; Write and Close may be called from any goroutine.
+//
 // A timeout-based read loop must not be wrapped in bufio.Scanner: (0, nil)
 // is a normal answer.
 type Port interface {

@@ -329,6 +329,8 @@ func TestReplug(t *testing.T) {
 			s := waitConnected(time.Second)
 			if took := time.Since(appeared); took > time.Second {
 				t.Fatalf("reconnected %v after the port appeared", took)
+			} else {
+				t.Logf("reconnected %v after the port appeared", took)
 			}
 			if s.Connects != first.Connects+1 {
 				t.Fatalf("connects %d -> %d", first.Connects, s.Connects)

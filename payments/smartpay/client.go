@@ -455,9 +455,9 @@ func errorFromResponse(op Op, status int, body []byte, secrets []string) *Error 
 	switch {
 	case status == http.StatusUnauthorized || status == http.StatusForbidden:
 		e.Class = ClassUnauthorized
-	case status == http.StatusUnprocessableEntity && (op == OpCommit || codeRejected):
+	case status == wire.HTTPCodeRejected && (op == OpCommit || codeRejected):
 		e.Class = ClassCodeRejected
-	case status == http.StatusConflict:
+	case status == wire.HTTPConflict:
 		e.Class = ClassConflict
 	case status == http.StatusNotFound:
 		e.Class = ClassNotFound

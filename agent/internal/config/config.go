@@ -196,8 +196,8 @@ func Default() Config {
 		},
 		Log: Log{Level: "info", Format: "auto"},
 		Scanner: Scanner{
-			Port:    Port{Driver: "bugst", Baud: 9600},
-			Suffix:  "cr", IdleGap: Duration(50 * time.Millisecond), MaxLength: 4096,
+			Port:   Port{Driver: "bugst", Baud: 9600},
+			Suffix: "cr", IdleGap: Duration(50 * time.Millisecond), MaxLength: 4096,
 			DoubleReadWindow: Duration(time.Second),
 		},
 		Register: Register{

@@ -55,8 +55,8 @@ func problems(t *testing.T, src string) []Problem {
 func TestErrorsNameKeyAndLine(t *testing.T) {
 	cases := []struct {
 		name, src, key string
-		line          int
-		msg           string
+		line           int
+		msg            string
 	}{
 		{"unknown key", "[api]\nlisten = \"127.0.0.1:8717\"\nlisen = \"x\"\n", "api.lisen", 3, "unknown key"},
 		{"unknown section", "[scaner]\nenabled = true\n", "scaner.enabled", 2, "unknown key"},

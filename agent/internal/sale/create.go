@@ -155,7 +155,9 @@ func mapStoreErr(err error) error {
 
 // validate checks the request and converts its receipt; nothing is stored yet.
 func (e *Engine) validate(req CreateRequest) (*fiscal.Receipt, error) {
-	bad := func(format string, a ...any) error { return localapi.Errorf("validation_failed", fmt.Sprintf(format, a...)) }
+	bad := func(format string, a ...any) error {
+		return localapi.Errorf("validation_failed", fmt.Sprintf(format, a...))
+	}
 	switch req.Provider {
 	case "smartpay":
 		if e.o.SmartPay == nil {

@@ -640,7 +640,7 @@ func (s *Server) apply(op smartpay.Op, body []byte) (reply, Kind) {
 		return p, nil
 	}
 	conflict := func(p *Purchase) (reply, Kind) {
-		return errReply(http.StatusConflict, wire.ErrInvalidState, "purchase is "+p.State), ""
+		return errReply(wire.HTTPConflict, wire.ErrInvalidState, "purchase is "+p.State), ""
 	}
 	now := s.opts.Now()
 
@@ -652,7 +652,7 @@ func (s *Server) apply(op smartpay.Op, body []byte) (reply, Kind) {
 		}
 		c, ok := s.codes[req.Code]
 		if !ok {
-			return errReply(http.StatusUnprocessableEntity, wire.ErrCodeUnknown, "unknown code"), ""
+			return errReply(wire.HTTPCodeRejected, wire.ErrCodeUnknown, "unknown code"), ""
 		}
 		if c.purchase != "" {
 			p := s.purchases[c.purchase]
@@ -660,18 +660,18 @@ func (s *Server) apply(op smartpay.Op, body []byte) (reply, Kind) {
 				// The same commit again (the kassa lost our answer): same purchase.
 				return reply{status: http.StatusOK, body: wire.CommitResponse{PurchaseID: p.ID}}, ""
 			}
-			return errReply(http.StatusConflict, wire.ErrCodeCommitted, "code already committed"), ""
+			return errReply(wire.HTTPConflict, wire.ErrCodeCommitted, "code already committed"), ""
 		}
 		if f := s.takeFault(op, func(f Fault) bool { return f.Kind == CodeExpired }); f != nil {
 			c.expired = true
-			return errReply(http.StatusUnprocessableEntity, wire.ErrCodeExpired, "code expired"), CodeExpired
+			return errReply(wire.HTTPCodeRejected, wire.ErrCodeExpired, "code expired"), CodeExpired
 		}
 		if c.expired || !now.Before(c.issued.Add(s.opts.CodeTTL)) {
 			c.expired = true
-			return errReply(http.StatusUnprocessableEntity, wire.ErrCodeExpired, "code expired"), ""
+			return errReply(wire.HTTPCodeRejected, wire.ErrCodeExpired, "code expired"), ""
 		}
 		if _, used := s.byKassa[req.KassaPurchaseID]; used {
-			return errReply(http.StatusConflict, wire.ErrInvalidState, "kassa_purchase_id already used with another code"), ""
+			return errReply(wire.HTTPConflict, wire.ErrInvalidState, "kassa_purchase_id already used with another code"), ""
 		}
 		s.seq++
 		p := &Purchase{ID: fmt.Sprintf("sp-%06d-%s", s.seq, randomText(6)), KassaPurchaseID: req.KassaPurchaseID,
@@ -694,14 +694,14 @@ func (s *Server) apply(op smartpay.Op, body []byte) (reply, Kind) {
 			return *r, ""
 		}
 		if p.State == wire.StatusExpired && p.Releases == 0 {
-			return errReply(http.StatusUnprocessableEntity, wire.ErrCodeExpired, "the commit lapsed"), ""
+			return errReply(wire.HTTPCodeRejected, wire.ErrCodeExpired, "the commit lapsed"), ""
 		}
 		if p.State != wire.StatusCommitted {
 			return conflict(p)
 		}
 		if f := s.takeFault(op, func(f Fault) bool { return f.Kind == CodeExpired }); f != nil {
 			p.State, p.Reason = wire.StatusExpired, "the commit lapsed"
-			return errReply(http.StatusUnprocessableEntity, wire.ErrCodeExpired, "the commit lapsed"), CodeExpired
+			return errReply(wire.HTTPCodeRejected, wire.ErrCodeExpired, "the commit lapsed"), CodeExpired
 		}
 		var fault Kind
 		p.outcome, p.Reason = wire.StatusSuccess, ""

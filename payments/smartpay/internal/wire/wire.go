@@ -13,6 +13,7 @@ package wire
 
 import (
 	"encoding/json"
+	"net/http"
 	"strings"
 	"time"
 )
@@ -102,6 +103,13 @@ type ErrorDetail struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
 }
+
+// HTTP statuses the service is assumed to use for the two refusals the
+// flow must tell apart (other statuses keep their plain HTTP meaning).
+const (
+	HTTPCodeRejected = http.StatusUnprocessableEntity // the QR code is unknown or expired
+	HTTPConflict     = http.StatusConflict            // committed elsewhere / wrong state
+)
 
 // Error codes the sandbox sends and the client recognises beyond the HTTP
 // status.
