@@ -284,7 +284,6 @@ func (d *Dispatcher) deliver(ctx context.Context, id uint64, handlerDone func())
 		herr = fmt.Errorf("no handler registered for kind %q", m.Kind)
 	} else {
 		hctx, cancel := context.WithTimeout(ctx, d.opts.HandlerTimeout)
-		_ = d.s.Update(context.Background(), func(tx *Tx) error { return tx.markDone(id) }) // MUTATION
 		herr = callHandler(hctx, h, m)
 		cancel()
 	}
