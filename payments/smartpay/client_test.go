@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -888,5 +889,33 @@ func TestNoSecretsInDebugLogs(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Log(logs)
+	}
+}
+
+// BenchmarkCommit measures the scan-to-committed round trip over loopback
+// mTLS with a live session (the step the seed wants as fast as possible).
+func BenchmarkCommit(b *testing.B) {
+	srv, err := sandbox.Start(sandbox.Options{ProcessingDelay: sandbox.Immediate})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Close()
+	cl, err := smartpay.New(srv.ClientConfig())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cl.Close()
+	codes := make([]string, b.N)
+	for i := range codes {
+		codes[i] = srv.NewCode()
+	}
+	if err := cl.Authenticate(b.Context()); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		if _, err := cl.Commit(b.Context(), codes[i], "bench-"+strconv.Itoa(i)); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
