@@ -142,7 +142,7 @@ func (d *Driver) do(ctx context.Context, cmd uint16, params []byte, wait time.Du
 }
 
 func (d *Driver) pollInterval() time.Duration {
-	return min(50*time.Millisecond, max(d.opt.Timeouts.BusyWait/20, time.Millisecond))
+	return min(25*time.Millisecond, max(d.opt.Timeouts.Byte/4, time.Millisecond))
 }
 
 func sleep(ctx context.Context, dur time.Duration) error {
