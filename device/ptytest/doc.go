@@ -4,6 +4,7 @@
 // reports an I/O error) and re-plug (a fresh pair behind the same symlink).
 //
 // It is an ordinary package, not a _test file, because the device, fiscal and
-// agent packages all drive their serial code through it. On systems without
+// agent packages all drive their serial code through it, and the demo's
+// simulated scanner and register use Create. On systems without
 // Linux PTYs New skips the test with the reason.
 package ptytest

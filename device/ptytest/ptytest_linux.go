@@ -47,6 +47,35 @@ func NewAt(tb testing.TB, link string) *Device {
 	return d
 }
 
+// Create makes a PTY-backed device behind link for programs rather than tests
+// (the demo's simulated scanner and register). The caller closes it.
+func Create(link string) (*Device, error) {
+	if _, err := os.Stat("/dev/ptmx"); err != nil {
+		return nil, fmt.Errorf("ptytest: no /dev/ptmx on this system: %w", err)
+	}
+	d := &Device{link: link}
+	if err := d.plug(); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *Device) helper() {
+	if d.tb != nil {
+		d.tb.Helper()
+	}
+}
+
+func (d *Device) fail(fatal bool, format string, a ...any) {
+	switch {
+	case d.tb == nil:
+	case fatal:
+		d.tb.Fatalf(format, a...)
+	default:
+		d.tb.Errorf(format, a...)
+	}
+}
+
 // Path is the symlink the code under test opens, stable across re-plugs.
 func (d *Device) Path() string { return d.link }
 
@@ -107,7 +136,7 @@ func (d *Device) ReadFull(p []byte, timeout time.Duration) error {
 // later reads fail with EIO, as a USB CDC port does) and the symlink is
 // removed, as udev removes /dev/serial/by-id links.
 func (d *Device) Unplug() {
-	d.tb.Helper()
+	d.helper()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if !d.plugged {
@@ -115,11 +144,11 @@ func (d *Device) Unplug() {
 	}
 	d.plugged = false
 	if err := d.master.Close(); err != nil {
-		d.tb.Errorf("ptytest: close master: %v", err)
+		d.fail(false, "ptytest: close master: %v", err)
 	}
 	d.master = nil
 	if err := os.Remove(d.link); err != nil && !os.IsNotExist(err) {
-		d.tb.Errorf("ptytest: remove link: %v", err)
+		d.fail(false, "ptytest: remove link: %v", err)
 	}
 }
 
@@ -127,10 +156,10 @@ func (d *Device) Unplug() {
 // (usually a different /dev/pts/N, as a re-plugged USB port may get another
 // ttyACM index or COM number).
 func (d *Device) Replug() {
-	d.tb.Helper()
+	d.helper()
 	d.Unplug()
 	if err := d.plug(); err != nil {
-		d.tb.Fatalf("ptytest: replug: %v", err)
+		d.fail(true, "ptytest: replug: %v", err)
 	}
 }
 

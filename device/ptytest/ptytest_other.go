@@ -3,6 +3,7 @@
 package ptytest
 
 import (
+	"errors"
 	"os"
 	"runtime"
 	"testing"
@@ -13,6 +14,9 @@ import (
 type Device struct{}
 
 const reason = "ptytest: serial tests need Linux pseudo-terminals; this is " + runtime.GOOS
+
+// Create fails: simulated serial devices need Linux pseudo-terminals.
+func Create(link string) (*Device, error) { return nil, errors.New(reason) }
 
 // New skips the test: pseudo-terminal serial tests run on Linux only.
 func New(tb testing.TB) *Device { tb.Helper(); tb.Skip(reason); return nil }
