@@ -15,6 +15,13 @@ const adminPassword = 30
 func (s *Sim) execute(cmd uint16, p []byte, f Fault) []byte {
 	s.commands++
 	code, data := s.run(cmd, p)
+	if f.Kind == PaperOut && code == shtrih.ErrCodeStillPrinting {
+		// Not run yet: the fault waits for the retry.
+		f.Count = 1
+		s.faults = append([]Fault{f}, s.faults...)
+		s.fired = s.fired[:len(s.fired)-1]
+		f = Fault{}
+	}
 	if f.Kind == PaperOut { // even when the command itself failed: the paper ran out while printing
 		s.st.Paper = 2
 		s.st.PaperBack = time.Time{}

@@ -372,28 +372,37 @@ func (s *Sim) Serve(ctx context.Context, rw io.ReadWriter) error {
 }
 
 type conn struct {
-	s      *Sim
-	r      *bufio.Reader
-	w      io.Writer
-	wireAt time.Time
+	s    *Sim
+	r    *bufio.Reader
+	w    io.Writer
+	owed time.Duration // wire time of bytes received and not yet slept
+	over time.Duration // how much earlier sleeps overshot (timer slack), paid back
 }
 
-// wire emulates the time n bytes take on the line.
+// wire accrues the time n bytes take on the line at the emulated speed.
 func (c *conn) wire(n int) {
-	if c.s.opt.Baud <= 0 {
+	if c.s.opt.Baud > 0 {
+		c.owed += time.Duration(n) * 10 * time.Second / time.Duration(c.s.opt.Baud)
+	}
+}
+
+// pay sleeps the accrued wire time in one go, correcting for timer overshoot so the
+// emulated line is as fast as the real one overall, not slower by the OS's timer slack.
+func (c *conn) pay() {
+	want := c.owed - c.over
+	c.owed = 0
+	if want <= 0 {
+		c.over = -want
 		return
 	}
-	d := time.Duration(n) * 10 * time.Second / time.Duration(c.s.opt.Baud)
-	now := time.Now()
-	if c.wireAt.Before(now) {
-		c.wireAt = now
-	}
-	c.wireAt = c.wireAt.Add(d)
-	time.Sleep(time.Until(c.wireAt))
+	start := time.Now()
+	time.Sleep(want)
+	c.over = time.Since(start) - want
 }
 
 func (c *conn) write(b []byte) error {
 	c.wire(len(b))
+	c.pay()
 	_, err := c.w.Write(b)
 	return err
 }
@@ -472,8 +481,10 @@ func (c *conn) frame(ctx context.Context, dead bool) error {
 	if f.Kind == NAK {
 		return c.control(shtrih.NAK)
 	}
-	if err := c.control(shtrih.ACK); err != nil {
-		return err
+	if f.Kind != 0 || s.opt.StrayFF {
+		if err := c.control(shtrih.ACK); err != nil {
+			return err
+		}
 	}
 	s.mu.Lock()
 	s.pending = nil
@@ -513,6 +524,12 @@ func (c *conn) frame(ctx context.Context, dead bool) error {
 		bad := append([]byte(nil), frame...)
 		bad[len(bad)-1] ^= 0x5A
 		return c.write(bad)
+	case 0:
+		if !s.opt.StrayFF {
+			// ACK as soon as the frame is in, then the reply when it is ready: on a
+			// fault-free exchange both leave together after the command has run.
+			return c.write(append([]byte{shtrih.ACK}, frame...))
+		}
 	}
 	return c.write(frame)
 }

@@ -1,0 +1,82 @@
+package fiscal_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"kassa-agent/fiscal"
+	"kassa-agent/fiscal/fiscaltest"
+)
+
+func TestFileJournalContract(t *testing.T) {
+	dir := t.TempDir()
+	fiscaltest.JournalContract(t, func(t *testing.T, reopen bool) fiscal.Journal {
+		j, err := fiscal.OpenFileJournal(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return j
+	})
+}
+
+func good() fiscal.Receipt {
+	return fiscal.Receipt{Type: fiscal.Sale, Items: []fiscal.Item{{Name: "Хлеб", Quantity: 1_500_000, Price: 4599, VAT: fiscal.VAT10}},
+		Payments: []fiscal.Payment{{Kind: fiscal.Cash, Amount: 10000}}}
+}
+
+func TestValidate(t *testing.T) {
+	if err := good().Validate(fiscal.DefaultLimits); err != nil {
+		t.Fatal(err)
+	}
+	if s := good().Items[0].Sum(); s != 6899 { // 45.99 × 1.5 = 68.985 → 68.99
+		t.Fatalf("Sum = %d", s)
+	}
+	for name, mod := range map[string]func(*fiscal.Receipt){
+		"empty":             func(r *fiscal.Receipt) { r.Items = nil },
+		"zero total":        func(r *fiscal.Receipt) { r.Items[0].Price = 0 },
+		"payments less":     func(r *fiscal.Receipt) { r.Payments = []fiscal.Payment{{Kind: fiscal.Electronic, Amount: 6898}} },
+		"non-cash over":     func(r *fiscal.Receipt) { r.Payments = []fiscal.Payment{{Kind: fiscal.Electronic, Amount: 7000}} },
+		"name too long":     func(r *fiscal.Receipt) { r.Items[0].Name = strings.Repeat("ж", 129) },
+		"blank name":        func(r *fiscal.Receipt) { r.Items[0].Name = "  " },
+		"quantity overflow": func(r *fiscal.Receipt) { r.Items[0].Quantity = 1 << 50 },
+		"price overflow":    func(r *fiscal.Receipt) { r.Items[0].Price = 1 << 41 },
+		"product overflow":  func(r *fiscal.Receipt) { r.Items[0].Price, r.Items[0].Quantity = 1<<39, 1<<47 },
+		"sum overflow":      func(r *fiscal.Receipt) { r.Items[0].Price, r.Items[0].Quantity = 1<<39, 1<<22 },
+		"negative quantity": func(r *fiscal.Receipt) { r.Items[0].Quantity = -1 },
+		"bad vat":           func(r *fiscal.Receipt) { r.Items[0].VAT = 9 },
+		"bad type":          func(r *fiscal.Receipt) { r.Type = 7 },
+		"two tax systems":   func(r *fiscal.Receipt) { r.TaxSystem = fiscal.OSN | fiscal.PSN },
+		"bad buyer":         func(r *fiscal.Receipt) { r.Buyer = "call me" },
+		"dup payment":       func(r *fiscal.Receipt) { r.Payments = append(r.Payments, r.Payments[0]) },
+	} {
+		r := good()
+		r.Items = append([]fiscal.Item(nil), r.Items...)
+		mod(&r)
+		err := r.Validate(fiscal.DefaultLimits)
+		var fe *fiscal.Error
+		if !errors.As(err, &fe) || fe.Code != fiscal.CodeBadReceipt || fe.Text == "" || fe.Retryable() || !errors.Is(err, fiscal.ErrBadReceipt) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	r := good()
+	r.Buyer, r.TaxSystem = "+79161234567", fiscal.USNIncome
+	if err := r.Validate(fiscal.DefaultLimits); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestErrorCodesDocumented(t *testing.T) {
+	seen := map[string]bool{}
+	for _, c := range fiscal.Codes {
+		if seen[c.Code] || !strings.HasPrefix(c.Code, "register_") || c.Description == "" {
+			t.Errorf("bad code entry %+v", c)
+		}
+		seen[c.Code] = true
+	}
+	e := &fiscal.Error{Code: fiscal.CodePaperOut, Device: 0x6B, Command: 0xFF46, Text: "no receipt paper"}
+	if !e.Retryable() || e.ErrorCode() != "register_paper_out" || !errors.Is(e, fiscal.ErrPaperOut) || errors.Is(e, fiscal.ErrBusy) ||
+		e.Error() != "register_paper_out (device 0x6B, command 0xFF46): no receipt paper" {
+		t.Fatalf("%v", e)
+	}
+}
