@@ -275,9 +275,7 @@ func (r Receipt) Validate(l Limits) error {
 }
 
 func isPhone(s string) bool {
-	if strings.HasPrefix(s, "+") {
-		s = s[1:]
-	}
+	s = strings.TrimPrefix(s, "+")
 	if len(s) < 5 || len(s) > 19 {
 		return false
 	}

@@ -421,3 +421,24 @@ func rawCommand(p shtrih.Port, cmd uint16, params []byte) error {
 }
 
 var _ sync.Locker = (*sync.Mutex)(nil)
+
+// TestServePTY: the simulator's own PTY (what the demo uses) with the project's real
+// serial port driver.
+func TestServePTY(t *testing.T) {
+	s, c := startSim(t, shtrihsim.Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	path, err := s.ServePTY(ctx)
+	if err != nil {
+		t.Skip(err)
+	}
+	port, err := device.Open(device.PortConfig{Name: path, Baud: 115200})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := finishRig(t, s, c, port, shtrih.Options{AutoOpenShift: true}, "")
+	doc, err := r.drv.PrintReceipt(ctx, "pty", sale(12345))
+	if err != nil || doc.FP != receipts(s.Documents())[0].FP {
+		t.Fatalf("%+v %v", doc, err)
+	}
+}
