@@ -6,15 +6,24 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"regexp"
 	"runtime"
+	"sync"
 	"time"
 
 	"kassa-agent/agent/internal/config"
 	"kassa-agent/agent/internal/localapi"
+	"kassa-agent/agent/internal/sale"
+	"kassa-agent/device"
+	"kassa-agent/device/scanner"
+	"kassa-agent/fiscal"
+	"kassa-agent/fiscal/shtrih"
+	"kassa-agent/payments/smartpay"
 	"kassa-agent/queue"
 )
 
-// app is one running agent: its store, its API and the workers between them.
+// app is one running agent: its store, its devices, its providers, its API and
+// the workers between them.
 type app struct {
 	cfg     config.Config
 	log     *slog.Logger
@@ -22,12 +31,30 @@ type app struct {
 	api     *localapi.Server
 	ln      net.Listener
 	started time.Time
+
+	hub      *sale.Hub
+	engine   *sale.Engine
+	disp     *queue.Dispatcher
+	scanner  *scanner.Scanner
+	scans    chan scanner.Code
+	register *shtrih.Driver
+	regState registerState
+	sp       *smartpay.Client
+}
+
+// registerState is the last thing the agent learned about the register; the
+// status endpoint shows it without sending the device a command.
+type registerState struct {
+	mu        sync.Mutex
+	checked   time.Time
+	status    *fiscal.Status
+	lastError string
 }
 
 // openApp acquires everything the agent needs, in an order that fails fast and
 // releases what it took when a later step fails.
 func openApp(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *app, err error) {
-	a := &app{cfg: cfg, log: log, started: time.Now()}
+	a := &app{cfg: cfg, log: log, started: time.Now(), hub: sale.NewHub(), scans: make(chan scanner.Code, 256)}
 	if err := os.MkdirAll(cfg.Store.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory %s: %w", cfg.Store.Dir, err)
 	}
@@ -42,12 +69,60 @@ func openApp(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *app, 
 	a.store = st
 	defer func() {
 		if err != nil {
-			_ = st.Close()
+			a.close()
 		}
 	}()
 	if r := st.Recovered(); r != nil {
 		log.Error("STORE WAS DAMAGED: the damaged file was moved aside and the agent started on an empty store; payments recorded only there need a technician",
 			"path", r.Path, "moved_to", r.MovedTo, "reason", r.Reason)
+	}
+
+	opts := sale.Options{Store: st, Hub: a.hub, Logger: log, Cashier: cfg.Register.Cashier,
+		TaxSystem:    sale.TaxSystems[cfg.Register.TaxSystem],
+		PollDeadline: cfg.SmartPay.PollDeadline.D(), AbandonAfter: cfg.SmartPay.AbandonAfter.D()}
+	if cfg.SmartPay.Enabled {
+		if a.sp, err = newSmartPay(cfg.SmartPay, log); err != nil {
+			return nil, err
+		}
+		opts.SmartPay = a.sp
+		pattern := cfg.SmartPay.CodePattern
+		if pattern == "" {
+			pattern = smartpay.DefaultCodePattern
+		}
+		opts.CodePattern = regexp.MustCompile(pattern) // checked by config
+	}
+	if cfg.Register.Enabled {
+		a.register = newRegister(cfg.Register, sale.NewJournal(st), log)
+		opts.Register = a.register
+	}
+	if a.engine, err = sale.New(opts); err != nil {
+		return nil, err
+	}
+	a.disp = queue.NewDispatcher(st, queue.DispatcherOptions{
+		BaseDelay: cfg.Outbox.BaseDelay.D(), MaxDelay: cfg.Outbox.MaxDelay.D(),
+		MaxAttempts: cfg.Outbox.MaxAttempts, MaxAge: maxAge(cfg.Outbox.MaxAge.D()), Logger: log,
+	})
+	a.engine.RegisterHandlers(a.disp)
+
+	if cfg.Scanner.Enabled {
+		a.scanner, err = scanner.New(scannerConfig(cfg.Scanner), scanner.Options{
+			Logger: log,
+			OnCode: func(c scanner.Code) {
+				select {
+				case a.scans <- c:
+				default:
+					log.Error("scan dropped: the agent is not keeping up with the scanner")
+				}
+			},
+			OnState: func(s device.State) { a.hub.Publish("device", s) },
+		})
+		if err != nil {
+			return nil, fmt.Errorf("scanner: %w", err)
+		}
+		a.engine.SetScanSink(func(code string) error {
+			a.scanner.Inject(code)
+			return nil
+		})
 	}
 
 	token, err := localapi.LoadOrCreateToken(cfg.API.TokenFile)
@@ -66,38 +141,240 @@ func openApp(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *app, 
 	if cfg.API.AllowRemote {
 		log.Warn("local API is bound to a non-loopback address as configured (api.allow_remote = true); anyone on the network who has the token can take payments", "listen", cfg.API.Listen)
 	}
-	a.api = localapi.New(localapi.Options{
-		Token:  token,
-		Port:   port,
-		Logger: log,
-		Status: a.status,
-	})
+	a.api = localapi.New(localapi.Options{Token: token, Port: port, Logger: log, Status: a.status})
+	a.engine.Routes(a.api)
+	a.outboxRoutes(a.api)
+	a.api.Handle("GET /v1/openapi.json", serveOpenAPI)
 	return a, nil
 }
 
+// maxAge maps the config's "0 = no limit" to the dispatcher's "<0 = no limit".
+func maxAge(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
+}
+
+func scannerConfig(c config.Scanner) scanner.Config {
+	return scanner.Config{Driver: c.Driver, Port: c.Port.Port, VID: c.VID, PID: c.PID, Serial: c.Serial, Baud: c.Baud,
+		Suffix: c.Suffix, IdleGap: c.IdleGap.D(), Prefix: c.Prefix, MaxLength: c.MaxLength,
+		DoubleReadWindow: offIfZero(c.DoubleReadWindow.D())}
+}
+
+func offIfZero(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
+}
+
+func newSmartPay(c config.SmartPay, log *slog.Logger) (*smartpay.Client, error) {
+	t := c.RequestTimeout.D()
+	cl, err := smartpay.New(smartpay.Config{
+		BaseURL: c.BaseURL, CertFile: c.CertFile, KeyFile: c.KeyFile, CAFile: c.CAFile, Logger: log,
+		Timeouts: smartpay.Timeouts{Auth: t, Release: t, Confirm: t, Fiscal: t, Cancel: t,
+			Commit: min(t, 5*time.Second), Status: min(t, 5*time.Second)},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("smartpay: %w", err)
+	}
+	info := cl.Certificate()
+	log.Info("Smart Pay client certificate", "subject", info.Subject, "not_after", info.NotAfter)
+	return cl, nil
+}
+
+func newRegister(c config.Register, j fiscal.Journal, log *slog.Logger) *shtrih.Driver {
+	var port shtrih.Port
+	if c.Transport == "tcp" {
+		port = &tcpRegisterPort{addr: c.Address}
+	} else {
+		port = newReopeningPort(device.PortConfig{Driver: c.Driver, Name: c.Port.Port, VID: c.VID, PID: c.PID, Serial: c.Serial, Baud: c.Baud})
+	}
+	t := shtrih.DefaultTimeouts
+	t.Byte = c.ByteTimeout.D()
+	return shtrih.New(port, shtrih.Options{
+		Password: uint32(c.Password), Journal: j, Timeouts: t,
+		AutoOpenShift: c.AutoOpenShift, AutoCloseExpiredShift: c.AutoCloseExpiredShift,
+		Logger: log.With("device", "register"),
+	})
+}
+
 // run serves until ctx ends, then stops the API (in-flight requests get a grace
-// period) and closes the store last, so nothing writes to a closed store.
+// period), the workers, and closes the store last, so nothing writes to a
+// closed store.
 func (a *app) run(ctx context.Context) error {
 	a.log.Info("kassa-agent started", "version", version, "api", a.ln.Addr().String(), "store", a.store.Path(),
-		"token_file", a.cfg.API.TokenFile)
-	err := a.api.Serve(ctx, a.ln, stopGrace)
-	if cerr := a.store.Close(); cerr != nil && err == nil {
-		err = fmt.Errorf("close store: %w", cerr)
+		"token_file", a.cfg.API.TokenFile, "scanner", a.cfg.Scanner.Enabled, "register", a.cfg.Register.Enabled,
+		"smartpay", a.cfg.SmartPay.Enabled)
+	workers, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	goRun := func(name string, f func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(workers); err != nil && workers.Err() == nil {
+				a.log.Error("worker stopped", "worker", name, "err", err)
+			}
+		}()
 	}
+	goRun("outbox", a.disp.Run)
+	goRun("payments", func(ctx context.Context) error {
+		if a.register != nil {
+			// Recovery first: a receipt a crash left open is resolved before
+			// any payment resumes printing. The API answers meanwhile.
+			a.recoverRegister(ctx)
+			goRun("register-check", a.watchRegister)
+		}
+		return a.engine.Run(ctx)
+	})
+	goRun("idempotency-sweeper", func(ctx context.Context) error {
+		return a.store.RunIdempotencySweeper(ctx, time.Hour, 72*time.Hour)
+	})
+	if a.sp != nil {
+		goRun("smartpay-auth", a.smartpayAuth)
+	}
+	if a.scanner != nil {
+		goRun("scanner", a.scanner.Supervise)
+		goRun("scans", a.handleScans)
+	}
+
+	err := a.api.Serve(ctx, a.ln, stopGrace)
+	stop()
+	wg.Wait()
+	a.close()
 	a.log.Info("store closed", "path", a.store.Path())
 	return err
 }
 
+// handleScans commits Smart Pay codes one at a time, in scan order.
+func (a *app) handleScans(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case c := <-a.scans:
+			a.engine.OnScan(ctx, c.Text, c.Source, c.At)
+		}
+	}
+}
+
+// smartpayAuth authenticates at start so the first commit does not pay for it.
+func (a *app) smartpayAuth(ctx context.Context) error {
+	for attempt := 0; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		err := a.sp.Authenticate(actx)
+		cancel()
+		if err == nil {
+			a.log.Info("Smart Pay session established")
+			return nil
+		}
+		a.log.Warn("Smart Pay authentication failed; will retry", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(min(time.Duration(attempt+1)*5*time.Second, time.Minute)):
+		}
+	}
+}
+
+func (a *app) recoverRegister(ctx context.Context) {
+	rctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	rep, err := a.register.Recover(rctx)
+	if err != nil {
+		a.log.Error("register recovery at start failed; receipts are retried when it answers", "err", err)
+		return
+	}
+	if len(rep.Completed)+len(rep.NotPrinted) > 0 || rep.CancelledOpen || rep.ContinuedPrint {
+		a.log.Warn("register recovery", "completed", rep.Completed, "not_printed", rep.NotPrinted,
+			"cancelled_open_receipt", rep.CancelledOpen, "continued_printing", rep.ContinuedPrint)
+	}
+}
+
+// watchRegister refreshes the register state shown in status and diagnostics.
+func (a *app) watchRegister(ctx context.Context) error {
+	for {
+		sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		st, err := a.register.Status(sctx)
+		cancel()
+		a.regState.mu.Lock()
+		a.regState.checked = time.Now().UTC()
+		if err != nil {
+			a.regState.lastError = err.Error()
+		} else {
+			a.regState.status, a.regState.lastError = &st, ""
+		}
+		a.regState.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Minute):
+		}
+	}
+}
+
+// registerReport is the register's state for people: what fiscal.Status holds,
+// with the readiness verdict as words.
+type registerReport struct {
+	Model        string    `json:"model"`
+	Serial       string    `json:"serial"`
+	FNNumber     string    `json:"fn_number"`
+	FNExpiry     time.Time `json:"fn_expiry,omitzero"`
+	RegNumber    string    `json:"reg_number"`
+	ShiftOpen    bool      `json:"shift_open"`
+	ShiftNumber  int       `json:"shift_number"`
+	ShiftExpired bool      `json:"shift_over_24h"`
+	PaperOut     bool      `json:"paper_out"`
+	LastFD       uint32    `json:"last_fd"`
+	OFDBacklog   int       `json:"ofd_backlog"`
+	OFDOldest    time.Time `json:"ofd_oldest_unsent,omitzero"`
+	Ready        bool      `json:"ready"`
+	NotReady     string    `json:"not_ready,omitempty"`
+}
+
+func reportOf(s *fiscal.Status) *registerReport {
+	if s == nil {
+		return nil
+	}
+	r := &registerReport{Model: s.Model, Serial: s.Serial, FNNumber: s.FNNumber, FNExpiry: s.FNExpiry,
+		RegNumber: s.RegNumber, ShiftOpen: s.ShiftOpen, ShiftNumber: s.ShiftNumber, ShiftExpired: s.ShiftExpired,
+		PaperOut: s.PaperOut, LastFD: s.LastFD, OFDBacklog: s.OFDBacklog, OFDOldest: s.OFDOldest, Ready: s.Ready == nil}
+	if s.Ready != nil {
+		r.NotReady = s.Ready.Error()
+	}
+	return r
+}
+
+func (a *app) close() {
+	if a.register != nil {
+		_ = a.register.Close()
+	}
+	if a.sp != nil {
+		a.sp.Close()
+	}
+	if a.ln != nil {
+		_ = a.ln.Close()
+	}
+	if err := a.store.Close(); err != nil {
+		a.log.Error("closing the store failed", "err", err)
+	}
+}
+
 type statusBody struct {
-	Version   string          `json:"version"`
-	Commit    string          `json:"commit"`
-	GoVersion string          `json:"go_version"`
-	Platform  string          `json:"platform"`
-	StartedAt time.Time       `json:"started_at"`
-	UptimeSec int64           `json:"uptime_seconds"`
-	Store     storeStatus     `json:"store"`
-	Devices   map[string]part `json:"devices"`
-	Providers map[string]part `json:"providers"`
+	Version   string           `json:"version"`
+	Commit    string           `json:"commit"`
+	GoVersion string           `json:"go_version"`
+	Platform  string           `json:"platform"`
+	StartedAt time.Time        `json:"started_at"`
+	UptimeSec int64            `json:"uptime_seconds"`
+	Store     storeStatus      `json:"store"`
+	Outbox    *outboxStatus    `json:"outbox,omitempty"`
+	Devices   map[string]any   `json:"devices"`
+	Providers map[string]any   `json:"providers"`
+	// Attention lists payments a person should look at: money taken but the
+	// receipt not printed, or a payment the provider has not confirmed in time.
+	Attention []*sale.Payment `json:"attention,omitempty"`
 }
 
 type storeStatus struct {
@@ -123,19 +400,43 @@ func (a *app) status(ctx context.Context) any {
 		Version: version, Commit: commit, GoVersion: runtime.Version(),
 		Platform:  runtime.GOOS + "/" + runtime.GOARCH,
 		StartedAt: a.started.UTC(), UptimeSec: int64(time.Since(a.started).Seconds()),
-		Store: storeStatus{Path: a.store.Path(), SizeBytes: size},
-		Devices: map[string]part{
-			"scanner":  {Configured: a.cfg.Scanner.Enabled},
-			"register": {Configured: a.cfg.Register.Enabled},
-		},
-		Providers: map[string]part{
-			"smartpay": {Configured: a.cfg.SmartPay.Enabled},
-			"alif":     {Configured: a.cfg.Alif.Enabled},
-			"alikassa": {Configured: a.cfg.AliKassa.Enabled},
+		Store:     storeStatus{Path: a.store.Path(), SizeBytes: size},
+		Devices:   map[string]any{"scanner": part{Configured: false}, "register": part{Configured: false}},
+		Providers: map[string]any{
+			"smartpay": part{Configured: a.cfg.SmartPay.Enabled},
+			"alif":     part{Configured: a.cfg.Alif.Enabled},
+			"alikassa": part{Configured: a.cfg.AliKassa.Enabled},
 		},
 	}
 	if r := a.store.Recovered(); r != nil {
 		b.Store.Damaged = &damaged{MovedTo: r.MovedTo, Reason: r.Reason, Found: r.Found}
 	}
+	if os, err := a.outboxStatus(); err == nil {
+		b.Outbox = os
+	}
+	if a.scanner != nil {
+		b.Devices["scanner"] = struct {
+			Configured bool `json:"configured"`
+			device.State
+		}{true, a.scanner.State()}
+	}
+	if a.register != nil {
+		a.regState.mu.Lock()
+		b.Devices["register"] = struct {
+			Configured bool            `json:"configured"`
+			CheckedAt  time.Time       `json:"checked_at,omitzero"`
+			Status     *registerReport `json:"status,omitempty"`
+			LastError  string          `json:"last_error,omitempty"`
+		}{true, a.regState.checked, reportOf(a.regState.status), a.regState.lastError}
+		a.regState.mu.Unlock()
+	}
+	if a.sp != nil {
+		info := a.sp.Certificate()
+		b.Providers["smartpay"] = struct {
+			Configured bool               `json:"configured"`
+			Cert       smartpay.CertInfo  `json:"certificate"`
+		}{true, info}
+	}
+	b.Attention, _ = a.engine.NeedAttention()
 	return b
 }

@@ -40,6 +40,7 @@ type Server struct {
 	mux     *http.ServeMux
 	log     *slog.Logger
 	started time.Time
+	routes  []string
 }
 
 // New returns a server with /v1/health and /v1/status registered.
@@ -54,10 +55,10 @@ func New(opts Options) *Server {
 		opts.WriteTimeout = 75 * time.Second
 	}
 	s := &Server{opts: opts, mux: http.NewServeMux(), log: opts.Logger, started: time.Now()}
-	s.mux.HandleFunc("GET /v1/health", func(w http.ResponseWriter, r *http.Request) {
+	s.Handle("GET /v1/health", func(w http.ResponseWriter, r *http.Request) {
 		WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	s.mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+	s.Handle("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		var body any = map[string]any{}
 		if opts.Status != nil {
 			body = opts.Status(r.Context())
@@ -71,7 +72,13 @@ func New(opts Options) *Server {
 }
 
 // Handle registers an endpoint ("METHOD /path" patterns, as net/http's ServeMux).
-func (s *Server) Handle(pattern string, h http.HandlerFunc) { s.mux.HandleFunc(pattern, h) }
+func (s *Server) Handle(pattern string, h http.HandlerFunc) {
+	s.routes = append(s.routes, pattern)
+	s.mux.HandleFunc(pattern, h)
+}
+
+// Routes lists the registered endpoints ("METHOD /path").
+func (s *Server) Routes() []string { return append([]string(nil), s.routes...) }
 
 // Handler is the whole API with its security checks in front.
 func (s *Server) Handler() http.Handler {

@@ -379,3 +379,24 @@ func errInfo(code string, err error) *ErrorInfo {
 }
 
 var _ = payments.Paid
+
+// NeedAttention lists payments a person should look at: money taken but the
+// receipt not printed yet, or a payment the provider has not confirmed in time.
+func (e *Engine) NeedAttention() ([]*Payment, error) {
+	var out []*Payment
+	err := e.store.View(func(r *queue.ReadTx) error {
+		return r.Scan(collPayments, queue.ScanOptions{Reverse: true, Limit: 500}, func(id string, v []byte) error {
+			p, err := unmarshalPayment(v)
+			if err != nil {
+				return err
+			}
+			owed := p.State.MoneyTaken() && p.Fiscal.State == FiscalPending && p.Fiscal.Error != nil
+			unconfirmed := !p.State.Final() && p.Error != nil && p.Error.Code == "payment_unconfirmed"
+			if owed || unconfirmed {
+				out = append(out, p)
+			}
+			return nil
+		})
+	})
+	return out, err
+}
