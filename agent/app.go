@@ -362,16 +362,16 @@ func (a *app) close() {
 }
 
 type statusBody struct {
-	Version   string           `json:"version"`
-	Commit    string           `json:"commit"`
-	GoVersion string           `json:"go_version"`
-	Platform  string           `json:"platform"`
-	StartedAt time.Time        `json:"started_at"`
-	UptimeSec int64            `json:"uptime_seconds"`
-	Store     storeStatus      `json:"store"`
-	Outbox    *outboxStatus    `json:"outbox,omitempty"`
-	Devices   map[string]any   `json:"devices"`
-	Providers map[string]any   `json:"providers"`
+	Version   string         `json:"version"`
+	Commit    string         `json:"commit"`
+	GoVersion string         `json:"go_version"`
+	Platform  string         `json:"platform"`
+	StartedAt time.Time      `json:"started_at"`
+	UptimeSec int64          `json:"uptime_seconds"`
+	Store     storeStatus    `json:"store"`
+	Outbox    *outboxStatus  `json:"outbox,omitempty"`
+	Devices   map[string]any `json:"devices"`
+	Providers map[string]any `json:"providers"`
 	// Attention lists payments a person should look at: money taken but the
 	// receipt not printed, or a payment the provider has not confirmed in time.
 	Attention []*sale.Payment `json:"attention,omitempty"`
@@ -400,8 +400,8 @@ func (a *app) status(ctx context.Context) any {
 		Version: version, Commit: commit, GoVersion: runtime.Version(),
 		Platform:  runtime.GOOS + "/" + runtime.GOARCH,
 		StartedAt: a.started.UTC(), UptimeSec: int64(time.Since(a.started).Seconds()),
-		Store:     storeStatus{Path: a.store.Path(), SizeBytes: size},
-		Devices:   map[string]any{"scanner": part{Configured: false}, "register": part{Configured: false}},
+		Store:   storeStatus{Path: a.store.Path(), SizeBytes: size},
+		Devices: map[string]any{"scanner": part{Configured: false}, "register": part{Configured: false}},
 		Providers: map[string]any{
 			"smartpay": part{Configured: a.cfg.SmartPay.Enabled},
 			"alif":     part{Configured: a.cfg.Alif.Enabled},
@@ -433,8 +433,8 @@ func (a *app) status(ctx context.Context) any {
 	if a.sp != nil {
 		info := a.sp.Certificate()
 		b.Providers["smartpay"] = struct {
-			Configured bool               `json:"configured"`
-			Cert       smartpay.CertInfo  `json:"certificate"`
+			Configured bool              `json:"configured"`
+			Cert       smartpay.CertInfo `json:"certificate"`
 		}{true, info}
 	}
 	b.Attention, _ = a.engine.NeedAttention()
