@@ -233,24 +233,27 @@ func (l *link) exchange(ctx context.Context, cmd uint16, params []byte, replyWai
 			continue // frame damaged on the way: resend
 		}
 		if !ok {
-			// No answer: ask whether the device got it.
+			// No answer: ask whether the device got it. A command is resent only
+			// after the device says it is idle (NAK to ENQ), never on silence, so a
+			// frame whose ACK was lost is not executed twice.
 			l.synced = false
-			p, idle, err := l.enq(ctx, replyWait)
+			p, idle, err := l.enqUntilAnswer(ctx, replyWait)
 			if err != nil {
 				return nil, err
 			}
-			if p != nil {
-				if matchReply(p, cmd) {
-					return p, nil
-				}
-				delivered = true
+			switch {
+			case p != nil && matchReply(p, cmd):
+				return p, nil
+			case idle:
+				l.synced = true
+				continue
+			case p != nil:
 				continue
 			}
-			if idle {
-				l.synced = true
-				continue // not received: resend
+			if delivered {
+				return nil, errLostReply
 			}
-			continue
+			return nil, errNoLink
 		}
 		delivered = true
 		if b == ACK {
@@ -288,6 +291,17 @@ func (l *link) exchange(ctx context.Context, cmd uint16, params []byte, replyWai
 		return l.recoverReply(ctx, cmd, replyWait)
 	}
 	return nil, errNoLink
+}
+
+// enqUntilAnswer sends ENQ until the device answers (idle, or with a held reply).
+func (l *link) enqUntilAnswer(ctx context.Context, replyWait time.Duration) ([]byte, bool, error) {
+	for range max(l.to.Tries, 1) {
+		p, idle, err := l.enq(ctx, replyWait)
+		if err != nil || p != nil || idle {
+			return p, idle, err
+		}
+	}
+	return nil, false, nil
 }
 
 // recoverReply uses ENQ to get the reply to cmd the device may still hold.
