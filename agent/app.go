@@ -53,7 +53,8 @@ type registerState struct {
 
 // openApp acquires everything the agent needs, in an order that fails fast and
 // releases what it took when a later step fails.
-func openApp(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *app, err error) {
+// tune, when given, adjusts the payment engine's timings (tests).
+func openApp(ctx context.Context, cfg config.Config, log *slog.Logger, tune ...func(*sale.Options)) (_ *app, err error) {
 	a := &app{cfg: cfg, log: log, started: time.Now(), hub: sale.NewHub(), scans: make(chan scanner.Code, 256)}
 	if err := os.MkdirAll(cfg.Store.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory %s: %w", cfg.Store.Dir, err)
@@ -94,6 +95,9 @@ func openApp(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *app, 
 	if cfg.Register.Enabled {
 		a.register = newRegister(cfg.Register, sale.NewJournal(st), log)
 		opts.Register = a.register
+	}
+	for _, f := range tune {
+		f(&opts)
 	}
 	if a.engine, err = sale.New(opts); err != nil {
 		return nil, err

@@ -1,0 +1,229 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"kassa-agent/payments/smartpay"
+	"kassa-agent/payments/smartpay/sandbox"
+)
+
+func TestScanBeforeDuringAfterThePOSCall(t *testing.T) {
+	t.Run("before", func(t *testing.T) {
+		r := newRig(t, rigOptions{})
+		r.startInProcess()
+		r.showCode()
+		r.waitCommits(1)
+		// The commit went out before any amount was known.
+		assert.Zero(t, r.till.Sandbox.Count(smartpay.OpRelease))
+		require.Eventually(t, func() bool { return len(r.heldCodes()) == 1 }, 5*time.Second, 5*time.Millisecond)
+		p := r.create("k", saleBody(20480, milkReceipt))
+		assert.Equal(t, "committed", p.State, "a held code is attached at once")
+		p = r.waitState(p.ID, "completed", 10*time.Second)
+		r.checkSettled(p)
+	})
+	t.Run("after", func(t *testing.T) {
+		r := newRig(t, rigOptions{})
+		r.startInProcess()
+		p := r.create("k", saleBody(20480, milkReceipt))
+		time.Sleep(50 * time.Millisecond)
+		assert.Zero(t, r.till.Sandbox.Count(smartpay.OpCommit))
+		r.showCode()
+		p = r.waitState(p.ID, "completed", 10*time.Second)
+		r.checkSettled(p)
+	})
+	t.Run("during", func(t *testing.T) {
+		r := newRig(t, rigOptions{})
+		r.startInProcess()
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() { defer wg.Done(); r.showCode() }()
+		p := r.create("k", saleBody(20480, milkReceipt))
+		wg.Wait()
+		p = r.waitState(p.ID, "completed", 10*time.Second)
+		r.checkSettled(p)
+		assert.Equal(t, 1, r.till.Sandbox.Count(smartpay.OpCommit))
+	})
+}
+
+// heldCodes lists sandbox purchases committed and not released or cancelled.
+func (r *rig) heldCodes() []sandbox.Purchase {
+	var out []sandbox.Purchase
+	for _, p := range r.till.Sandbox.Purchases() {
+		if p.Releases == 0 && p.Cancels == 0 {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func TestTwoScansTheNewerWins(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	r.startInProcess()
+	r.showCode()
+	r.waitCommits(1)
+	time.Sleep(600 * time.Millisecond) // past the scanner's double-read window
+	r.showCode()
+	r.waitCommits(2)
+	// The older code is cancelled at the service through the outbox.
+	require.Eventually(t, func() bool { return r.till.Sandbox.Count(smartpay.OpCancel) == 1 }, 5*time.Second, 5*time.Millisecond)
+	ps := r.till.Sandbox.Purchases()
+	require.Len(t, ps, 2)
+	first, second := ps[0], ps[1]
+	if first.CommittedAt.After(second.CommittedAt) {
+		first, second = second, first
+	}
+	assert.Equal(t, 1, first.Cancels)
+	assert.Zero(t, second.Cancels)
+
+	p := r.create("k", saleBody(20480, milkReceipt))
+	assert.Equal(t, second.ID, p.SmartPay.PurchaseID, "the newer code pays")
+	p = r.waitState(p.ID, "completed", 10*time.Second)
+	r.checkSettled(p)
+}
+
+func TestOtherScansAreNotCommitted(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	r.startInProcess()
+	ev := r.subscribe()
+	// A goods barcode and a marking code with GS separators: published to the
+	// POS as read, never sent to Smart Pay.
+	require.NoError(t, r.till.ShowCode("4607001771234"))
+	marking := "0104601234567890215abcde\x1d93dGVz"
+	time.Sleep(600 * time.Millisecond)
+	require.NoError(t, r.till.ShowCode(marking))
+	require.Eventually(t, func() bool { return len(ev.scans()) == 2 }, 5*time.Second, 5*time.Millisecond)
+	scans := ev.scans()
+	assert.Equal(t, "4607001771234", scans[0].Text)
+	assert.Equal(t, marking, scans[1].Text, "GS kept")
+	for _, s := range scans {
+		assert.False(t, s.SmartPay)
+		assert.Equal(t, "serial", s.Source)
+	}
+	assert.Zero(t, r.till.Sandbox.Count(smartpay.OpCommit))
+
+	// A code handed over by the POS goes the same way.
+	var ans map[string]string
+	assert.Equal(t, 202, r.call("POST", "/v1/scanner/codes", "", `{"code":"`+r.till.Sandbox.NewCode()+`"}`, &ans))
+	r.waitCommits(1)
+}
+
+func TestBadPaymentRequestsChangeNothing(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	r.startInProcess()
+	cases := []struct {
+		name, key, body string
+		status          int
+		code            string
+	}{
+		{"no key", "", saleBody(100, ""), 400, "idempotency_key_missing"},
+		{"long key", strings.Repeat("k", 256), saleBody(100, ""), 400, "idempotency_key_invalid"},
+		{"not json", "k1", `{"provider":`, 400, "bad_request"},
+		{"unknown field", "k2", `{"provider":"smartpay","amount":1,"currency":"RUB","tip":5}`, 400, "unknown_field"},
+		{"float amount", "k3", `{"provider":"smartpay","amount":1.5,"currency":"RUB"}`, 400, "bad_request"},
+		{"zero amount", "k4", saleBody(0, ""), 422, "validation_failed"},
+		{"negative amount", "k5", saleBody(-100, ""), 422, "validation_failed"},
+		{"huge amount", "k6", saleBody(1<<41, ""), 422, "validation_failed"},
+		{"no provider", "k7", `{"amount":100,"currency":"RUB"}`, 422, "validation_failed"},
+		{"unknown provider", "k8", `{"provider":"paypal","amount":100,"currency":"RUB"}`, 422, "validation_failed"},
+		{"disabled provider", "k9", `{"provider":"alif","amount":100,"currency":"UZS"}`, 422, "validation_failed"},
+		{"wrong currency", "k10", `{"provider":"smartpay","amount":100,"currency":"USD"}`, 422, "validation_failed"},
+		{"total differs", "k11", saleBody(100, milkReceipt), 422, "validation_failed"},
+		{"empty receipt", "k12", saleBody(100, `{"items":[]}`), 422, "validation_failed"},
+		{"bad vat", "k13", saleBody(100, `{"items":[{"name":"x","quantity":1000,"price":100,"vat":"vat18"}]}`), 422, "validation_failed"},
+		{"zero quantity", "k14", saleBody(100, `{"items":[{"name":"x","quantity":0,"price":100,"vat":"vat20"}]}`), 422, "validation_failed"},
+		{"empty name", "k15", saleBody(100, `{"items":[{"name":" ","quantity":1000,"price":100,"vat":"vat20"}]}`), 422, "validation_failed"},
+		{"name too long", "k16", saleBody(100, fmt.Sprintf(`{"items":[{"name":"%0200d","quantity":1000,"price":100,"vat":"vat20"}]}`, 0)), 422, "validation_failed"},
+		{"bad receipt type", "k17", saleBody(100, `{"type":"gift","items":[{"name":"x","quantity":1000,"price":100,"vat":"vat20"}]}`), 422, "validation_failed"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var e apiError
+			assert.Equal(t, tc.status, r.call("POST", "/v1/payments", tc.key, tc.body, &e))
+			assert.Equal(t, tc.code, e.Error.Code, e.Error.Message)
+			assert.NotEmpty(t, e.Error.Message)
+		})
+	}
+	var list struct{ Payments []apiPayment }
+	require.Equal(t, 200, r.call("GET", "/v1/payments", "", "", &list))
+	assert.Empty(t, list.Payments, "a refused request created a payment")
+	for _, op := range []smartpay.Op{smartpay.OpCommit, smartpay.OpRelease, smartpay.OpCancel} {
+		assert.Zero(t, r.till.Sandbox.Count(op), "a refused request reached Smart Pay: %s", op)
+	}
+}
+
+func TestIdempotencyKey(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	r.startInProcess()
+	body := saleBody(20480, milkReceipt)
+	p1 := r.create("same", body)
+	var p2 apiPayment
+	assert.Equal(t, 200, r.call("POST", "/v1/payments", "same", body, &p2), "replay")
+	assert.Equal(t, p1.ID, p2.ID)
+	var e apiError
+	assert.Equal(t, 422, r.call("POST", "/v1/payments", "same", saleBody(100, ""), &e))
+	assert.Equal(t, "idempotency_key_reused", e.Error.Code)
+
+	// Concurrent retries of one request make one payment.
+	var wg sync.WaitGroup
+	ids := make([]string, 8)
+	for i := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var p apiPayment
+			r.call("POST", "/v1/payments", "race", body, &p)
+			ids[i] = p.ID
+		}()
+	}
+	wg.Wait()
+	for _, id := range ids {
+		assert.Equal(t, ids[0], id)
+	}
+}
+
+func TestRegisterNotReadyTakesNoMoney(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	r.startInProcess()
+	r.showCode()
+	r.waitCommits(1)
+	r.till.Register.SetPaper(false)
+	var e apiError
+	assert.Equal(t, 409, r.call("POST", "/v1/payments", "k", saleBody(20480, milkReceipt), &e))
+	assert.Equal(t, "register_paper_out", e.Error.Code)
+	assert.Zero(t, r.till.Sandbox.Count(smartpay.OpRelease), "money taken although the receipt could not print")
+
+	// Paper loaded: the same key is new (the refusal was not stored) and the
+	// held code pays.
+	r.till.Register.SetPaper(true)
+	p := r.create("k", saleBody(20480, milkReceipt))
+	p = r.waitState(p.ID, "completed", 10*time.Second)
+	r.checkSettled(p)
+}
+
+func TestCancelBeforeRelease(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	r.startInProcess()
+	p := r.create("k", saleBody(20480, milkReceipt))
+	var c apiPayment
+	require.Equal(t, 200, r.call("POST", "/v1/payments/"+p.ID+"/cancel", "", "", &c))
+	assert.Equal(t, "canceled", c.State)
+	// A scan now is held for the next payment, not given to the cancelled one.
+	r.showCode()
+	r.waitCommits(1)
+	time.Sleep(100 * time.Millisecond)
+	assert.Zero(t, r.till.Sandbox.Count(smartpay.OpRelease))
+
+	p2 := r.create("k2", saleBody(20480, milkReceipt))
+	assert.Equal(t, "committed", p2.State)
+	p2 = r.waitState(p2.ID, "completed", 10*time.Second)
+	var e apiError
+	assert.Equal(t, 409, r.call("POST", "/v1/payments/"+p2.ID+"/cancel", "", "", &e), "no cancel after release")
+	assert.Equal(t, "conflict", e.Error.Code)
+}
