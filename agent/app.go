@@ -53,8 +53,14 @@ type registerState struct {
 
 // openApp acquires everything the agent needs, in an order that fails fast and
 // releases what it took when a later step fails.
-// tune, when given, adjusts the payment engine's timings (tests).
-func openApp(ctx context.Context, cfg config.Config, log *slog.Logger, tune ...func(*sale.Options)) (_ *app, err error) {
+// tuning is what tests may adjust before the agent's parts are built.
+type tuning struct {
+	Sale     *sale.Options
+	Register *shtrih.Options
+}
+
+// tune, when given, adjusts timings (tests).
+func openApp(ctx context.Context, cfg config.Config, log *slog.Logger, tune ...func(*tuning)) (_ *app, err error) {
 	a := &app{cfg: cfg, log: log, started: time.Now(), hub: sale.NewHub(), scans: make(chan scanner.Code, 256)}
 	if err := os.MkdirAll(cfg.Store.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory %s: %w", cfg.Store.Dir, err)
@@ -92,12 +98,13 @@ func openApp(ctx context.Context, cfg config.Config, log *slog.Logger, tune ...f
 		}
 		opts.CodePattern = regexp.MustCompile(pattern) // checked by config
 	}
-	if cfg.Register.Enabled {
-		a.register = newRegister(cfg.Register, sale.NewJournal(st), log)
-		opts.Register = a.register
-	}
+	regOpts := registerOptions(cfg.Register, sale.NewJournal(st), log)
 	for _, f := range tune {
-		f(&opts)
+		f(&tuning{Sale: &opts, Register: &regOpts})
+	}
+	if cfg.Register.Enabled {
+		a.register = shtrih.New(registerPort(cfg.Register), regOpts)
+		opts.Register = a.register
 	}
 	if a.engine, err = sale.New(opts); err != nil {
 		return nil, err
@@ -188,20 +195,21 @@ func newSmartPay(c config.SmartPay, log *slog.Logger) (*smartpay.Client, error) 
 	return cl, nil
 }
 
-func newRegister(c config.Register, j fiscal.Journal, log *slog.Logger) *shtrih.Driver {
-	var port shtrih.Port
+func registerPort(c config.Register) shtrih.Port {
 	if c.Transport == "tcp" {
-		port = &tcpRegisterPort{addr: c.Address}
-	} else {
-		port = newReopeningPort(device.PortConfig{Driver: c.Driver, Name: c.Port.Port, VID: c.VID, PID: c.PID, Serial: c.Serial, Baud: c.Baud})
+		return &tcpRegisterPort{addr: c.Address}
 	}
+	return newReopeningPort(device.PortConfig{Driver: c.Driver, Name: c.Port.Port, VID: c.VID, PID: c.PID, Serial: c.Serial, Baud: c.Baud})
+}
+
+func registerOptions(c config.Register, j fiscal.Journal, log *slog.Logger) shtrih.Options {
 	t := shtrih.DefaultTimeouts
 	t.Byte = c.ByteTimeout.D()
-	return shtrih.New(port, shtrih.Options{
+	return shtrih.Options{
 		Password: uint32(c.Password), Journal: j, Timeouts: t,
 		AutoOpenShift: c.AutoOpenShift, AutoCloseExpiredShift: c.AutoCloseExpiredShift,
 		Logger: log.With("device", "register"),
-	})
+	}
 }
 
 // run serves until ctx ends, then stops the API (in-flight requests get a grace

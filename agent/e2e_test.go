@@ -68,7 +68,10 @@ func newRig(t *testing.T, o rigOptions) *rig {
 }
 
 // fastTimings keep fault tests short; production values are minutes.
-func fastTimings(o *sale.Options) {
+func fastTimings(tu *tuning) {
+	o := tu.Sale
+	tu.Register.Timeouts.Long = 2 * time.Second
+	tu.Register.Timeouts.Reply = time.Second
 	o.PollMin = 20 * time.Millisecond
 	o.PollMax = 100 * time.Millisecond
 	o.SettleBeforeCancel = 300 * time.Millisecond
@@ -78,10 +81,14 @@ func fastTimings(o *sale.Options) {
 
 // startInProcess runs the agent in this process until the test ends.
 func (r *rig) startInProcess(tune ...func(*sale.Options)) {
+	all := []func(*tuning){fastTimings}
+	for _, f := range tune {
+		all = append(all, func(tu *tuning) { f(tu.Sale) })
+	}
 	t := r.t
 	log := slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ctx, cancel := context.WithCancel(context.Background())
-	a, err := openApp(ctx, r.cfg, log, append([]func(*sale.Options){fastTimings}, tune...)...)
+	a, err := openApp(ctx, r.cfg, log, all...)
 	require.NoError(t, err)
 	done := make(chan error, 1)
 	go func() { done <- a.run(ctx) }()

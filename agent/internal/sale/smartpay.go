@@ -66,12 +66,31 @@ func (e *Engine) OnScan(ctx context.Context, text, source string, at time.Time) 
 			return putCode(tx, rec)
 		})
 	}()
-	purchaseID, cerr := e.o.SmartPay.Commit(ctx, text, id)
+	purchaseID, cerr := e.commit(ctx, text, id)
 	e.hub.Publish("scan", ev)
 	if err := <-written; err != nil {
 		log.Error("could not record a Smart Pay commit", "err", err)
 	}
 	e.recordCommit(ctx, id, text, at, purchaseID, cerr)
+}
+
+// commit sends the commit, and after an answer that was lost or never sent,
+// sends it again with the same kassa_purchase_id: a repeat of the same code and
+// id names the same purchase, whereas a fresh id would find the code taken.
+func (e *Engine) commit(ctx context.Context, code, id string) (string, error) {
+	var err error
+	for attempt := 0; attempt < 4; attempt++ {
+		var pid string
+		pid, err = e.o.SmartPay.Commit(ctx, code, id)
+		if err == nil || !(smartpay.IsAmbiguous(err) || smartpay.IsUnavailable(err)) || ctx.Err() != nil {
+			return pid, err
+		}
+		e.log.Warn("Smart Pay commit got no clear answer; sending it again with the same id", "kassa_purchase_id", id, "err", err, "attempt", attempt+1)
+		if sleep(ctx, backoff(100*time.Millisecond, time.Second, attempt), nil) != nil {
+			break
+		}
+	}
+	return "", err
 }
 
 // recordCommit stores a commit's outcome and hands the code to the payment
