@@ -266,7 +266,7 @@ func (a *app) handleScans(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case c := <-a.scans:
-			a.engine.OnScan(ctx, c.Text, c.Source, c.At)
+			a.engine.Scan(ctx, c.Text, c.Source, c.At)
 		}
 	}
 }

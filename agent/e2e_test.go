@@ -30,7 +30,7 @@ import (
 // rig is a whole till for one test: the simulated devices and the Smart Pay
 // sandbox in this process, and the agent (in this process or as a child).
 type rig struct {
-	t       *testing.T
+	t       testing.TB
 	till    *simtill.Till
 	cfgPath string
 	cfg     config.Config
@@ -44,7 +44,7 @@ type rigOptions struct {
 	extra      string        // more config
 }
 
-func newRig(t *testing.T, o rigOptions) *rig {
+func newRig(t testing.TB, o rigOptions) *rig {
 	t.Helper()
 	if _, err := os.Stat("/dev/ptmx"); err != nil {
 		t.Skip("end-to-end tests drive the serial devices over Linux pseudo-terminals")
@@ -59,7 +59,7 @@ func newRig(t *testing.T, o rigOptions) *rig {
 	t.Cleanup(till.Close)
 	port := freePort(t)
 	cfgPath := filepath.Join(dir, "config.toml")
-	src := fmt.Sprintf("[api]\nlisten = \"127.0.0.1:%d\"\n[store]\ndir = %q\n[log]\nlevel = \"debug\"\n[outbox]\nbase_delay = \"50ms\"\nmax_delay = \"200ms\"\n%s\n%s",
+	src := fmt.Sprintf("[api]\nlisten = \"127.0.0.1:%d\"\n[store]\ndir = %q\n[log]\nlevel = \"info\"\n[outbox]\nbase_delay = \"50ms\"\nmax_delay = \"200ms\"\n%s\n%s",
 		port, filepath.Join(dir, "data"), till.Config(), o.extra)
 	require.NoError(t, os.WriteFile(cfgPath, []byte(src), 0o600))
 	cfg, err := config.Load(cfgPath)

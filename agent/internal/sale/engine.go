@@ -111,6 +111,7 @@ type Engine struct {
 	running map[string]bool
 
 	runCtx   context.Context
+	stopping bool // set under mu once Run winds down: no new workers
 	wg       sync.WaitGroup
 	scanSink ScanSink
 }
@@ -157,6 +158,9 @@ func (e *Engine) Run(ctx context.Context) error {
 		e.sweepCodes(ctx)
 	}()
 	<-ctx.Done()
+	e.mu.Lock()
+	e.stopping = true
+	e.mu.Unlock()
 	e.wg.Wait()
 	return nil
 }
@@ -214,7 +218,7 @@ func (e *Engine) recover(ctx context.Context) error {
 func (e *Engine) start(id string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.running[id] || e.runCtx == nil || e.runCtx.Err() != nil {
+	if e.running[id] || e.runCtx == nil || e.stopping {
 		return
 	}
 	e.running[id] = true

@@ -32,34 +32,59 @@ type CommitEvent struct {
 	Error           string `json:"error,omitempty"`
 }
 
-// OnScan takes a code from the scanner (or the POS). A Smart Pay code is
-// committed at once — before any amount is known — so a copy cannot be used at
-// another till. It returns once the commit's outcome is recorded.
+// OnScan takes a code from the scanner (or the POS) and returns once a Smart
+// Pay code's commit has been answered and recorded.
 func (e *Engine) OnScan(ctx context.Context, text, source string, at time.Time) {
+	e.Scan(ctx, text, source, at)()
+}
+
+// Scan takes a code from the scanner. A Smart Pay code is committed at once —
+// before any amount is known — so a copy cannot be used at another till. The
+// code's kassa_purchase_id is taken here, in scan order; the commit runs in
+// the background, so the next scan never waits for this one's fsync. The
+// returned function waits for the outcome to be recorded.
+func (e *Engine) Scan(ctx context.Context, text, source string, at time.Time) (wait func()) {
 	isSP := e.o.SmartPay != nil && e.o.CodePattern != nil && e.o.CodePattern.MatchString(text)
 	ev := ScanEvent{Source: source, At: at.UTC(), SmartPay: isSP}
 	if !isSP {
 		ev.Text = text
 		e.hub.Publish("scan", ev)
-		return
+		return func() {}
 	}
 	n, err := e.kpIDs.Next(ctx)
 	if err != nil {
 		e.log.Error("cannot reserve a kassa_purchase_id; the Smart Pay code was not committed", "err", err)
 		e.hub.Publish("scan", ev)
-		return
+		return func() {}
 	}
 	id := strconv.FormatUint(n, 10)
 	ev.KassaPurchaseID = id
-	log := e.log.With("kassa_purchase_id", id)
+	done := make(chan struct{})
+	e.mu.Lock()
+	if e.stopping {
+		e.mu.Unlock()
+		e.log.Warn("agent stopping; Smart Pay code not committed", "kassa_purchase_id", id)
+		return func() {}
+	}
+	e.wg.Add(1)
+	e.mu.Unlock()
+	go func() {
+		defer e.wg.Done()
+		defer close(done)
+		e.commitScan(context.WithoutCancel(ctx), id, text, at, ev)
+	}()
+	return func() { <-done }
+}
 
+func (e *Engine) commitScan(ctx context.Context, id, text string, at time.Time, ev ScanEvent) {
+	log := e.log.With("kassa_purchase_id", id)
 	// The record of the commit is written while the commit is on the wire: a
 	// commit carries no amount, and one lost in a crash costs only a fresh
 	// scan, since its id can never be handed out again.
 	rec := &codeRecord{ID: id, Code: text, State: CodeCommitting, ScannedAt: at.UTC(), Updated: time.Now().UTC()}
 	written := make(chan error, 1)
 	go func() {
-		written <- e.store.Update(context.WithoutCancel(ctx), func(tx *queue.Tx) error {
+		written <- e.store.Update(ctx, func(tx *queue.Tx) error {
 			if _, err := tx.Get(collCodes, id); err == nil {
 				return nil // the outcome got there first
 			}
