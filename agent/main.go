@@ -46,6 +46,9 @@ func commands() []command {
 		{"restart", "", "restart the service", serviceCmd("restart")},
 		{"status", "", "show whether the service is installed and running", cmdStatus},
 		{"config", "check|example [--config FILE]", "check a configuration file, or print a commented example", cmdConfig},
+		{"ports", "[--config FILE] [--json]", "list serial ports and which configured device each one is", cmdPorts},
+		{"outbox", "list|retry ID|drop ID [flags]", "show parked deliveries; retry or drop one", cmdOutbox},
+		{"diag", "[--config FILE] [--json]", "check config, store, devices and providers; exit 1 on a failure", cmdDiag},
 		{"version", "", "print version, commit, Go version and OS/arch", cmdVersion},
 		{"help", "", "show this list", nil},
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"net/http"
 	"strconv"
@@ -97,7 +98,9 @@ func (a *app) outboxRoutes(s *localapi.Server) {
 		a.outboxAction(w, r, func(id uint64) error { return a.store.RetryParked(r.Context(), id) })
 	})
 	s.Handle("POST /v1/outbox/{id}/drop", func(w http.ResponseWriter, r *http.Request) {
-		a.outboxAction(w, r, func(id uint64) error { return a.store.DropParked(r.Context(), id, "dropped over the local API") })
+		a.outboxAction(w, r, func(id uint64) error {
+			return a.store.DropParked(r.Context(), id, cmp.Or(r.URL.Query().Get("note"), "dropped over the local API"))
+		})
 	})
 }
 

@@ -1,0 +1,644 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+
+	"kassa-agent/agent/internal/config"
+	"kassa-agent/device"
+	"kassa-agent/fiscal/shtrih"
+	"kassa-agent/payments/smartpay"
+	"kassa-agent/queue"
+)
+
+// Diagnostic levels. A warning does not fail diag: the till works today.
+const (
+	levelOK   = "ok"
+	levelWarn = "warn"
+	levelFail = "fail"
+)
+
+// How long diag waits for a device or provider before calling it a failure.
+const (
+	diagRegisterTimeout = 10 * time.Second
+	diagAuthTimeout     = 10 * time.Second
+)
+
+// Thresholds for warnings, chosen so a technician has time to act.
+const (
+	fnWarnBefore     = 30 * 24 * time.Hour // order a new fiscal drive
+	ofdWarnAfter     = 3 * 24 * time.Hour  // the FN blocks after 30 days unsent
+	pendingWarnAfter = time.Hour           // deliveries are not getting through
+)
+
+// diagLabelWidth aligns the details of the human check list.
+const diagLabelWidth = 15
+
+// diagResult is one line of the check list; --json prints a list of them.
+type diagResult struct {
+	Check  string `json:"check"`
+	OK     bool   `json:"ok"`
+	Level  string `json:"level"`
+	Detail string `json:"detail"`
+	Hint   string `json:"hint,omitempty"`
+}
+
+func cmdDiag(args []string, out, errOut io.Writer) int {
+	fs := flags("diag", errOut)
+	path := configFlag(fs)
+	asJSON := fs.Bool("json", false, "print the results as a JSON list")
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	if !noArgs(fs, errOut) {
+		return exitUsage
+	}
+	d := &diagnosis{now: time.Now, log: slog.New(slog.DiscardHandler)}
+	d.run(context.Background(), *path)
+	if *asJSON {
+		if err := writeJSON(out, d.results); err != nil {
+			return fail(errOut, err)
+		}
+	} else {
+		d.writeText(out)
+	}
+	if d.failed() {
+		return exitFail
+	}
+	return exitOK
+}
+
+// diagnosis collects the results of one diag run.
+type diagnosis struct {
+	now     func() time.Time
+	log     *slog.Logger
+	results []diagResult
+}
+
+func (d *diagnosis) add(level, check, detail, hint string) {
+	if level == levelOK {
+		hint = ""
+	}
+	d.results = append(d.results, diagResult{Check: check, OK: level != levelFail, Level: level, Detail: detail, Hint: hint})
+}
+
+func (d *diagnosis) ok(check, detail string)         { d.add(levelOK, check, detail, "") }
+func (d *diagnosis) warn(check, detail, hint string) { d.add(levelWarn, check, detail, hint) }
+func (d *diagnosis) fail(check, detail, hint string) { d.add(levelFail, check, detail, hint) }
+
+func (d *diagnosis) failed() bool {
+	for _, r := range d.results {
+		if !r.OK {
+			return true
+		}
+	}
+	return false
+}
+
+func (d *diagnosis) writeText(w io.Writer) {
+	marks := map[string]string{levelOK: "✓", levelWarn: "⚠", levelFail: "✗"}
+	indent := strings.Repeat(" ", diagLabelWidth+3)
+	var failed, warned int
+	for _, r := range d.results {
+		label := strings.ReplaceAll(r.Check, "_", " ")
+		detail := strings.ReplaceAll(strings.TrimSpace(r.Detail), "\n", "\n"+indent)
+		fmt.Fprintf(w, "%s %-*s %s\n", marks[r.Level], diagLabelWidth, label, detail)
+		if r.Hint != "" {
+			fmt.Fprintf(w, "%s→ %s\n", indent, r.Hint)
+		}
+		switch r.Level {
+		case levelFail:
+			failed++
+		case levelWarn:
+			warned++
+		}
+	}
+	fmt.Fprintf(w, "\n%d %s: %d failed, %d %s\n", len(d.results), plural(len(d.results), "check", "checks"),
+		failed, warned, plural(warned, "warning", "warnings"))
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+// run goes through the checks in the order a technician fixes things: the
+// config first (nothing else can be checked without it), then the store, the
+// devices and the providers.
+func (d *diagnosis) run(ctx context.Context, path string) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		hint := "fix what the message names; kassa-agent config example prints every key with its default"
+		if errors.Is(err, os.ErrNotExist) {
+			hint = "pass --config FILE if the configuration is elsewhere"
+		}
+		d.fail("config", err.Error(), hint)
+		return
+	}
+	d.ok("config", path)
+	d.dataDir(cfg)
+	remote := d.store(ctx, cfg)
+	d.serialPorts()
+	switch {
+	case remote != nil:
+		d.remoteScanner(cfg, remote)
+		d.remoteRegister(cfg, remote)
+	case !d.agentUnreachable():
+		d.scanner(cfg)
+		d.register(ctx, cfg)
+	}
+	d.smartPay(ctx, cfg, remote == nil && !d.agentUnreachable())
+	if remote != nil {
+		d.attention(remote)
+	}
+}
+
+func (d *diagnosis) agentUnreachable() bool {
+	for _, r := range d.results {
+		if r.Check == "agent" {
+			return r.Level == levelFail
+		}
+	}
+	return false
+}
+
+func (d *diagnosis) dataDir(cfg config.Config) {
+	dir := cfg.Store.Dir
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		d.warn("data_dir", dir+" does not exist yet", "the agent creates it at its first start; if it has run before, check store.dir in the config")
+		return
+	case err != nil:
+		d.fail("data_dir", err.Error(), "the agent's user must be able to reach "+dir)
+		return
+	case !fi.IsDir():
+		d.fail("data_dir", dir+" is not a directory", "point store.dir at a directory")
+		return
+	}
+	f, err := os.CreateTemp(dir, ".diag-*")
+	if err != nil {
+		d.fail("data_dir", dir+" is not writable: "+err.Error(), "the agent's user must own it (chown it on Linux, give it Modify rights on Windows)")
+		return
+	}
+	name := f.Name()
+	_ = f.Close()
+	_ = os.Remove(name)
+	d.ok("data_dir", dir+": writable")
+}
+
+// agentView is what a running agent told diag about itself.
+type agentView struct {
+	status remoteStatus
+	outbox outboxList
+}
+
+// remoteStatus is the part of GET /v1/status diag reads.
+type remoteStatus struct {
+	Version   string        `json:"version"`
+	UptimeSec int64         `json:"uptime_seconds"`
+	Store     storeStatus   `json:"store"`
+	Outbox    *outboxStatus `json:"outbox"`
+	Devices   struct {
+		Scanner struct {
+			Configured bool `json:"configured"`
+			device.State
+		} `json:"scanner"`
+		Register struct {
+			Configured bool            `json:"configured"`
+			CheckedAt  time.Time       `json:"checked_at"`
+			Status     *registerReport `json:"status"`
+			LastError  string          `json:"last_error"`
+		} `json:"register"`
+	} `json:"devices"`
+	Attention []struct {
+		ID     string `json:"id"`
+		State  string `json:"state"`
+		Amount int64  `json:"amount"`
+		Fiscal struct {
+			State string `json:"state"`
+			Error *struct {
+				Message string `json:"message"`
+			} `json:"error"`
+		} `json:"fiscal"`
+		Error *struct {
+			Message string `json:"message"`
+		} `json:"error"`
+	} `json:"attention"`
+}
+
+// store checks the store and the outbox. When the agent holds the store it
+// asks the agent and returns what it said; otherwise it opens the file.
+func (d *diagnosis) store(ctx context.Context, cfg config.Config) *agentView {
+	p := cfg.StorePath()
+	if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
+		d.ok("agent", "not running")
+		d.warn("store", "no store at "+p+" yet", "the agent creates it at its first start; if it has run before, check store.dir in the config")
+		return nil
+	}
+	st, err := queue.Open(p, queue.Options{OpenTimeout: storeProbeTimeout, OnCorrupt: queue.CorruptRefuse})
+	if errors.Is(err, queue.ErrLocked) {
+		return d.runningAgent(ctx, cfg)
+	}
+	d.ok("agent", "not running: the store and the devices are checked directly")
+	var ce *queue.CorruptError
+	switch {
+	case errors.As(err, &ce):
+		d.fail("store", p+" is damaged: "+ce.Reason,
+			"keep a copy of the file for support; store.on_corrupt = \"move_aside\" lets the agent start on a new store")
+		return nil
+	case errors.Is(err, queue.ErrSchemaTooNew):
+		d.fail("store", err.Error(), "a newer kassa-agent wrote this store: install that version again")
+		return nil
+	case err != nil:
+		d.fail("store", err.Error(), "check the data directory's permissions and free disk space")
+		return nil
+	}
+	defer st.Close()
+	if err := st.Check(); err != nil {
+		d.fail("store", p+" failed the integrity check: "+err.Error(),
+			"keep a copy of the file for support; store.on_corrupt = \"move_aside\" lets the agent start on a new store")
+		return nil
+	}
+	size, _ := st.Size()
+	d.ok("store", fmt.Sprintf("%s (%s): integrity ok", p, sizeText(size)))
+	ob, err := storeOutboxStatus(st, 20)
+	if err != nil {
+		d.fail("outbox", err.Error(), "the store cannot be read; see the store line")
+		return nil
+	}
+	d.outbox(ob, ob.ParkedMessages)
+	return nil
+}
+
+func (d *diagnosis) runningAgent(ctx context.Context, cfg config.Config) *agentView {
+	c, err := newLocalClient(cfg)
+	if err != nil {
+		d.fail("agent", "running (it holds the store), but "+err.Error(), "run diag as root or as the agent's user")
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	var v agentView
+	if err := c.call(ctx, "GET", "/v1/status", &v.status); err != nil {
+		d.fail("agent", "the store is locked, so the agent runs, but it does not answer: "+err.Error(),
+			"it may be starting or stuck: see its log (journalctl -u kassa-agent, or the Windows event log)")
+		return nil
+	}
+	d.ok("agent", fmt.Sprintf("agent running: version %s, up %s, API %s", v.status.Version,
+		ago(time.Duration(v.status.UptimeSec)*time.Second), c.base))
+	if dm := v.status.Store.Damaged; dm != nil {
+		d.fail("store", fmt.Sprintf("the store was damaged (%s) and moved to %s on %s; the agent runs on a new one",
+			dm.Reason, dm.MovedTo, dm.Found.Local().Format("2006-01-02 15:04")),
+			"payments recorded only in the damaged file need a technician: keep it for support")
+	} else {
+		d.ok("store", fmt.Sprintf("%s (%s): held by the agent", v.status.Store.Path, sizeText(v.status.Store.SizeBytes)))
+	}
+	if err := c.call(ctx, "GET", "/v1/outbox?filter=parked", &v.outbox); err != nil {
+		d.fail("outbox", "the agent did not list its outbox: "+err.Error(), "see the agent's log")
+	} else {
+		d.outbox(&v.outbox.outboxStatus, v.outbox.Messages)
+	}
+	return &v
+}
+
+func (d *diagnosis) outbox(st *outboxStatus, parked []outboxMessage) {
+	age := time.Duration(st.OldestPendingAge * float64(time.Second))
+	detail := fmt.Sprintf("pending %d", st.Pending)
+	if st.Pending > 0 {
+		detail += fmt.Sprintf(" (oldest %s)", ago(age))
+	}
+	detail += fmt.Sprintf(", parked %d", st.Parked)
+	switch {
+	case st.Parked > 0:
+		if len(parked) > 0 {
+			m := parked[0]
+			detail += fmt.Sprintf("; first parked: #%d %s: %s", m.ID, m.Kind, clip(oneLine(parkedWhy(m)), 120))
+		}
+		d.fail("outbox", detail, "kassa-agent outbox list")
+	case st.Pending > 0 && age > pendingWarnAfter:
+		d.warn("outbox", detail, "deliveries are not getting through: check the internet connection (kassa-agent outbox list --pending)")
+	default:
+		d.ok("outbox", detail)
+	}
+}
+
+func (d *diagnosis) serialPorts() {
+	l, err := device.ListPorts(device.SystemEnumerator{}, nil)
+	if err != nil {
+		d.warn("serial_ports", err.Error(), "the scanner and register checks below still try their ports")
+		return
+	}
+	if len(l.Ports) == 0 {
+		d.ok("serial_ports", "none found")
+		return
+	}
+	names := make([]string, 0, len(l.Ports))
+	for _, p := range l.Ports {
+		s := p.Name
+		if p.USB {
+			s += " (" + p.VID + ":" + p.PID
+			if prod := strings.TrimSpace(p.Manufacturer + " " + p.Product); prod != "" {
+				s += " " + prod
+			}
+			s += ")"
+		}
+		names = append(names, s)
+	}
+	d.ok("serial_ports", strings.Join(names, ", "))
+}
+
+// portHint says what to do about a serial port that does not open.
+func portHint(err error) string {
+	switch {
+	case errors.Is(err, device.ErrPermission):
+		if runtime.GOOS == "linux" {
+			return "add the agent's user to the dialout group (usermod -aG dialout USER), then log in again or restart the service"
+		}
+		return "the agent's user may not open the port; run the service as a user that can"
+	case errors.Is(err, device.ErrBusy):
+		return "another program holds the port: close it (a vendor utility, a terminal, another kassa-agent)"
+	default:
+		return "check the cable and power; kassa-agent ports shows what is plugged in and which port the config names"
+	}
+}
+
+func (d *diagnosis) scanner(cfg config.Config) {
+	if !cfg.Scanner.Enabled {
+		d.ok("scanner", "disabled in the config")
+		return
+	}
+	pc := portConfig(cfg.Scanner.Port)
+	name, err := device.Resolve(pc)
+	if err != nil {
+		d.fail("scanner", err.Error(), portHint(err))
+		return
+	}
+	p, err := device.Open(pc)
+	if err != nil {
+		d.fail("scanner", err.Error(), portHint(err))
+		return
+	}
+	_ = p.Close()
+	d.ok("scanner", "present at "+name+" and opens")
+}
+
+func (d *diagnosis) remoteScanner(cfg config.Config, v *agentView) {
+	s := v.status.Devices.Scanner
+	switch {
+	case !cfg.Scanner.Enabled || !s.Configured:
+		d.ok("scanner", "disabled in the config")
+	case s.Connected:
+		d.ok("scanner", fmt.Sprintf("connected at %s since %s (the agent holds it)", s.Port, s.Since.Local().Format("2006-01-02 15:04")))
+	default:
+		detail := "the agent cannot open " + s.Want
+		if s.LastError != "" {
+			detail += ": " + s.LastError
+		}
+		d.fail("scanner", detail, portHint(errors.New(s.LastError)))
+	}
+}
+
+func (d *diagnosis) register(ctx context.Context, cfg config.Config) {
+	rc := cfg.Register
+	if !rc.Enabled {
+		d.ok("register", "disabled in the config")
+		return
+	}
+	var port shtrih.Port
+	if rc.Transport == "tcp" {
+		c, err := shtrih.DialTCP(rc.Address, 5*time.Second)
+		if err != nil {
+			d.fail("register", err.Error(), "check the register is on and reachable at "+rc.Address+" (network cable, the IP address in its settings)")
+			return
+		}
+		port = c
+	} else {
+		p, err := device.Open(portConfig(rc.Port))
+		if err != nil {
+			d.fail("register", err.Error(), portHint(err))
+			return
+		}
+		if err := p.SetReadTimeout(100 * time.Millisecond); err != nil {
+			_ = p.Close()
+			d.fail("register", err.Error(), portHint(err))
+			return
+		}
+		port = p
+	}
+	drv := shtrih.New(port, registerOptions(rc, nil, d.log))
+	defer drv.Close()
+	ctx, cancel := context.WithTimeout(ctx, diagRegisterTimeout)
+	defer cancel()
+	st, err := drv.Status(ctx)
+	if err != nil {
+		d.fail("register", "does not answer: "+err.Error(),
+			"check that it is switched on, the cable, and register.baud against the register's own setting")
+		return
+	}
+	d.registerReport(reportOf(&st), "")
+}
+
+func (d *diagnosis) remoteRegister(cfg config.Config, v *agentView) {
+	r := v.status.Devices.Register
+	switch {
+	case !cfg.Register.Enabled || !r.Configured:
+		d.ok("register", "disabled in the config")
+	case r.Status != nil && r.LastError == "":
+		d.registerReport(r.Status, " (as the agent saw it at "+r.CheckedAt.Local().Format("15:04:05")+")")
+	case r.LastError != "":
+		d.fail("register", "the agent cannot reach it: "+r.LastError,
+			"check that it is switched on, the cable, and register.baud against the register's own setting")
+	default:
+		d.warn("register", "the agent has not checked it yet", "run diag again in a minute")
+	}
+}
+
+// registerReport grades what the register said about itself.
+func (d *diagnosis) registerReport(r *registerReport, seen string) {
+	now := d.now()
+	shift := "closed"
+	switch {
+	case r.ShiftExpired:
+		shift = fmt.Sprintf("%d open for over 24 h", r.ShiftNumber)
+	case r.ShiftOpen:
+		shift = fmt.Sprintf("%d open", r.ShiftNumber)
+	}
+	paper := "paper ok"
+	if r.PaperOut {
+		paper = "paper OUT"
+	}
+	detail := fmt.Sprintf("%s, serial %s, reg. no %s, shift %s, %s%s", r.Model, r.Serial, dash(r.RegNumber), shift, paper, seen)
+	switch {
+	case r.PaperOut:
+		d.fail("register", detail, "load receipt paper")
+	case !r.Ready:
+		hint := "see the register's display and manual"
+		switch {
+		case r.ShiftExpired:
+			hint = "print a Z report on the register, or set register.auto_close_expired_shift = true"
+		case !r.ShiftOpen:
+			hint = "open a shift on the register, or set register.auto_open_shift = true"
+		}
+		d.fail("register", detail+": cannot print: "+r.NotReady, hint)
+	default:
+		d.ok("register", detail)
+	}
+
+	switch left := r.FNExpiry.Sub(now); {
+	case r.FNExpiry.IsZero():
+		d.ok("fiscal_drive", "FN "+r.FNNumber+" (no expiry date reported)")
+	case left <= 0:
+		d.fail("fiscal_drive", fmt.Sprintf("FN %s expired on %s", r.FNNumber, r.FNExpiry.Format("2006-01-02")),
+			"replace the fiscal drive and re-register the register with the tax service")
+	case left <= fnWarnBefore:
+		d.warn("fiscal_drive", fmt.Sprintf("FN %s expires on %s, in %d days", r.FNNumber, r.FNExpiry.Format("2006-01-02"), int(left.Hours()/24)),
+			"order a new fiscal drive now: replacing it needs re-registration")
+	default:
+		d.ok("fiscal_drive", fmt.Sprintf("FN %s, valid until %s", r.FNNumber, r.FNExpiry.Format("2006-01-02")))
+	}
+
+	switch {
+	case r.OFDBacklog == 0:
+		d.ok("ofd", "every document sent to the OFD")
+	case !r.OFDOldest.IsZero() && now.Sub(r.OFDOldest) > ofdWarnAfter:
+		d.warn("ofd", fmt.Sprintf("%d documents not sent to the OFD, the oldest since %s", r.OFDBacklog, r.OFDOldest.Format("2006-01-02 15:04")),
+			"check the register's internet connection and OFD settings: the FN blocks after 30 days of unsent documents")
+	default:
+		detail := fmt.Sprintf("%d documents waiting for the OFD", r.OFDBacklog)
+		if !r.OFDOldest.IsZero() {
+			detail += ", the oldest for " + ago(now.Sub(r.OFDOldest))
+		}
+		d.ok("ofd", detail)
+	}
+}
+
+// smartPay checks the certificate and key files, and, when live is set (the
+// agent is not running), that the service accepts them.
+func (d *diagnosis) smartPay(ctx context.Context, cfg config.Config, live bool) {
+	sp := cfg.SmartPay
+	if !sp.Enabled {
+		d.ok("smartpay", "disabled in the config")
+		return
+	}
+	good := true
+	info, err := smartpay.LoadCertInfo(sp.CertFile)
+	if err != nil {
+		good = false
+		d.fail("smartpay_cert", err.Error(), "smartpay.cert_file must name the PEM certificate Smart Pay issued for this till")
+	} else {
+		now := d.now()
+		days := int(info.Left(now).Hours() / 24)
+		until := info.NotAfter.Local().Format("2006-01-02")
+		renew := "ask Smart Pay for a new client certificate and put it in " + sp.CertFile
+		switch info.Expiry(now) {
+		case smartpay.ExpiryOK:
+			d.ok("smartpay_cert", fmt.Sprintf("%s, valid until %s (%d days)", info.Subject, until, days))
+		case smartpay.ExpiryWarn:
+			d.warn("smartpay_cert", fmt.Sprintf("%s expires on %s, in %d days", info.Subject, until, days), renew)
+		case smartpay.ExpiryCritical:
+			d.fail("smartpay_cert", fmt.Sprintf("%s expires on %s, in %s", info.Subject, until, ago(info.Left(now))), renew+" today")
+		case smartpay.ExpiryExpired:
+			good = false
+			d.fail("smartpay_cert", fmt.Sprintf("%s expired on %s", info.Subject, until), renew)
+		default:
+			good = false
+			d.fail("smartpay_cert", fmt.Sprintf("%s is not valid before %s", info.Subject, info.NotBefore.Local().Format("2006-01-02 15:04")),
+				"check the system clock and time zone")
+		}
+	}
+	if !d.keyFile(sp.KeyFile) {
+		good = false
+	}
+	if !live || !good {
+		return
+	}
+	c, err := newSmartPay(sp, d.log)
+	if err != nil {
+		d.fail("smartpay_auth", err.Error(), "the certificate and key do not load together: check they are a pair")
+		return
+	}
+	defer c.Close()
+	actx, cancel := context.WithTimeout(ctx, diagAuthTimeout)
+	defer cancel()
+	if err := c.Authenticate(actx); err != nil {
+		hint := "check the internet connection, DNS and firewall towards " + sp.BaseURL
+		switch smartpay.ClassOf(err) {
+		case smartpay.ClassUnauthorized:
+			hint = "Smart Pay refused the certificate: check it is the one issued for this till and not revoked"
+		case smartpay.ClassRejected:
+			hint = "check smartpay.base_url"
+		}
+		d.fail("smartpay_auth", err.Error(), hint)
+		return
+	}
+	d.ok("smartpay_auth", "authenticated at "+sp.BaseURL)
+}
+
+// keyFile checks the private key is readable by us and by no one else.
+func (d *diagnosis) keyFile(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		d.fail("smartpay_key", err.Error(), "smartpay.key_file must name the certificate's private key, readable by the agent's user")
+		return false
+	}
+	fi, err := f.Stat()
+	_ = f.Close()
+	if err != nil {
+		d.fail("smartpay_key", err.Error(), "smartpay.key_file must name the certificate's private key")
+		return false
+	}
+	// Windows has no mode bits to check; the data directory's ACL protects it.
+	if runtime.GOOS != "windows" {
+		if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+			d.fail("smartpay_key", fmt.Sprintf("%s can be read by other users (mode %04o)", path, perm), "chmod 600 "+path)
+			return false
+		}
+	}
+	d.ok("smartpay_key", path+": readable by its owner only")
+	return true
+}
+
+func (d *diagnosis) attention(v *agentView) {
+	ps := v.status.Attention
+	if len(ps) == 0 {
+		d.ok("payments", "none need attention")
+		return
+	}
+	var items []string
+	for i, p := range ps {
+		if i == 5 {
+			items = append(items, fmt.Sprintf("and %d more", len(ps)-5))
+			break
+		}
+		why := p.State
+		if p.Fiscal.Error != nil {
+			why += ", receipt not printed: " + p.Fiscal.Error.Message
+		} else if p.Error != nil {
+			why += ": " + p.Error.Message
+		}
+		items = append(items, p.ID+" ("+clip(oneLine(why), 100)+")")
+	}
+	d.fail("payments", fmt.Sprintf("%d need attention: %s", len(ps), strings.Join(items, "; ")),
+		"look at each with GET /v1/payments/{id}; a receipt owed is printed as soon as the register can")
+}
+
+func sizeText(n int64) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%d KiB", n>>10)
+	default:
+		return fmt.Sprintf("%d bytes", n)
+	}
+}
