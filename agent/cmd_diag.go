@@ -47,7 +47,7 @@ type diagResult struct {
 	OK     bool   `json:"ok"`
 	Level  string `json:"level"`
 	Detail string `json:"detail"`
-	Hint   string `json:"hint,omitempty"`
+	Hint   string `json:"hint"`
 }
 
 func cmdDiag(args []string, out, errOut io.Writer) int {
