@@ -130,9 +130,9 @@ func openApp(ctx context.Context, cfg config.Config, log *slog.Logger, tune ...f
 		if err != nil {
 			return nil, fmt.Errorf("scanner: %w", err)
 		}
-		a.engine.SetScanSink(func(code string) error {
-			a.scanner.Inject(code)
-			return nil
+		a.engine.SetScanSink(func(code string) bool {
+			_, ok := a.scanner.Inject(code)
+			return ok
 		})
 	}
 

@@ -174,8 +174,9 @@ type ScanRequest struct {
 }
 
 // ScanSink takes codes handed over by the POS; the scanner's own filter (double
-// reads) applies to them as to codes read from the port.
-type ScanSink func(code string) error
+// reads) applies to them as to codes read from the port. It reports whether the
+// code was taken (false: the same code was just read).
+type ScanSink func(code string) bool
 
 // SetScanSink routes API-submitted codes through the scanner. Without a
 // scanner they go straight to OnScan.
@@ -192,8 +193,9 @@ func (e *Engine) apiScan(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if e.scanSink != nil {
-		if err := e.scanSink(req.Code); err != nil {
-			localapi.WriteError(w, localapi.Wrap("validation_failed", err.Error(), err))
+		if !e.scanSink(req.Code) {
+			localapi.WriteJSON(w, http.StatusOK, map[string]string{"status": "duplicate",
+				"message": "the same code was read moments ago; it was taken once"})
 			return
 		}
 	} else {

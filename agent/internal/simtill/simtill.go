@@ -72,6 +72,11 @@ func Start(opts Options) (_ *Till, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("register simulator: %w", err)
 	}
+	if !opts.RegisterOverTCP {
+		if _, err := os.Stat("/dev/ptmx"); err != nil {
+			opts.RegisterOverTCP = true // no pseudo-terminals here (Windows): a network register
+		}
+	}
 	if opts.RegisterOverTCP {
 		if t.regLn, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
 			return nil, err
