@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -72,6 +73,13 @@ func newPTYRig(t testing.TB, simOpt shtrihsim.Options, drvOpt shtrih.Options) *r
 	t.Helper()
 	s, c := startSim(t, simOpt)
 	pd := ptytest.New(t)
+	// Reading a PTY master while no one has the line open fails with EIO; hold
+	// the line open so the simulator does not stop before the driver opens it.
+	hold, err := os.OpenFile(pd.SlavePath(), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = hold.Close() })
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	// The PTY's owner closes the master; hide Close from Serve.
