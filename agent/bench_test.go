@@ -16,7 +16,7 @@ import (
 // wire at 9600 and 115200 baud. Scans are spaced as buyers are (each one after
 // the previous one's bookkeeping is done).
 func BenchmarkScanToCommit(b *testing.B) {
-	r := newRig(b, rigOptions{})
+	r := newRig(b, rigOptions{logLevel: "info"})
 	r.startInProcess()
 	const scans = 1000
 	for b.Loop() {

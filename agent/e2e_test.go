@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -42,6 +41,7 @@ type rig struct {
 type rigOptions struct {
 	processing time.Duration // sandbox release → success; 0 = immediate
 	extra      string        // more config
+	logLevel   string        // default debug: the secrets checks read debug lines
 }
 
 func newRig(t testing.TB, o rigOptions) *rig {
@@ -59,8 +59,12 @@ func newRig(t testing.TB, o rigOptions) *rig {
 	t.Cleanup(till.Close)
 	port := freePort(t)
 	cfgPath := filepath.Join(dir, "config.toml")
-	src := fmt.Sprintf("[api]\nlisten = \"127.0.0.1:%d\"\n[store]\ndir = %q\n[log]\nlevel = \"info\"\n[outbox]\nbase_delay = \"50ms\"\nmax_delay = \"200ms\"\n%s\n%s",
-		port, filepath.Join(dir, "data"), till.Config(), o.extra)
+	level := o.logLevel
+	if level == "" {
+		level = "debug"
+	}
+	src := fmt.Sprintf("[api]\nlisten = \"127.0.0.1:%d\"\n[store]\ndir = %q\n[log]\nlevel = %q\n[outbox]\nbase_delay = \"50ms\"\nmax_delay = \"200ms\"\n%s\n%s",
+		port, filepath.Join(dir, "data"), level, till.Config(), o.extra)
 	require.NoError(t, os.WriteFile(cfgPath, []byte(src), 0o600))
 	cfg, err := config.Load(cfgPath)
 	require.NoError(t, err)
@@ -86,7 +90,7 @@ func (r *rig) startInProcess(tune ...func(*sale.Options)) {
 		all = append(all, func(tu *tuning) { f(tu.Sale) })
 	}
 	t := r.t
-	log := slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	log := newLogger(r.cfg.Log, true, r.logs)
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := openApp(ctx, r.cfg, log, all...)
 	require.NoError(t, err)
@@ -298,7 +302,19 @@ func TestSmartPayHappyPath(t *testing.T) {
 	for _, raw := range events.raw() {
 		assert.NotContains(t, raw, "qr.smartpay.example", "a Smart Pay code leaked into events")
 	}
-	assert.NotContains(t, r.logs.String(), "qr.smartpay.example/c/", "a Smart Pay code leaked into the log")
+	// No secret in the log of a whole sale: not the buyer's code, not the API
+	// token, not the client key.
+	logs := r.logs.String()
+	require.Contains(t, logs, "receipt printed", "the log was not captured")
+	assert.NotContains(t, logs, "qr.smartpay.example/c/", "a Smart Pay code leaked into the log")
+	assert.NotContains(t, logs, r.token, "the API token leaked into the log")
+	key, err := os.ReadFile(r.cfg.SmartPay.KeyFile)
+	require.NoError(t, err)
+	for _, line := range strings.Split(string(key), "\n") {
+		if len(line) > 20 && !strings.HasPrefix(line, "-----") {
+			assert.NotContains(t, logs, line, "the client key leaked into the log")
+		}
+	}
 }
 
 // sse collects server-sent events for a test.
