@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"kassa-agent/fiscal"
-	"kassa-agent/payments"
 	"kassa-agent/payments/smartpay"
 	"kassa-agent/queue"
 )
@@ -381,8 +380,6 @@ func sleep(ctx context.Context, d time.Duration, poke <-chan struct{}) error {
 func errInfo(code string, err error) *ErrorInfo {
 	return &ErrorInfo{Code: code, Message: err.Error()}
 }
-
-var _ = payments.Paid
 
 // NeedAttention lists payments a person should look at: money taken but the
 // receipt not printed yet, or a payment the provider has not confirmed in time.

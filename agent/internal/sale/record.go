@@ -80,10 +80,9 @@ type ErrorInfo struct {
 // stored is the record as kept: the public resource plus internals.
 type stored struct {
 	Payment
-	ReceiptData  *fiscal.Receipt `json:"receipt_data,omitempty"`
-	ReleasedAt   time.Time       `json:"released_at,omitzero"`
-	CodeID       string          `json:"code_id,omitempty"`
-	CancelWanted bool            `json:"cancel_wanted,omitempty"`
+	ReceiptData *fiscal.Receipt `json:"receipt_data,omitempty"`
+	ReleasedAt  time.Time       `json:"released_at,omitzero"`
+	CodeID      string          `json:"code_id,omitempty"`
 }
 
 func (p *Payment) marshal() ([]byte, error) {

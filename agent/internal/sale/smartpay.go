@@ -141,9 +141,7 @@ func (e *Engine) recordCommit(ctx context.Context, id, text string, at time.Time
 			// Tell a waiting payment why its code did not work; it keeps waiting.
 			if p, err := waitingPayment(tx); err == nil && p != nil {
 				p.Error = &ErrorInfo{Code: commitErrorCode(cerr), Message: commitMessage(cerr)}
-				p.Version++
-				p.Updated = now
-				if err := putPayment(tx, p); err != nil {
+				if err := touchPayment(tx, p, now); err != nil {
 					return err
 				}
 				attachedTo = p
@@ -158,11 +156,7 @@ func (e *Engine) recordCommit(ctx context.Context, id, text string, at time.Time
 		}
 		for _, h := range held {
 			if lessID(h.ID, c.ID) {
-				h.State, h.Updated, h.Error = CodeCanceled, now, "replaced by a newer scan"
-				if err := putCode(tx, h); err != nil {
-					return err
-				}
-				if err := enqueueJSON(tx, KindSmartPayCancel, "code:"+h.ID, cancelMsg{PurchaseID: h.PurchaseID}); err != nil {
+				if err := cancelCode(tx, h, now, "replaced by a newer scan"); err != nil {
 					return err
 				}
 				replaced = append(replaced, h.ID)
@@ -171,11 +165,7 @@ func (e *Engine) recordCommit(ctx context.Context, id, text string, at time.Time
 			}
 		}
 		if cancelOwn {
-			c.State, c.Error = CodeCanceled, "a newer scan was committed first"
-			if err := putCode(tx, c); err != nil {
-				return err
-			}
-			return enqueueJSON(tx, KindSmartPayCancel, "code:"+c.ID, cancelMsg{PurchaseID: c.PurchaseID})
+			return cancelCode(tx, c, now, "a newer scan was committed first")
 		}
 		p, err := waitingPayment(tx)
 		if err != nil {
@@ -183,9 +173,7 @@ func (e *Engine) recordCommit(ctx context.Context, id, text string, at time.Time
 		}
 		if p != nil {
 			attachCode(p, c, now)
-			p.Version++
-			p.Updated = now
-			if err := putPayment(tx, p); err != nil {
+			if err := touchPayment(tx, p, now); err != nil {
 				return err
 			}
 			attachedTo = p
@@ -233,6 +221,23 @@ func commitMessage(err error) string {
 	default:
 		return "the Smart Pay code could not be committed (" + err.Error() + "); scan it again"
 	}
+}
+
+// cancelCode gives up a committed code that no payment will use and, in the same
+// transaction, tells Smart Pay through the outbox.
+func cancelCode(tx *queue.Tx, c *codeRecord, now time.Time, why string) error {
+	c.State, c.Updated, c.Error = CodeCanceled, now, why
+	if err := putCode(tx, c); err != nil {
+		return err
+	}
+	return enqueueJSON(tx, KindSmartPayCancel, "code:"+c.ID, cancelMsg{PurchaseID: c.PurchaseID})
+}
+
+// touchPayment writes a payment changed outside Engine.change.
+func touchPayment(tx *queue.Tx, p *Payment, now time.Time) error {
+	p.Version++
+	p.Updated = now
+	return putPayment(tx, p)
 }
 
 // attachCode gives a committed code to a payment.
@@ -596,11 +601,7 @@ func (e *Engine) sweepCodes(ctx context.Context) {
 				if now.Sub(h.Updated) < e.o.AbandonAfter {
 					continue
 				}
-				h.State, h.Updated, h.Error = CodeCanceled, now, "not used by any payment in time"
-				if err := putCode(tx, h); err != nil {
-					return err
-				}
-				if err := enqueueJSON(tx, KindSmartPayCancel, "code:"+h.ID, cancelMsg{PurchaseID: h.PurchaseID}); err != nil {
+				if err := cancelCode(tx, h, now, "not used by any payment in time"); err != nil {
 					return err
 				}
 				stale = append(stale, h.ID)
