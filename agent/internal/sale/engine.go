@@ -196,21 +196,46 @@ func (e *Engine) recover(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("read unfinished payments: %w", err)
 	}
+	// A commit whose answer never reached the store is asked again with the
+	// same kassa_purchase_id, which names the same purchase: its id comes back
+	// and the code is held (or cancelled by a newer scan) like any other.
+	// When the service cannot say, the code is marked lost: it expires there
+	// and the buyer shows it again.
 	for _, c := range lost {
-		// The commit's answer never reached the store: the purchase id is
-		// unknown, so the code cannot be used or cancelled. It expires at the
-		// service; the buyer shows the code again.
-		c.State, c.Error, c.Updated = CodeLost, "the agent stopped before the commit's answer was recorded; scan the code again", time.Now().UTC()
-		if err := e.store.Update(ctx, func(tx *queue.Tx) error { return putCode(tx, c) }); err != nil {
-			return fmt.Errorf("mark lost commit: %w", err)
+		if e.o.SmartPay == nil {
+			e.markLost(ctx, c)
+			continue
 		}
-		e.log.Warn("a Smart Pay commit's answer was lost in a restart; the buyer must scan again", "kassa_purchase_id", c.ID)
+		e.mu.Lock()
+		e.wg.Add(1)
+		e.mu.Unlock()
+		go func() {
+			defer e.wg.Done()
+			cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			pid, err := e.commit(cctx, c.Code, c.ID)
+			if err != nil && (smartpay.IsAmbiguous(err) || smartpay.IsUnavailable(err) || ctx.Err() != nil) {
+				e.markLost(ctx, c)
+				return
+			}
+			e.log.Info("a Smart Pay commit interrupted by a restart was asked again", "kassa_purchase_id", c.ID, "ok", err == nil)
+			e.recordCommit(ctx, c.ID, c.Code, c.ScannedAt, pid, err)
+		}()
 	}
 	for _, id := range active {
 		e.log.Info("resuming payment after restart", "payment_id", id)
 		e.start(id)
 	}
 	return nil
+}
+
+func (e *Engine) markLost(ctx context.Context, c *codeRecord) {
+	c.State, c.Error, c.Updated = CodeLost, "the agent stopped before the commit's answer was recorded; scan the code again", time.Now().UTC()
+	if err := e.store.Update(context.WithoutCancel(ctx), func(tx *queue.Tx) error { return putCode(tx, c) }); err != nil {
+		e.log.Error("cannot mark a lost Smart Pay commit", "kassa_purchase_id", c.ID, "err", err)
+		return
+	}
+	e.log.Warn("a Smart Pay commit's answer was lost in a restart; the buyer must scan again", "kassa_purchase_id", c.ID)
 }
 
 // start runs the payment's worker unless one is running.
