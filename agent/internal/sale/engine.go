@@ -109,6 +109,7 @@ type Engine struct {
 	wake    map[string]chan struct{}
 	running map[string]bool
 
+	born     time.Time // when this engine was made: older "committing" records are a past run's
 	runCtx   context.Context
 	stopping bool // set under mu once Run winds down: no new workers
 	wg       sync.WaitGroup
@@ -129,7 +130,7 @@ func New(o Options) (*Engine, error) {
 		return nil, fmt.Errorf("kassa_purchase_id sequence: %w", err)
 	}
 	return &Engine{o: o, store: o.Store, log: o.Logger, hub: o.Hub, payIDs: pay, kpIDs: kp,
-		wake: map[string]chan struct{}{}, running: map[string]bool{}}, nil
+		wake: map[string]chan struct{}{}, running: map[string]bool{}, born: time.Now().UTC()}, nil
 }
 
 // Hub is where the engine publishes events.
@@ -175,7 +176,9 @@ func (e *Engine) recover(ctx context.Context) error {
 			if err := json.Unmarshal(v, &c); err != nil {
 				return fmt.Errorf("code %s: %w", id, err)
 			}
-			if c.State == CodeCommitting {
+			// Only commits of an earlier run: a scan taken since this
+			// engine was made is in flight, not lost.
+			if c.State == CodeCommitting && c.Updated.Before(e.born) {
 				lost = append(lost, &c)
 			}
 			return nil

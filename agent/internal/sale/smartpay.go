@@ -133,8 +133,15 @@ func (e *Engine) recordCommit(ctx context.Context, id, text string, at time.Time
 		c.State = CodeHeld
 	}
 	e.mu.Lock()
+	var already bool
 	err := e.store.Update(context.WithoutCancel(ctx), func(tx *queue.Tx) error {
-		attachedTo, replaced, cancelOwn = nil, nil, false
+		attachedTo, replaced, cancelOwn, already = nil, nil, false, false
+		// An outcome is recorded once: a second answer for the same id must
+		// not undo what the first one did (held, used, cancelled).
+		if prev, err := getCode(tx, id); err == nil && prev.State != CodeCommitting && prev.State != CodeLost {
+			already = true
+			return nil
+		}
 		c.State, c.PaymentID = CodeHeld, ""
 		if cerr != nil {
 			c.State = CodeRejected
@@ -155,6 +162,9 @@ func (e *Engine) recordCommit(ctx context.Context, id, text string, at time.Time
 			return err
 		}
 		for _, h := range held {
+			if h.ID == c.ID {
+				continue // this very commit, recorded already (asked again after a restart)
+			}
 			if lessID(h.ID, c.ID) {
 				if err := cancelCode(tx, h, now, "replaced by a newer scan"); err != nil {
 					return err
@@ -183,6 +193,10 @@ func (e *Engine) recordCommit(ctx context.Context, id, text string, at time.Time
 	e.mu.Unlock()
 	if err != nil {
 		log.Error("could not record the outcome of a Smart Pay commit", "err", err)
+		return
+	}
+	if already {
+		log.Info("Smart Pay commit outcome was recorded already")
 		return
 	}
 	ev := CommitEvent{KassaPurchaseID: id, State: c.State, PaymentID: c.PaymentID, Error: c.Error}
