@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,7 +23,10 @@ import (
 const (
 	envBacklogChild = "KASSA_QUEUE_BACKLOG_CHILD"
 	envBacklogN     = "KASSA_QUEUE_BACKLOG_N"
-	backlogWorkers  = 32
+	// envBacklogProfile names a file for a CPU profile of the child's
+	// drain (go test -cpuprofile only profiles the parent).
+	envBacklogProfile = "KASSA_QUEUE_BACKLOG_CPUPROFILE"
+	backlogWorkers    = 32
 )
 
 type backlogReport struct {
@@ -177,6 +181,17 @@ func TestBacklogChild(t *testing.T) {
 	<-d.Ready()
 	rep.ReadyMS = float64(time.Since(t0).Microseconds()) / 1000
 	rep.StartRSSMiB = procStatusMiB("VmRSS")
+	if pf := os.Getenv(envBacklogProfile); pf != "" {
+		f, err := os.Create(pf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
+	}
 	t1 := time.Now()
 	<-doneCh
 	// Wait for the last mark-done commits.

@@ -218,11 +218,14 @@ func (t *Tx) del(bucket []byte, key []byte) error {
 	if b == nil {
 		return nil
 	}
-	if b.Get(key) == nil {
+	// One seek serves the existence check, the undo copy and the delete.
+	c := b.Cursor()
+	k, old := c.Seek(key)
+	if k == nil || string(k) != string(key) {
 		return nil
 	}
-	t.remember(b, bucket, key)
-	return b.Delete(key)
+	t.undo = append(t.undo, undoEntry{bucket: bucket, key: clone(key), old: clone(old), existed: true})
+	return c.Delete()
 }
 
 func (t *Tx) remember(b *bolt.Bucket, bucket, key []byte) {
@@ -261,7 +264,33 @@ func appendMostly(name []byte) bool {
 
 // rollbackWrites undoes this function's writes, newest first.
 func (t *Tx) rollbackWrites() error {
-	for i := len(t.undo) - 1; i >= 0; i-- {
+	if err := t.rollbackTo(0); err != nil {
+		return err
+	}
+	t.enqueued = false
+	return nil
+}
+
+// isolate runs fn so that, if it fails, only fn's writes are undone and the
+// rest of the transaction stands. It lets one Update carry many independent
+// small changes (the dispatcher's mark-dones) with the same per-change
+// isolation as separate Updates, at the cost of one transaction. A failed
+// undo is returned wrapped in ErrAborted; the caller must then fail the
+// whole Update.
+func (t *Tx) isolate(fn func() error) error {
+	mark := len(t.undo)
+	err := runFn(func(*Tx) error { return fn() }, t)
+	if err != nil {
+		if uerr := t.rollbackTo(mark); uerr != nil {
+			return fmt.Errorf("%w: undo failed: %v", ErrAborted, uerr)
+		}
+	}
+	return err
+}
+
+// rollbackTo undoes the writes remembered after undo[mark], newest first.
+func (t *Tx) rollbackTo(mark int) error {
+	for i := len(t.undo) - 1; i >= mark; i-- {
 		u := t.undo[i]
 		b := t.btx.Bucket(u.bucket)
 		if b == nil {
@@ -277,8 +306,7 @@ func (t *Tx) rollbackWrites() error {
 			return err
 		}
 	}
-	t.undo = nil
-	t.enqueued = false
+	t.undo = t.undo[:mark]
 	return nil
 }
 

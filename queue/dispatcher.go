@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -141,6 +142,17 @@ type result struct {
 	recorded bool // false: the handler returned (slot free); true: outcome committed
 }
 
+// Sizes of the dispatcher's pipeline. In flight are messages read from the
+// due index and not yet durably recorded: waiting for a worker, in a
+// handler, or waiting for their mark-done commit. A message waiting for its
+// commit costs only an id, so many may wait: the more wait, the more
+// mark-dones share one transaction, which is what bounds the drain rate of
+// a backlog.
+const (
+	inflightPerWorker = 32
+	maxDoneBatch      = 1024 // mark-dones per transaction at most
+)
+
 // Run delivers messages until ctx is done, then waits for deliveries in
 // flight to end and returns nil. It returns an error only if the store
 // fails. Messages are read from disk a few at a time, never the whole
@@ -149,54 +161,88 @@ type result struct {
 // A worker slot is freed as soon as a handler returns; the message stays
 // "in flight" (its key blocked) until its outcome is committed, so the next
 // message of the key never goes out before the previous one is durably
-// done, while other keys need not wait for that fsync.
+// done, while other keys need not wait for that fsync. Successful
+// deliveries are marked done by one committer goroutine that takes all
+// that have finished meanwhile into one transaction.
 func (d *Dispatcher) Run(ctx context.Context) error {
-	maxInflight := 4 * d.opts.Workers
+	workers := d.opts.Workers
+	maxInflight := inflightPerWorker * workers
 	inflight := make(map[uint64]bool, maxInflight)
+	var ready []dueMessage // read ahead from the due index, counted in inflight
 	active := 0
+	// Each in-flight message sends at most two results, so these sends
+	// never block, even after Run stopped reading.
 	results := make(chan result, 2*maxInflight)
+	done := make(chan uint64, maxInflight)
+	committed := make(chan struct{})
+	go func() {
+		defer close(committed)
+		d.commitDone(ctx, done, results)
+	}()
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	defer func() {
+		wg.Wait()
+		close(done)
+		<-committed
+	}()
 
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	readyOnce := false
+	// rescan: something may have become due since the last scan. Only a
+	// commit (ours or an enqueue), the timer, or a short scan can change
+	// that; a handler returning cannot.
+	rescan := true
+	var next time.Time
 	handle := func(r result) {
 		if r.recorded {
 			delete(inflight, r.id)
+			rescan = true
 		} else {
 			active--
 		}
 	}
 	for {
-		var next time.Time
-		if free := min(d.opts.Workers-active, maxInflight-len(inflight)); free > 0 {
+		// Refill the read-ahead only when it has run dry, so the due index
+		// (which starts with everything in flight) is walked once per batch
+		// of deliveries rather than once per delivery.
+		if len(ready) == 0 && rescan && len(inflight) < maxInflight {
 			now := d.opts.Now()
-			ids, nextAt, err := d.scan(now, free, inflight)
+			msgs, nextAt, err := d.scan(now, min(2*workers, maxInflight-len(inflight)), inflight)
 			if err != nil {
 				if ctx.Err() != nil {
 					return nil
 				}
 				return fmt.Errorf("queue: dispatcher: %w", err)
 			}
-			next = nextAt
-			for _, id := range ids {
-				inflight[id] = true
-				active++
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					d.deliver(ctx, id, func() { results <- result{id: id} })
-					results <- result{id: id, recorded: true}
-				}()
+			next, rescan = nextAt, false
+			for _, m := range msgs {
+				inflight[m.id] = true
 			}
+			ready = msgs
+		}
+		for ; active < workers && len(ready) > 0; ready = ready[1:] {
+			m := ready[0]
+			active++
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if d.deliver(ctx, m, func() { results <- result{id: m.id} }) {
+					done <- m.id // commitDone records it
+				} else {
+					results <- result{id: m.id, recorded: true}
+				}
+			}()
+		}
+		if len(ready) == 0 {
+			ready = nil // let the read-ahead's array go
 		}
 		if !readyOnce {
 			readyOnce = true
 			close(d.ready)
 		}
 		var timerC <-chan time.Time
-		if !next.IsZero() {
+		if !next.IsZero() && len(ready) == 0 {
 			timer.Reset(max(next.Sub(d.opts.Now()), 0))
 			timerC = timer.C
 		}
@@ -206,7 +252,9 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		case r := <-results:
 			handle(r)
 		case <-d.s.wake:
+			rescan = true
 		case <-timerC:
+			rescan = true
 		}
 		timer.Stop()
 		// Collect every finished delivery before the next scan.
@@ -222,10 +270,60 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}
 }
 
-// scan returns up to free due message ids not already in flight, and when
-// the earliest not-yet-due message becomes due (zero if none waits).
-func (d *Dispatcher) scan(now time.Time, free int, inflight map[uint64]bool) ([]uint64, time.Time, error) {
-	var ids []uint64
+// commitDone marks delivered messages done until done is closed: it takes
+// every id waiting into one transaction, each mark-done isolated so one
+// that fails (a damaged record) does not hold back the others, and reports
+// each as recorded only once the transaction is durable.
+func (d *Dispatcher) commitDone(ctx context.Context, done <-chan uint64, results chan<- result) {
+	// Recording must not be cut short by shutdown: a delivered message
+	// left unmarked would only be sent again, but there is no need to.
+	uctx := context.WithoutCancel(ctx)
+	batch := make([]uint64, 0, maxDoneBatch)
+	errs := make([]error, maxDoneBatch)
+	for id := range done {
+		batch = append(batch[:0], id)
+	more:
+		for len(batch) < maxDoneBatch {
+			select {
+			case id, ok := <-done:
+				if !ok {
+					break more
+				}
+				batch = append(batch, id)
+			default:
+				break more
+			}
+		}
+		err := d.s.Update(uctx, func(tx *Tx) error {
+			for i, id := range batch {
+				errs[i] = tx.isolate(func() error { return tx.markDone(id) })
+				if errors.Is(errs[i], ErrAborted) {
+					return errs[i]
+				}
+			}
+			return nil
+		})
+		for i, id := range batch {
+			if e := cmp.Or(err, errs[i]); e != nil {
+				d.log.Error("outbox: marking message done failed; it will be delivered again", "msg_id", id, "err", e)
+			}
+			results <- result{id: id, recorded: true}
+		}
+	}
+}
+
+// dueMessage is a message read by scan, or why it could not be read.
+type dueMessage struct {
+	id  uint64
+	m   Message
+	err error
+}
+
+// scan returns up to free due messages not already in flight, and when the
+// earliest not-yet-due message becomes due (zero if none waits; now if more
+// is due than was taken).
+func (d *Dispatcher) scan(now time.Time, free int, inflight map[uint64]bool) ([]dueMessage, time.Time, error) {
+	var msgs []dueMessage
 	var next time.Time
 	nowKey := timeKey(now)
 	err := d.s.View(func(rt *ReadTx) error {
@@ -243,20 +341,27 @@ func (d *Dispatcher) scan(now time.Time, free int, inflight map[uint64]bool) ([]
 			if inflight[id] {
 				continue
 			}
-			if len(ids) == free {
+			if len(msgs) == free {
 				next = now // more is due: come back as soon as a worker frees up
 				return nil
 			}
-			ids = append(ids, id)
+			// Read in the same snapshot, saving a transaction per message:
+			// the due index holds only heads of keys that are not parked,
+			// and only this dispatcher changes a due message, so what is
+			// read here is what gets delivered.
+			m, err := rt.message(id)
+			msgs = append(msgs, dueMessage{id: id, m: m, err: err})
 		}
 		return nil
 	})
-	return ids, next, err
+	return msgs, next, err
 }
 
-// deliver runs one attempt and records its outcome durably.
-// handlerDone is called exactly once, when the handler part is over.
-func (d *Dispatcher) deliver(ctx context.Context, id uint64, handlerDone func()) {
+// deliver runs one attempt. A failure it records durably itself; a success
+// it leaves to the caller to mark done, reporting true. handlerDone is
+// called exactly once, when the handler part is over.
+func (d *Dispatcher) deliver(ctx context.Context, dm dueMessage, handlerDone func()) (delivered bool) {
+	id, m, err := dm.id, dm.m, dm.err
 	released := false
 	release := func() {
 		if !released {
@@ -265,7 +370,6 @@ func (d *Dispatcher) deliver(ctx context.Context, id uint64, handlerDone func())
 		}
 	}
 	defer release()
-	m, err := d.s.GetMessage(id)
 	if err != nil {
 		if !errors.Is(err, ErrNotFound) && ctx.Err() == nil {
 			d.log.Error("outbox: reading message failed", "msg_id", id, "err", err)
@@ -293,17 +397,12 @@ func (d *Dispatcher) deliver(ctx context.Context, id uint64, handlerDone func())
 		// delivered again after restart.
 		return
 	}
-	// Recording the outcome must not be cut short by shutdown: a delivered
-	// message left unmarked would only be sent again, but a lost failure
-	// record would skip its backoff.
-	uctx := context.WithoutCancel(ctx)
 	if herr == nil {
-		if err := d.s.Update(uctx, func(tx *Tx) error { return tx.markDone(id) }); err != nil {
-			d.log.Error("outbox: marking message done failed; it will be delivered again", "msg_id", id, "kind", m.Kind, "key", m.Key, "err", err)
-		}
-		return
+		return true
 	}
-
+	// Recording the failure must not be cut short by shutdown: a lost
+	// failure record would skip its backoff.
+	uctx := context.WithoutCancel(ctx)
 	now := d.opts.Now()
 	attempts := m.Attempts + 1
 	park, reason := false, ""
@@ -334,6 +433,7 @@ func (d *Dispatcher) deliver(ctx context.Context, id uint64, handlerDone func())
 	default:
 		d.log.Warn("outbox: delivery failed, will retry", "msg_id", id, "kind", m.Kind, "key", m.Key, "attempts", updated.Attempts, "retry_in", delay, "err", herr)
 	}
+	return false
 }
 
 func callHandler(ctx context.Context, h Handler, m Message) (err error) {

@@ -279,8 +279,10 @@ func (t *Tx) removeMessage(m *Message) error {
 	if err := t.del(bOutDue, dueKey(m.NextAttempt, m.ID)); err != nil {
 		return err
 	}
-	if err := t.del(bOutParked, u64(m.ID)); err != nil {
-		return err
+	if m.Parked { // only parked messages are in the parked index
+		if err := t.del(bOutParked, u64(m.ID)); err != nil {
+			return err
+		}
 	}
 	if err := t.del(bOutKey, keyIndexKey(m.Key, m.ID)); err != nil {
 		return err
@@ -298,27 +300,59 @@ func (t *Tx) promote(key string) error {
 	if id == 0 {
 		return nil
 	}
-	next, err := t.message(id)
+	raw := t.btx.Bucket(bOutMsg).Get(u64(id))
+	if raw == nil {
+		return fmt.Errorf("%w: message %d", ErrNotFound, id)
+	}
+	_, nextAttempt, parked, err := decodeIndexFields(raw)
 	if err != nil {
 		return err
 	}
-	if next.Parked {
+	if parked {
 		return nil
 	}
-	return t.put(bOutDue, dueKey(next.NextAttempt, next.ID), nil)
+	return t.put(bOutDue, dueKey(nextAttempt, id), nil)
 }
 
 // markDone removes a delivered message. It is a no-op if the message is
-// gone already.
+// gone already. It reads only the fields the indexes need, without
+// decoding the whole message: it runs once per delivery.
 func (t *Tx) markDone(id uint64) error {
-	m, err := t.message(id)
-	if errors.Is(err, ErrNotFound) {
+	if t.closed {
+		return ErrTxClosed
+	}
+	raw := t.btx.Bucket(bOutMsg).Get(u64(id))
+	if raw == nil {
 		return nil
 	}
+	key, nextAttempt, parked, err := decodeIndexFields(raw)
 	if err != nil {
 		return err
 	}
+	m := Message{ID: id, Key: key, NextAttempt: nextAttempt, Parked: parked}
 	return t.removeMessage(&m)
+}
+
+// decodeIndexFields reads from a message record what its index entries are
+// made of: Key, NextAttempt and the parked flag.
+func decodeIndexFields(raw []byte) (key string, nextAttempt time.Time, parked bool, err error) {
+	d := &decoder{b: raw}
+	if f := d.byte(); d.err == nil && f != msgFormat {
+		return "", time.Time{}, false, fmt.Errorf("queue: unknown message format %d", f)
+	}
+	d.uvarint() // id
+	d.bytes(MaxKindLen)
+	k := d.bytes(MaxKeyLen)
+	d.bytes(MaxPayloadLen)
+	d.time() // created
+	d.uvarint()
+	nextAttempt = d.time()
+	d.bytes(maxErrorLen * 4)
+	flags := d.byte()
+	if d.err != nil {
+		return "", time.Time{}, false, fmt.Errorf("queue: damaged message record: %w", d.err)
+	}
+	return string(k), nextAttempt, flags&1 != 0, nil
 }
 
 // markFailed records a failed attempt: either a new NextAttempt or parking.
