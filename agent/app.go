@@ -197,7 +197,7 @@ func newSmartPay(c config.SmartPay, log *slog.Logger) (*smartpay.Client, error) 
 
 func registerPort(c config.Register) shtrih.Port {
 	if c.Transport == "tcp" {
-		return &tcpRegisterPort{addr: c.Address}
+		return shtrih.NewTCPPort(c.Address, 5*time.Second)
 	}
 	return newReopeningPort(device.PortConfig{Driver: c.Driver, Name: c.Port.Port, VID: c.VID, PID: c.PID, Serial: c.Serial, Baud: c.Baud})
 }

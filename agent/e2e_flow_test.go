@@ -227,3 +227,14 @@ func TestCancelBeforeRelease(t *testing.T) {
 	assert.Equal(t, 409, r.call("POST", "/v1/payments/"+p2.ID+"/cancel", "", "", &e), "no cancel after release")
 	assert.Equal(t, "conflict", e.Error.Code)
 }
+
+// TestNetworkRegister: the same sale with the register on TCP (network models).
+func TestNetworkRegister(t *testing.T) {
+	r := newRig(t, rigOptions{tcpReg: true})
+	require.Contains(t, r.till.Config(), `transport = "tcp"`)
+	r.startInProcess()
+	p := r.create("k", saleBody(20480, milkReceipt))
+	r.showCode()
+	p = r.waitState(p.ID, "completed", 10*time.Second)
+	r.checkSettled(p)
+}

@@ -42,6 +42,7 @@ type rigOptions struct {
 	processing time.Duration // sandbox release → success; 0 = immediate
 	extra      string        // more config
 	logLevel   string        // default debug: the secrets checks read debug lines
+	tcpReg     bool          // the register is a network model
 }
 
 func newRig(t testing.TB, o rigOptions) *rig {
@@ -54,7 +55,7 @@ func newRig(t testing.TB, o rigOptions) *rig {
 	if delay == 0 {
 		delay = sandbox.Immediate
 	}
-	till, err := simtill.Start(simtill.Options{Dir: filepath.Join(dir, "till"), ProcessingDelay: delay})
+	till, err := simtill.Start(simtill.Options{Dir: filepath.Join(dir, "till"), ProcessingDelay: delay, RegisterOverTCP: o.tcpReg})
 	require.NoError(t, err)
 	t.Cleanup(till.Close)
 	port := freePort(t)

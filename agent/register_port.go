@@ -3,12 +3,10 @@ package main
 import (
 	"errors"
 	"fmt"
-	"net"
 	"sync"
 	"time"
 
 	"kassa-agent/device"
-	"kassa-agent/fiscal/shtrih"
 )
 
 // reopeningPort is the register's serial link. It opens the port on first use
@@ -106,93 +104,5 @@ func (r *reopeningPort) Close() error {
 	}
 	err := r.p.Close()
 	r.p = nil
-	return err
-}
-
-// tcpRegisterPort is a network register's link, redialled after it drops.
-type tcpRegisterPort struct {
-	addr    string
-	mu      sync.Mutex
-	c       *shtrih.TCPPort
-	timeout time.Duration
-}
-
-func (t *tcpRegisterPort) get() (*shtrih.TCPPort, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.c != nil {
-		return t.c, nil
-	}
-	c, err := shtrih.DialTCP(t.addr, 5*time.Second)
-	if err != nil {
-		return nil, fmt.Errorf("register at %s: %w", t.addr, err)
-	}
-	if t.timeout > 0 {
-		_ = c.SetReadTimeout(t.timeout)
-	}
-	t.c = c
-	return c, nil
-}
-
-func (t *tcpRegisterPort) fail(c *shtrih.TCPPort, err error) {
-	var ne net.Error
-	if err == nil || (errors.As(err, &ne) && ne.Timeout()) {
-		return
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.c == c {
-		_ = t.c.Close()
-		t.c = nil
-	}
-}
-
-func (t *tcpRegisterPort) Read(b []byte) (int, error) {
-	c, err := t.get()
-	if err != nil {
-		return 0, err
-	}
-	n, err := c.Read(b)
-	t.fail(c, err)
-	return n, err
-}
-
-func (t *tcpRegisterPort) Write(b []byte) (int, error) {
-	c, err := t.get()
-	if err != nil {
-		return 0, err
-	}
-	n, err := c.Write(b)
-	t.fail(c, err)
-	return n, err
-}
-
-func (t *tcpRegisterPort) SetReadTimeout(d time.Duration) error {
-	t.mu.Lock()
-	t.timeout = d
-	c := t.c
-	t.mu.Unlock()
-	if c == nil {
-		return nil
-	}
-	return c.SetReadTimeout(d)
-}
-
-func (t *tcpRegisterPort) ResetInputBuffer() error {
-	c, err := t.get()
-	if err != nil {
-		return err
-	}
-	return c.ResetInputBuffer()
-}
-
-func (t *tcpRegisterPort) Close() error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.c == nil {
-		return nil
-	}
-	err := t.c.Close()
-	t.c = nil
 	return err
 }

@@ -32,14 +32,20 @@ type TCPPort struct {
 
 // DialTCP connects to a network register (the port is often 7778 or 12345).
 func DialTCP(addr string, dialTimeout time.Duration) (*TCPPort, error) {
-	if dialTimeout <= 0 {
-		dialTimeout = 3 * time.Second
-	}
-	p := &TCPPort{addr: addr, dialTO: dialTimeout, timeout: 100 * time.Millisecond}
+	p := NewTCPPort(addr, dialTimeout)
 	if _, err := p.get(); err != nil {
 		return nil, err
 	}
 	return p, nil
+}
+
+// NewTCPPort is DialTCP without the first dial: the connection is made on first
+// use, so a service can start while its register is still booting.
+func NewTCPPort(addr string, dialTimeout time.Duration) *TCPPort {
+	if dialTimeout <= 0 {
+		dialTimeout = 3 * time.Second
+	}
+	return &TCPPort{addr: addr, dialTO: dialTimeout, timeout: 100 * time.Millisecond}
 }
 
 func (p *TCPPort) get() (net.Conn, error) {
