@@ -158,40 +158,31 @@ func sleep(ctx context.Context, dur time.Duration) error {
 
 func (d *Driver) pw() []byte { return password(d.opt.Password) }
 
+// query sends a read command and decodes its reply; a reply the decoder cannot
+// read is a protocol error naming the command.
+func query[T any](ctx context.Context, d *Driver, cmd uint16, params []byte, decode func([]byte) (T, error)) (T, error) {
+	data, err := d.do(ctx, cmd, params, d.opt.Timeouts.Reply)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	v, err := decode(data)
+	if err != nil {
+		return v, &fiscal.Error{Code: fiscal.CodeProtocol, Command: cmd, Err: err}
+	}
+	return v, nil
+}
+
 func (d *Driver) shortStatus(ctx context.Context) (ShortStatus, error) {
-	data, err := d.do(ctx, CmdShortStatus, d.pw(), d.opt.Timeouts.Reply)
-	if err != nil {
-		return ShortStatus{}, err
-	}
-	s, err := DecodeShortStatus(data)
-	if err != nil {
-		return s, &fiscal.Error{Code: fiscal.CodeProtocol, Command: CmdShortStatus, Err: err}
-	}
-	return s, nil
+	return query(ctx, d, CmdShortStatus, d.pw(), DecodeShortStatus)
 }
 
 func (d *Driver) fnStatus(ctx context.Context) (FNStatus, error) {
-	data, err := d.do(ctx, CmdFNStatus, d.pw(), d.opt.Timeouts.Reply)
-	if err != nil {
-		return FNStatus{}, err
-	}
-	s, err := DecodeFNStatus(data)
-	if err != nil {
-		return s, &fiscal.Error{Code: fiscal.CodeProtocol, Command: CmdFNStatus, Err: err}
-	}
-	return s, nil
+	return query(ctx, d, CmdFNStatus, d.pw(), DecodeFNStatus)
 }
 
 func (d *Driver) shiftParams(ctx context.Context) (ShiftParams, error) {
-	data, err := d.do(ctx, CmdFNShiftParams, d.pw(), d.opt.Timeouts.Reply)
-	if err != nil {
-		return ShiftParams{}, err
-	}
-	s, err := DecodeShiftParams(data)
-	if err != nil {
-		return s, &fiscal.Error{Code: fiscal.CodeProtocol, Command: CmdFNShiftParams, Err: err}
-	}
-	return s, nil
+	return query(ctx, d, CmdFNShiftParams, d.pw(), DecodeShiftParams)
 }
 
 // deviceInfo reads (once) what does not change while the agent runs.
@@ -490,13 +481,9 @@ func (d *Driver) FindDocument(ctx context.Context, fd uint32) (fiscal.FoundDocum
 }
 
 func (d *Driver) findDocument(ctx context.Context, fd uint32) (FoundDocument, error) {
-	data, err := d.do(ctx, CmdFNFindDocument, binary.LittleEndian.AppendUint32(d.pw(), fd), d.opt.Timeouts.Reply)
+	f, err := query(ctx, d, CmdFNFindDocument, binary.LittleEndian.AppendUint32(d.pw(), fd), DecodeFoundDocument)
 	if err != nil {
-		return FoundDocument{}, err
-	}
-	f, err := DecodeFoundDocument(data)
-	if err != nil {
-		return f, &fiscal.Error{Code: fiscal.CodeProtocol, Command: CmdFNFindDocument, Err: err}
+		return f, err
 	}
 	if f.FD == 0 {
 		f.FD = fd
