@@ -495,6 +495,15 @@ func (c *Config) check() []Problem {
 		}
 	}
 
+	// Alif and AliKassa: the sections are read and checked, but this build has
+	// no client for them yet; enabling one must not look as if it works.
+	if c.Alif.Enabled {
+		add("alif.enabled", "this version of kassa-agent does not include the Alif provider yet; set enabled = false")
+	}
+	if c.AliKassa.Enabled {
+		add("alikassa.enabled", "this version of kassa-agent does not include the AliKassa provider yet; set enabled = false")
+	}
+
 	// alif
 	if c.Alif.Enabled {
 		requireURL(&ps, "alif.api_url", c.Alif.APIURL)
