@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"kassa-agent/agent/internal/sale"
 	"kassa-agent/payments/smartpay"
 	"kassa-agent/payments/smartpay/sandbox"
 )
@@ -233,6 +234,88 @@ func TestNetworkRegister(t *testing.T) {
 	r := newRig(t, rigOptions{tcpReg: true})
 	require.Contains(t, r.till.Config(), `transport = "tcp"`)
 	r.startInProcess()
+	p := r.create("k", saleBody(20480, milkReceipt))
+	r.showCode()
+	p = r.waitState(p.ID, "completed", 10*time.Second)
+	r.checkSettled(p)
+}
+
+// TestAbandonedCodeIsCancelled: a code nobody pays with is given back.
+func TestAbandonedCodeIsCancelled(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	r.startInProcess(func(o *sale.Options) { o.AbandonAfter = 300 * time.Millisecond })
+	r.showCode()
+	r.waitCommits(1)
+	require.Eventually(t, func() bool { return r.till.Sandbox.Count(smartpay.OpCancel) == 1 }, 5*time.Second, 10*time.Millisecond)
+	// A payment now waits for a fresh scan instead of taking the cancelled code.
+	p := r.create("k", saleBody(20480, milkReceipt))
+	assert.Equal(t, "committing", p.State)
+	assert.Equal(t, "scan_code", p.NextAction)
+}
+
+func TestListPayments(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	r.startInProcess()
+	start := time.Now().UTC().Add(-time.Second)
+	var ids []string
+	for i := range 5 {
+		ids = append(ids, r.create(fmt.Sprintf("k%d", i), saleBody(100, "")).ID)
+	}
+	var page struct {
+		Payments []apiPayment `json:"payments"`
+		Next     string       `json:"next"`
+	}
+	require.Equal(t, 200, r.call("GET", "/v1/payments?limit=2", "", "", &page))
+	require.Len(t, page.Payments, 2)
+	assert.Equal(t, ids[:2], []string{page.Payments[0].ID, page.Payments[1].ID})
+	require.Equal(t, ids[1], page.Next)
+	after := page.Next
+	page.Next = "" // absent from the last page
+	require.Equal(t, 200, r.call("GET", "/v1/payments?limit=10&after="+after, "", "", &page))
+	require.Len(t, page.Payments, 3)
+	assert.Equal(t, ids[2], page.Payments[0].ID)
+	assert.Empty(t, page.Next)
+
+	require.Equal(t, 200, r.call("GET", "/v1/payments?since="+start.Format(time.RFC3339), "", "", &page))
+	assert.Len(t, page.Payments, 5)
+	require.Equal(t, 200, r.call("GET", "/v1/payments?since="+time.Now().UTC().Add(time.Hour).Format(time.RFC3339), "", "", &page))
+	assert.Empty(t, page.Payments)
+	var e apiError
+	assert.Equal(t, 400, r.call("GET", "/v1/payments?since=yesterday", "", "", &e))
+	assert.Equal(t, 400, r.call("GET", "/v1/payments?limit=0", "", "", &e))
+	assert.Equal(t, 400, r.call("GET", "/v1/payments/"+ids[0]+"?wait=forever", "", "", &e))
+	assert.Equal(t, 404, r.call("GET", "/v1/payments/pay_nope", "", "", &e))
+}
+
+// TestScannerUnpluggedAndBack: the POS hears the scanner go and come back, and
+// a code shown after the re-plug is committed as usual.
+func TestScannerUnpluggedAndBack(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	r.startInProcess()
+	ev := r.subscribe()
+	connected := func() bool {
+		var st struct {
+			Devices struct {
+				Scanner struct {
+					Connected bool `json:"connected"`
+				} `json:"scanner"`
+			} `json:"devices"`
+		}
+		r.call("GET", "/v1/status", "", "", &st)
+		return st.Devices.Scanner.Connected
+	}
+	require.Eventually(t, connected, 5*time.Second, 10*time.Millisecond)
+	r.till.UnplugScanner()
+	require.Eventually(t, func() bool { return !connected() }, 5*time.Second, 10*time.Millisecond)
+	r.till.ReplugScanner()
+	require.Eventually(t, connected, 5*time.Second, 10*time.Millisecond, "scanner did not come back")
+	var devEvents int
+	for _, e := range ev.raw() {
+		if strings.Contains(e, "event: device\n") {
+			devEvents++
+		}
+	}
+	assert.GreaterOrEqual(t, devEvents, 2, "device events for the unplug and the re-plug")
 	p := r.create("k", saleBody(20480, milkReceipt))
 	r.showCode()
 	p = r.waitState(p.ID, "completed", 10*time.Second)

@@ -155,12 +155,24 @@ func mapStoreErr(err error) error {
 
 // validate checks the request and converts its receipt; nothing is stored yet.
 func (e *Engine) validate(req CreateRequest) (*fiscal.Receipt, error) {
+	return validateRequest(req, checkEnv{smartpay: e.o.SmartPay != nil, register: e.o.Register != nil,
+		tax: e.o.TaxSystem, cashier: e.o.Cashier})
+}
+
+// checkEnv is what a request is checked against: which parts this agent has.
+type checkEnv struct {
+	smartpay, register bool
+	tax                fiscal.TaxSystem
+	cashier            string
+}
+
+func validateRequest(req CreateRequest, env checkEnv) (*fiscal.Receipt, error) {
 	bad := func(format string, a ...any) error {
 		return localapi.Errorf("validation_failed", fmt.Sprintf(format, a...))
 	}
 	switch req.Provider {
 	case "smartpay":
-		if e.o.SmartPay == nil {
+		if !env.smartpay {
 			return nil, localapi.Errorf("provider_disabled", "Smart Pay is not enabled in this agent's configuration ([smartpay] enabled = true)")
 		}
 		if req.Currency != "RUB" {
@@ -183,10 +195,10 @@ func (e *Engine) validate(req CreateRequest) (*fiscal.Receipt, error) {
 	if req.Receipt == nil {
 		return nil, nil
 	}
-	if e.o.Register == nil {
+	if !env.register {
 		return nil, localapi.Errorf("register_unavailable", "a receipt was given but no fiscal register is configured ([register] enabled = true); no money was taken")
 	}
-	r, err := req.Receipt.toFiscal(e.o.TaxSystem, e.o.Cashier, req.Amount)
+	r, err := req.Receipt.toFiscal(env.tax, env.cashier, req.Amount)
 	if err != nil {
 		return nil, bad("%v", err)
 	}

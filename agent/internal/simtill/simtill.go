@@ -156,6 +156,20 @@ func (t *Till) ScannerWrite(b []byte) error {
 	return err
 }
 
+// UnplugScanner pulls the scanner's cable: its line goes away.
+func (t *Till) UnplugScanner() {
+	if t.scanner != nil {
+		t.scanner.Unplug()
+	}
+}
+
+// ReplugScanner plugs it back in, as a new device behind the same name.
+func (t *Till) ReplugScanner() {
+	if t.scanner != nil {
+		t.scanner.Replug()
+	}
+}
+
 // TapePath is where the register's paper tape is written as it prints.
 func (t *Till) TapePath() string { return filepath.Join(t.dir, "tape.txt") }
 
