@@ -321,3 +321,28 @@ func TestScannerUnpluggedAndBack(t *testing.T) {
 	p = r.waitState(p.ID, "completed", 10*time.Second)
 	r.checkSettled(p)
 }
+
+// TestOnlyTheNewestPaymentTakesACode: a payment the POS left waiting must
+// never take the next buyer's code and charge its own amount.
+func TestOnlyTheNewestPaymentTakesACode(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	r.startInProcess(func(o *sale.Options) { o.AbandonAfter = 2 * time.Second })
+	old := r.create("k1", saleBody(100, ""))
+	cur := r.create("k2", saleBody(20480, milkReceipt))
+	var o apiPayment
+	require.Equal(t, 200, r.call("GET", "/v1/payments/"+old.ID, "", "", &o))
+	assert.Equal(t, "canceled", o.State)
+	require.NotNil(t, o.Error)
+	assert.Equal(t, "replaced", o.Error.Code)
+
+	r.showCode()
+	cur = r.waitState(cur.ID, "completed", 10*time.Second)
+	r.checkSettled(cur)
+
+	// A payment nobody scans for is given up after abandon_after.
+	lone := r.create("k3", saleBody(100, ""))
+	lone = r.waitState(lone.ID, "canceled", 10*time.Second)
+	require.NotNil(t, lone.Error)
+	assert.Equal(t, "no_code_scanned", lone.Error.Code)
+	assert.Equal(t, 1, r.till.Sandbox.Count(smartpay.OpRelease))
+}

@@ -70,6 +70,7 @@ func (e *Engine) Create(ctx context.Context, key string, body []byte, req Create
 	e.mu.Lock()
 	var replayed *Payment
 	var attached *codeRecord
+	var replaced []*Payment
 	err = e.store.Update(ctx, func(tx *queue.Tx) error {
 		replayed, attached = nil, nil
 		// The key is checked again inside the transaction: two retries of one
@@ -88,6 +89,19 @@ func (e *Engine) Create(ctx context.Context, key string, body []byte, req Create
 		}
 		q := *p
 		q.SmartPay = nil
+		// A new payment is the sale at the till now: one still waiting for a
+		// code is one the POS gave up on.
+		replaced = replaced[:0]
+		older, err := waitingPayments(tx)
+		if err != nil {
+			return err
+		}
+		for _, o := range older {
+			if err := giveUpWaiting(tx, o, now, "replaced", "a newer payment ("+p.ID+") was started at this till before a code was scanned"); err != nil {
+				return err
+			}
+			replaced = append(replaced, o)
+		}
 		held, err := heldCode(tx)
 		if err != nil {
 			return err
@@ -111,6 +125,11 @@ func (e *Engine) Create(ctx context.Context, key string, body []byte, req Create
 	}
 	if replayed != nil {
 		return replayed, false, nil
+	}
+	for _, o := range replaced {
+		e.paymentLog(o).Info("payment still waiting for a code replaced by a newer one", "newer", p.ID)
+		e.publishPayment(o)
+		e.poke(o.ID)
 	}
 	l := e.paymentLog(p)
 	l.Info("payment created", "amount", p.Amount, "currency", p.Currency, "receipt", rec != nil, "code_attached", attached != nil)

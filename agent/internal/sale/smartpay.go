@@ -288,20 +288,43 @@ func heldCode(tx *queue.Tx) (*codeRecord, error) {
 	return cs[len(cs)-1], nil
 }
 
-// waitingPayment is the oldest Smart Pay payment still waiting for a code.
-func waitingPayment(tx *queue.Tx) (*Payment, error) {
-	var found *Payment
+// waitingPayments are the Smart Pay payments still waiting for a code, newest
+// first. A till serves one buyer at a time, so normally there is at most one.
+func waitingPayments(tx *queue.Tx) ([]*Payment, error) {
+	var out []*Payment
 	err := tx.Scan(collPayments, queue.ScanOptions{Reverse: true, Limit: 200}, func(id string, v []byte) error {
 		p, err := unmarshalPayment(v)
 		if err != nil {
 			return err
 		}
 		if p.Provider == "smartpay" && p.State == payments.Committing {
-			found = p // keep going: the oldest waiting one wins
+			out = append(out, p)
 		}
 		return nil
 	})
-	return found, err
+	return out, err
+}
+
+// waitingPayment is the newest payment waiting for a code: the sale at the till
+// now. An older one left waiting (the POS gave up on it) must never take a new
+// buyer's code and charge its own amount.
+func waitingPayment(tx *queue.Tx) (*Payment, error) {
+	ps, err := waitingPayments(tx)
+	if err != nil || len(ps) == 0 {
+		return nil, err
+	}
+	return ps[0], nil
+}
+
+// giveUpWaiting ends a payment that waited for a code in vain; nothing was
+// committed for it, so nothing is owed to anyone.
+func giveUpWaiting(tx *queue.Tx, p *Payment, now time.Time, code, msg string) error {
+	p.State, p.NextAction = payments.Canceled, ActionSeeCashier
+	p.Error = &ErrorInfo{Code: code, Message: msg}
+	if p.Fiscal.State == FiscalPending {
+		p.Fiscal.State = FiscalNone
+	}
+	return touchPayment(tx, p, now)
 }
 
 type cancelMsg struct {
@@ -604,12 +627,27 @@ func (e *Engine) sweepCodes(ctx context.Context) {
 	for sleep(ctx, every, nil) == nil {
 		now := time.Now().UTC()
 		var stale []string
+		var expired []*Payment
 		e.mu.Lock()
 		err := e.store.Update(ctx, func(tx *queue.Tx) error {
-			stale = stale[:0]
+			stale, expired = stale[:0], expired[:0]
 			held, err := heldCodes(tx)
 			if err != nil {
 				return err
+			}
+			waiting, err := waitingPayments(tx)
+			if err != nil {
+				return err
+			}
+			for _, p := range waiting {
+				if now.Sub(p.Created) < e.o.AbandonAfter {
+					continue
+				}
+				if err := giveUpWaiting(tx, p, now, "no_code_scanned",
+					"no Smart Pay code was scanned in time; start a new payment when the buyer is ready"); err != nil {
+					return err
+				}
+				expired = append(expired, p)
 			}
 			for _, h := range held {
 				if now.Sub(h.Updated) < e.o.AbandonAfter {
@@ -628,6 +666,11 @@ func (e *Engine) sweepCodes(ctx context.Context) {
 		}
 		for _, id := range stale {
 			e.log.Info("abandoned Smart Pay code cancelled", "kassa_purchase_id", id)
+		}
+		for _, p := range expired {
+			e.paymentLog(p).Info("payment waited for a Smart Pay code in vain; cancelled")
+			e.publishPayment(p)
+			e.poke(p.ID)
 		}
 	}
 }
