@@ -220,42 +220,54 @@ func (a *app) run(ctx context.Context) error {
 		"token_file", a.cfg.API.TokenFile, "scanner", a.cfg.Scanner.Enabled, "register", a.cfg.Register.Enabled,
 		"smartpay", a.cfg.SmartPay.Enabled)
 	workers, stop := context.WithCancel(context.Background())
+	// serving ends with ctx, or earlier when a worker the agent cannot do
+	// without fails: then the agent stops with an error and the service
+	// manager starts it again, rather than taking payments it cannot finish.
+	serving, failed := context.WithCancelCause(ctx)
 	var wg sync.WaitGroup
-	goRun := func(name string, f func(context.Context) error) {
+	goRun := func(name string, critical bool, f func(context.Context) error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := f(workers); err != nil && workers.Err() == nil {
-				a.log.Error("worker stopped", "worker", name, "err", err)
+			err := f(workers)
+			if err == nil || workers.Err() != nil {
+				return
+			}
+			a.log.Error("worker stopped", "worker", name, "err", err)
+			if critical {
+				failed(fmt.Errorf("%s: %w", name, err))
 			}
 		}()
 	}
-	goRun("outbox", a.disp.Run)
-	goRun("payments", func(ctx context.Context) error {
-		if a.register != nil {
-			// Recovery first: a receipt a crash left open is resolved before
-			// any payment resumes printing. The API answers meanwhile.
+	goRun("outbox", true, a.disp.Run)
+	goRun("payments", true, a.engine.Run)
+	if a.register != nil {
+		// A receipt a crash left open on the device is resolved here; a
+		// payment's own receipt settles its journal entry itself first.
+		goRun("register-check", false, func(ctx context.Context) error {
 			a.recoverRegister(ctx)
-			goRun("register-check", a.watchRegister)
-		}
-		return a.engine.Run(ctx)
-	})
-	goRun("idempotency-sweeper", func(ctx context.Context) error {
+			return a.watchRegister(ctx)
+		})
+	}
+	goRun("idempotency-sweeper", false, func(ctx context.Context) error {
 		return a.store.RunIdempotencySweeper(ctx, time.Hour, 72*time.Hour)
 	})
 	if a.sp != nil {
-		goRun("smartpay-auth", a.smartpayAuth)
+		goRun("smartpay-auth", false, a.smartpayAuth)
 	}
 	if a.scanner != nil {
-		goRun("scanner", a.scanner.Supervise)
-		goRun("scans", a.handleScans)
+		goRun("scanner", false, a.scanner.Supervise)
+		goRun("scans", false, a.handleScans)
 	}
 
-	err := a.api.Serve(ctx, a.ln, stopGrace)
+	err := a.api.Serve(serving, a.ln, stopGrace)
 	stop()
 	wg.Wait()
 	a.close()
 	a.log.Info("store closed", "path", a.store.Path())
+	if cause := context.Cause(serving); err == nil && ctx.Err() == nil && cause != nil {
+		err = cause
+	}
 	return err
 }
 

@@ -580,7 +580,9 @@ func TestCrashAtRecoveryPoints(t *testing.T) {
 			name: "paid/confirm-in-flight",
 			run: func(c *crashRig) string {
 				p := c.newSale()
-				c.till.Register.SetPaper(false)
+				// Paper runs out at the receipt, after the money is taken (the
+				// register is checked before release).
+				c.till.Register.Inject(shtrihsim.Fault{Kind: shtrihsim.PaperOut, Command: 0x8D})
 				require.NoError(c.t, c.till.Sandbox.Inject(sandbox.Fault{Op: smartpay.OpConfirm, Kind: sandbox.Latency, Delay: hold}))
 				c.showCode()
 				c.waitFor("paid, receipt owed, confirm at the sandbox", func() bool {
@@ -603,7 +605,9 @@ func TestCrashAtRecoveryPoints(t *testing.T) {
 			name: "paid/confirm-5xx",
 			run: func(c *crashRig) string {
 				p := c.newSale()
-				c.till.Register.SetPaper(false)
+				// Paper runs out at the receipt, after the money is taken (the
+				// register is checked before release).
+				c.till.Register.Inject(shtrihsim.Fault{Kind: shtrihsim.PaperOut, Command: 0x8D})
 				require.NoError(c.t, c.till.Sandbox.Inject(sandbox.Fault{Op: smartpay.OpConfirm, Kind: sandbox.ServerError, Times: -1}))
 				c.showCode()
 				c.waitFor("paid, confirm refused twice", func() bool {

@@ -346,3 +346,69 @@ func TestOnlyTheNewestPaymentTakesACode(t *testing.T) {
 	assert.Equal(t, "no_code_scanned", lone.Error.Code)
 	assert.Equal(t, 1, r.till.Sandbox.Count(smartpay.OpRelease))
 }
+
+// TestPaperOutBetweenCreateAndRelease: the register is checked again before
+// the money moves; while it cannot print, nothing is released.
+func TestPaperOutBetweenCreateAndRelease(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	r.startInProcess()
+	p := r.create("k", saleBody(20480, milkReceipt))
+	r.till.Register.SetPaper(false)
+	r.showCode()
+	require.Eventually(t, func() bool {
+		var q apiPayment
+		r.call("GET", "/v1/payments/"+p.ID, "", "", &q)
+		return q.State == "committed" && q.Error != nil && q.Error.Code == "register_not_ready"
+	}, 10*time.Second, 20*time.Millisecond)
+	assert.Zero(t, r.till.Sandbox.Count(smartpay.OpRelease), "money moved while the receipt could not print")
+	r.till.Register.SetPaper(true)
+	p = r.waitState(p.ID, "completed", 15*time.Second)
+	assert.Nil(t, p.Error)
+	r.checkSettled(p)
+}
+
+// TestUnprintableReceiptRefusedUpFront: a name the register's code page cannot
+// print is refused before any money moves, not discovered after.
+func TestUnprintableReceiptRefusedUpFront(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	r.startInProcess()
+	var e apiError
+	body := saleBody(100, `{"items":[{"name":"Кофе ☕","quantity":1000,"price":100,"vat":"vat20"}]}`)
+	assert.Equal(t, 422, r.call("POST", "/v1/payments", "k", body, &e))
+	assert.Equal(t, "validation_failed", e.Error.Code)
+	assert.Contains(t, e.Error.Message, "cannot print")
+	var list struct{ Payments []apiPayment }
+	r.call("GET", "/v1/payments", "", "", &list)
+	assert.Empty(t, list.Payments)
+}
+
+// TestLateCommitNeverPays: a commit whose answer comes after a newer scan was
+// taken is cancelled, never held for the next sale.
+func TestLateCommitNeverPays(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	r.startInProcess()
+	p := r.create("k", saleBody(20480, milkReceipt))
+	require.NoError(t, r.till.Sandbox.Inject(sandbox.Fault{Op: smartpay.OpCommit, Kind: sandbox.Latency, Delay: 700 * time.Millisecond}))
+	slow := r.showCode()
+	time.Sleep(100 * time.Millisecond)
+	fast := r.showCode()
+	p = r.waitState(p.ID, "completed", 10*time.Second)
+	r.checkSettled(p)
+	var slowP, fastP sandbox.Purchase
+	require.Eventually(t, func() bool {
+		for _, pu := range r.till.Sandbox.Purchases() {
+			switch pu.Code {
+			case slow:
+				slowP = pu
+			case fast:
+				fastP = pu
+			}
+		}
+		return slowP.Cancels == 1
+	}, 10*time.Second, 10*time.Millisecond, "the late commit was not cancelled")
+	assert.Equal(t, p.SmartPay.PurchaseID, fastP.ID, "the newer scan pays")
+	assert.Zero(t, slowP.Releases)
+	// And a next sale does not pick it up.
+	p2 := r.create("k2", saleBody(20480, milkReceipt))
+	assert.Equal(t, "committing", p2.State)
+}

@@ -18,10 +18,7 @@ func (d *Driver) PrintReceipt(ctx context.Context, id string, r fiscal.Receipt) 
 	if id == "" {
 		return fiscal.Document{}, &fiscal.Error{Code: fiscal.CodeBadReceipt, Text: "empty operation id"}
 	}
-	if err := r.Validate(d.opt.Limits); err != nil {
-		return fiscal.Document{}, err
-	}
-	if err := checkEncodable(r); err != nil {
+	if err := d.CheckReceipt(r); err != nil {
 		return fiscal.Document{}, err
 	}
 	j := d.opt.Journal
@@ -75,7 +72,9 @@ func (d *Driver) PrintReceipt(ctx context.Context, id string, r fiscal.Receipt) 
 		if serr == nil {
 			doc.Shift, doc.ReceiptNumber = sp.Number, sp.Receipt
 		}
-		if ferr := j.Finish(ctx, id, doc); ferr != nil {
+		// The receipt exists now: recording it must not be cut short by a
+		// shutdown, or only the FN search would find it again.
+		if ferr := j.Finish(context.WithoutCancel(ctx), id, doc); ferr != nil {
 			// The document exists; the pending entry resolves to it on the next call.
 			log.Error("fiscal journal finish failed", "fd", doc.FD, "err", ferr)
 		}
@@ -94,6 +93,16 @@ func (d *Driver) PrintReceipt(ctx context.Context, id string, r fiscal.Receipt) 
 	}
 	log.Warn("receipt outcome unknown; retry with the same id", "err", rerr)
 	return fiscal.Document{}, &fiscal.Error{Code: fiscal.CodeOutcomeUnknown, Text: "receipt outcome not yet known; retry with the same id", Err: err}
+}
+
+// CheckReceipt says whether this register can print r, without sending anything:
+// the model's limits and every character of every name in its code page. Callers
+// ask it before taking money for the receipt.
+func (d *Driver) CheckReceipt(r fiscal.Receipt) error {
+	if err := r.Validate(d.opt.Limits); err != nil {
+		return err
+	}
+	return checkEncodable(r)
 }
 
 func checkEncodable(r fiscal.Receipt) error {
@@ -271,7 +280,7 @@ func (d *Driver) resolve(ctx context.Context, op fiscal.Pending) (fiscal.Documen
 				doc.ReceiptNumber = sp.Receipt
 			}
 		}
-		if err := j.Finish(ctx, op.ID, doc); err != nil {
+		if err := j.Finish(context.WithoutCancel(ctx), op.ID, doc); err != nil {
 			return fiscal.Document{}, false, &fiscal.Error{Code: fiscal.CodeJournal, Err: err}
 		}
 		return doc, true, nil

@@ -41,6 +41,7 @@ type Server struct {
 	log     *slog.Logger
 	started time.Time
 	routes  []string
+	stop    chan struct{}
 }
 
 // New returns a server with /v1/health and /v1/status registered.
@@ -54,7 +55,7 @@ func New(opts Options) *Server {
 	if opts.WriteTimeout == 0 {
 		opts.WriteTimeout = 75 * time.Second
 	}
-	s := &Server{opts: opts, mux: http.NewServeMux(), log: opts.Logger, started: time.Now()}
+	s := &Server{opts: opts, mux: http.NewServeMux(), log: opts.Logger, started: time.Now(), stop: make(chan struct{})}
 	s.Handle("GET /v1/health", func(w http.ResponseWriter, r *http.Request) {
 		WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -76,6 +77,10 @@ func (s *Server) Handle(pattern string, h http.HandlerFunc) {
 	s.routes = append(s.routes, pattern)
 	s.mux.HandleFunc(pattern, h)
 }
+
+// Stopping is closed when the server begins to shut down. Handlers that wait
+// (long-polls, event streams) end on it; Shutdown does not cancel them.
+func (s *Server) Stopping() <-chan struct{} { return s.stop }
 
 // Routes lists the registered endpoints ("METHOD /path").
 func (s *Server) Routes() []string { return append([]string(nil), s.routes...) }
@@ -166,6 +171,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, grace time.Duration
 		return fmt.Errorf("local API: %w", err)
 	case <-ctx.Done():
 	}
+	close(s.stop)
 	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	err := srv.Shutdown(sctx)

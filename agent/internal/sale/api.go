@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"kassa-agent/agent/internal/localapi"
-	"kassa-agent/queue"
 )
 
 // maxWait bounds a long-poll; it stays below the server's write timeout.
@@ -20,6 +19,7 @@ const maxWait = 60 * time.Second
 
 // Routes adds the payment, scanner and event endpoints to the local API.
 func (e *Engine) Routes(s *localapi.Server) {
+	e.stopped = s.Stopping()
 	s.Handle("POST /v1/payments", e.apiCreate)
 	s.Handle("GET /v1/payments", e.apiList)
 	s.Handle("GET /v1/payments/{id}", e.apiGet)
@@ -90,11 +90,11 @@ func parseWait(v string) (time.Duration, error) {
 func (e *Engine) waitChange(ctx context.Context, id string, wait time.Duration) (*Payment, error) {
 	changed := e.hub.Changed()
 	p, err := e.Get(id)
-	if errors.Is(err, queue.ErrNotFound) {
+	if isNoSuchRecord(err) {
 		return nil, localapi.Errorf("not_found", "no payment "+id)
 	}
-	if err != nil || wait == 0 {
-		return p, err
+	if err != nil || wait == 0 || p.State.Final() {
+		return p, err // a final payment will not change: no point waiting
 	}
 	first := p.Version
 	t := time.NewTimer(wait)
@@ -102,6 +102,8 @@ func (e *Engine) waitChange(ctx context.Context, id string, wait time.Duration) 
 	for {
 		select {
 		case <-ctx.Done():
+			return p, nil
+		case <-e.stopped:
 			return p, nil
 		case <-t.C:
 			return p, nil
@@ -227,6 +229,8 @@ func (e *Engine) apiEvents(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-r.Context().Done():
 			return
+		case <-e.stopped:
+			return // the agent is stopping; the POS reconnects to the next one
 		case <-tick.C:
 			fmt.Fprint(w, ": keep-alive\n\n")
 		case ev := <-events:

@@ -48,6 +48,9 @@ func (e *Engine) Create(ctx context.Context, key string, body []byte, req Create
 		return nil, false, err
 	}
 	if rec != nil {
+		if err := e.o.Register.CheckReceipt(*rec); err != nil {
+			return nil, false, localapi.Wrap("validation_failed", "the register cannot print this receipt: "+err.Error(), err)
+		}
 		if err := e.registerReady(ctx); err != nil {
 			return nil, false, err
 		}
@@ -261,6 +264,9 @@ func (e *Engine) Cancel(ctx context.Context, id string) (*Payment, error) {
 			return localapi.Errorf("conflict", fmt.Sprintf("payment %s is %s: it can be cancelled only before the amount is released", p.ID, p.State))
 		}
 		p.State, p.NextAction = payments.Canceled, ActionNone
+		if p.Fiscal.State == FiscalPending {
+			p.Fiscal.State = FiscalNone // no money, no receipt
+		}
 		if p.SmartPay != nil && p.SmartPay.PurchaseID != "" {
 			c, err := getCode(tx, p.SmartPay.KassaPurchaseID)
 			if err == nil {
@@ -276,7 +282,7 @@ func (e *Engine) Cancel(ctx context.Context, id string) (*Payment, error) {
 	if errors.Is(err, errUnchanged) {
 		return e.Get(id)
 	}
-	if errors.Is(err, queue.ErrNotFound) {
+	if isNoSuchRecord(err) {
 		return nil, localapi.Errorf("not_found", "no payment "+id)
 	}
 	if err != nil {
@@ -288,3 +294,8 @@ func (e *Engine) Cancel(ctx context.Context, id string) (*Payment, error) {
 }
 
 var errUnchanged = errors.New("unchanged")
+
+// isNoSuchRecord: the id names no record (or could name none: empty, too long).
+func isNoSuchRecord(err error) bool {
+	return errors.Is(err, queue.ErrNotFound) || errors.Is(err, queue.ErrInvalidName)
+}

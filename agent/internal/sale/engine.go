@@ -34,6 +34,9 @@ type SmartPay interface {
 // Register is the part of the fiscal register the engine uses.
 type Register interface {
 	Status(ctx context.Context) (fiscal.Status, error)
+	// CheckReceipt says, without sending anything, whether the register can
+	// print r (its limits, its code page).
+	CheckReceipt(r fiscal.Receipt) error
 	PrintReceipt(ctx context.Context, id string, r fiscal.Receipt) (fiscal.Document, error)
 }
 
@@ -111,7 +114,11 @@ type Engine struct {
 
 	born     time.Time // when this engine was made: older "committing" records are a past run's
 	runCtx   context.Context
-	stopping bool // set under mu once Run winds down: no new workers
+	stopping bool            // set under mu once Run winds down: no new workers
+	stopped  <-chan struct{} // closed when the API shuts down: long-polls and streams end
+	// released is when each payment's release call came back (in memory):
+	// the wait before cancelling an undelivered release counts from here.
+	released map[string]time.Time
 	wg       sync.WaitGroup
 	scanSink ScanSink
 }
@@ -124,13 +131,15 @@ func New(o Options) (*Engine, error) {
 		return nil, fmt.Errorf("payment id sequence: %w", err)
 	}
 	// kassa_purchase_id must never repeat at this till: ids are reserved
-	// durably in blocks, so a commit never waits for an fsync of its own.
-	kp, err := o.Store.SequenceFrom("smartpay_kassa_purchase_id", 1000, uint64(time.Now().Unix()))
+	// durably in blocks, so a commit never waits for an fsync of its own. The
+	// floor in milliseconds keeps them unique even over a store started afresh.
+	kp, err := o.Store.SequenceFrom("smartpay_kassa_purchase_id", 1000, uint64(time.Now().UnixMilli()))
 	if err != nil {
 		return nil, fmt.Errorf("kassa_purchase_id sequence: %w", err)
 	}
 	return &Engine{o: o, store: o.Store, log: o.Logger, hub: o.Hub, payIDs: pay, kpIDs: kp,
-		wake: map[string]chan struct{}{}, running: map[string]bool{}, born: time.Now().UTC()}, nil
+		wake: map[string]chan struct{}{}, running: map[string]bool{}, born: time.Now().UTC(),
+		released: map[string]time.Time{}, stopped: make(chan struct{})}, nil
 }
 
 // Hub is where the engine publishes events.
@@ -174,7 +183,10 @@ func (e *Engine) recover(ctx context.Context) error {
 		if err := r.ForEach(collCodes, func(id string, v []byte) error {
 			var c codeRecord
 			if err := json.Unmarshal(v, &c); err != nil {
-				return fmt.Errorf("code %s: %w", id, err)
+				// One unreadable record must not stop every other payment
+				// from resuming; it is left for a technician.
+				e.log.Error("unreadable Smart Pay code record skipped", "kassa_purchase_id", id, "err", err)
+				return nil
 			}
 			// Only commits of an earlier run: a scan taken since this
 			// engine was made is in flight, not lost.
@@ -188,7 +200,8 @@ func (e *Engine) recover(ctx context.Context) error {
 		return r.ForEach(collPayments, func(id string, v []byte) error {
 			p, err := unmarshalPayment(v)
 			if err != nil {
-				return err
+				e.log.Error("unreadable payment record skipped; a technician must look at it", "payment_id", id, "err", err)
+				return nil
 			}
 			if !p.State.Final() {
 				active = append(active, id)

@@ -147,9 +147,15 @@ func putCode(tx *queue.Tx, c *codeRecord) error {
 	return tx.Put(collCodes, c.ID, b)
 }
 
-func getCode(r interface {
+// storeReader is what reading code and payment records needs; both a read
+// transaction and a write transaction have it.
+type storeReader interface {
 	Get(coll, id string) ([]byte, error)
-}, id string) (*codeRecord, error) {
+	ForEach(coll string, fn func(id string, v []byte) error) error
+	Scan(coll string, opts queue.ScanOptions, fn func(id string, v []byte) error) error
+}
+
+func getCode(r storeReader, id string) (*codeRecord, error) {
 	b, err := r.Get(collCodes, id)
 	if err != nil {
 		return nil, err

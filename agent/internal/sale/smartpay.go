@@ -91,8 +91,8 @@ func (e *Engine) commitScan(ctx context.Context, id, text string, at time.Time, 
 			return putCode(tx, rec)
 		})
 	}()
-	purchaseID, cerr := e.commit(ctx, text, id)
 	e.hub.Publish("scan", ev)
+	purchaseID, cerr := e.commit(ctx, text, id)
 	if err := <-written; err != nil {
 		log.Error("could not record a Smart Pay commit", "err", err)
 	}
@@ -155,23 +155,28 @@ func (e *Engine) recordCommit(ctx context.Context, id, text string, at time.Time
 			}
 			return putCode(tx, c)
 		}
-		// A newer scan replaces an older held code; an older one arriving late
-		// is itself the one cancelled.
-		held, err := heldCodes(tx)
+		// A newer scan replaces an older held code. A commit whose answer
+		// comes after a newer scan was taken (held, used or anything else) is
+		// not the code the buyer is paying with now: it is cancelled itself.
+		newest, err := newestCodeID(tx)
 		if err != nil {
 			return err
 		}
-		for _, h := range held {
-			if h.ID == c.ID {
-				continue // this very commit, recorded already (asked again after a restart)
+		if newest != "" && lessID(c.ID, newest) {
+			cancelOwn = true
+		} else {
+			held, err := heldCodes(tx)
+			if err != nil {
+				return err
 			}
-			if lessID(h.ID, c.ID) {
+			for _, h := range held {
+				if h.ID == c.ID {
+					continue // this very commit, recorded already (asked again after a restart)
+				}
 				if err := cancelCode(tx, h, now, "replaced by a newer scan"); err != nil {
 					return err
 				}
 				replaced = append(replaced, h.ID)
-			} else {
-				cancelOwn = true
 			}
 		}
 		if cancelOwn {
@@ -221,6 +226,8 @@ func commitErrorCode(err error) string {
 		return "code_rejected"
 	case smartpay.IsConflict(err):
 		return "code_used_elsewhere"
+	case smartpay.IsAmbiguous(err) || smartpay.IsUnavailable(err):
+		return "commit_unanswered"
 	default:
 		return "commit_failed"
 	}
@@ -232,9 +239,23 @@ func commitMessage(err error) string {
 		return "the buyer's Smart Pay code is unknown or expired; ask for a fresh code and scan it"
 	case smartpay.IsConflict(err):
 		return "this Smart Pay code is already used at another till; ask for a fresh code"
+	case smartpay.IsAmbiguous(err) || smartpay.IsUnavailable(err):
+		return "Smart Pay did not answer the commit; ask the buyer for a fresh code and scan it"
 	default:
-		return "the Smart Pay code could not be committed (" + err.Error() + "); scan it again"
+		return "the Smart Pay code could not be committed (" + err.Error() + "); ask the buyer for a fresh code"
 	}
+}
+
+// newestCodeID is the largest kassa_purchase_id recorded: the latest scan.
+func newestCodeID(tx storeReader) (string, error) {
+	var newest string
+	err := tx.ForEach(collCodes, func(id string, _ []byte) error {
+		if newest == "" || lessID(newest, id) {
+			newest = id
+		}
+		return nil
+	})
+	return newest, err
 }
 
 // cancelCode gives up a committed code that no payment will use and, in the same
@@ -261,9 +282,7 @@ func attachCode(p *Payment, c *codeRecord, now time.Time) {
 	p.State, p.NextAction, p.Error = payments.Committed, ActionWait, nil
 }
 
-func heldCodes(r interface {
-	ForEach(coll string, fn func(id string, v []byte) error) error
-}) ([]*codeRecord, error) {
+func heldCodes(r storeReader) ([]*codeRecord, error) {
 	var out []*codeRecord
 	err := r.ForEach(collCodes, func(id string, v []byte) error {
 		var c codeRecord
@@ -290,7 +309,7 @@ func heldCode(tx *queue.Tx) (*codeRecord, error) {
 
 // waitingPayments are the Smart Pay payments still waiting for a code, newest
 // first. A till serves one buyer at a time, so normally there is at most one.
-func waitingPayments(tx *queue.Tx) ([]*Payment, error) {
+func waitingPayments(tx storeReader) ([]*Payment, error) {
 	var out []*Payment
 	err := tx.Scan(collPayments, queue.ScanOptions{Reverse: true, Limit: 200}, func(id string, v []byte) error {
 		p, err := unmarshalPayment(v)
@@ -340,8 +359,12 @@ func (e *Engine) drive(ctx context.Context, id string) {
 	for ctx.Err() == nil {
 		p, err := e.Get(id)
 		if err != nil {
-			e.log.Error("payment worker cannot read its payment", "payment_id", id, "err", err)
-			return
+			// Never leave a payment without its worker: try again.
+			e.log.Error("payment worker cannot read its payment; retrying", "payment_id", id, "err", err)
+			if sleep(ctx, time.Second, nil) != nil {
+				return
+			}
+			continue
 		}
 		switch p.State {
 		case payments.Committing:
@@ -361,15 +384,47 @@ func (e *Engine) drive(ctx context.Context, id string) {
 	}
 }
 
+// registerBlocks says why the receipt could not be printed now, or "" when it
+// can. No money is taken while it cannot.
+func (e *Engine) registerBlocks(ctx context.Context, p *Payment) string {
+	if p.Receipt == nil || e.o.Register == nil {
+		return ""
+	}
+	sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	st, err := e.o.Register.Status(sctx)
+	switch {
+	case err != nil:
+		return "the fiscal register does not answer (" + err.Error() + ")"
+	case st.Ready != nil:
+		return "the register cannot print now: " + st.Ready.Error()
+	}
+	return ""
+}
+
 // release sends the amount exactly once. The recovery point "releasing" is
 // durable before the request leaves; from there on only the status decides.
 func (e *Engine) release(ctx context.Context, p *Payment) {
 	log := e.paymentLog(p)
+	// The buyer may have scanned minutes after the POS asked: look at the
+	// register again, and keep the money untouched while it cannot print.
+	if why := e.registerBlocks(ctx, p); why != "" {
+		log.Warn("not releasing: the receipt could not be printed", "reason", why)
+		_, _ = e.change(ctx, p.ID, func(q *Payment, tx *queue.Tx) error {
+			if q.State != payments.Committed || (q.Error != nil && q.Error.Message == why+"; no money was taken yet") {
+				return errUnchanged
+			}
+			q.Error = &ErrorInfo{Code: "register_not_ready", Message: why + "; no money was taken yet"}
+			return nil
+		})
+		_ = sleep(ctx, 2*time.Second, e.wakeChan(p.ID))
+		return
+	}
 	p, err := e.change(ctx, p.ID, func(q *Payment, tx *queue.Tx) error {
 		if q.State != payments.Committed {
 			return errUnchanged // cancelled meanwhile
 		}
-		q.State, q.NextAction, q.Released = payments.Releasing, ActionWait, time.Now().UTC()
+		q.State, q.NextAction, q.Released, q.Error = payments.Releasing, ActionWait, time.Now().UTC(), nil
 		return nil
 	})
 	if err != nil {
@@ -379,12 +434,13 @@ func (e *Engine) release(ctx context.Context, p *Payment) {
 		}
 		return
 	}
+	defer e.releaseReturned(p.ID)
 	for attempt := 0; ; attempt++ {
 		st, err := e.o.SmartPay.Release(ctx, p.SmartPay.PurchaseID, p.Amount)
 		switch {
 		case err == nil:
 			log.Info("amount released", "amount", p.Amount, "provider_status", st.Raw)
-			_, _ = e.change(ctx, p.ID, func(q *Payment, tx *queue.Tx) error {
+			_, _ = e.change(context.WithoutCancel(ctx), p.ID, func(q *Payment, tx *queue.Tx) error {
 				if q.State != payments.Releasing {
 					return errUnchanged
 				}
@@ -406,13 +462,36 @@ func (e *Engine) release(ctx context.Context, p *Payment) {
 			return
 		case smartpay.IsCodeRejected(err):
 			e.finish(ctx, p, payments.CodeExpired, ActionFreshCode, &ErrorInfo{Code: "code_expired",
-				Message: "the buyer's Smart Pay code expired before payment; start a new payment and ask for a fresh code"})
+				Message: "the buyer's Smart Pay code expired before payment; start a new payment and ask for a fresh code"}, true)
 			return
 		default:
-			e.finish(ctx, p, payments.Failed, ActionSeeCashier, errInfo("release_refused", err))
+			e.finish(ctx, p, payments.Failed, ActionSeeCashier, errInfo("release_refused", err), true)
 			return
 		}
 	}
+}
+
+// releaseReturned notes when a release call came back, however it ended.
+func (e *Engine) releaseReturned(id string) {
+	e.mu.Lock()
+	e.released[id] = time.Now()
+	e.mu.Unlock()
+}
+
+// settleFrom is when the wait before cancelling an undelivered release starts:
+// after the release call came back in this process, or after this process
+// started (a release from before a crash died with its connection).
+func (e *Engine) settleFrom(p *Payment) time.Time {
+	e.mu.Lock()
+	back := e.released[p.ID]
+	e.mu.Unlock()
+	t := p.Released
+	for _, c := range []time.Time{back, e.born} {
+		if c.After(t) {
+			t = c
+		}
+	}
+	return t
 }
 
 // poll asks the status until the payment is decided.
@@ -424,7 +503,13 @@ func (e *Engine) poll(ctx context.Context, p *Payment) {
 	}
 	delay := e.o.PollMin
 	flagged := p.Error != nil && p.Error.Code == "payment_unconfirmed"
+	cancelSent := false
 	var lastErr error
+	defer func() {
+		e.mu.Lock()
+		delete(e.released, p.ID)
+		e.mu.Unlock()
+	}()
 	for ctx.Err() == nil {
 		st, err := e.o.SmartPay.Status(ctx, p.SmartPay.PurchaseID)
 		if err != nil {
@@ -439,24 +524,35 @@ func (e *Engine) poll(ctx context.Context, p *Payment) {
 				e.markPaid(ctx, p, st)
 				return
 			case smartpay.StateDeclined:
-				e.finish(ctx, p, payments.Declined, ActionSeeCashier, &ErrorInfo{Code: "declined", Message: "the payment was declined: " + orDash(st.Reason)})
+				e.finish(ctx, p, payments.Declined, ActionSeeCashier, &ErrorInfo{Code: "declined", Message: "the payment was declined: " + orDash(st.Reason)}, false)
 				return
 			case smartpay.StateFailed:
-				e.finish(ctx, p, payments.Failed, ActionSeeCashier, &ErrorInfo{Code: "provider_failed", Message: "the provider reports the payment failed: " + orDash(st.Reason)})
+				e.finish(ctx, p, payments.Failed, ActionSeeCashier, &ErrorInfo{Code: "provider_failed", Message: "the provider reports the payment failed: " + orDash(st.Reason)}, false)
 				return
 			case smartpay.StateExpired:
-				e.finish(ctx, p, payments.Expired, ActionSeeCashier, &ErrorInfo{Code: "expired", Message: "the payment expired at the provider before the buyer confirmed it"})
+				e.finish(ctx, p, payments.Expired, ActionSeeCashier, &ErrorInfo{Code: "expired", Message: "the payment expired at the provider before the buyer confirmed it"}, false)
 				return
 			case smartpay.StateCanceled:
-				e.finish(ctx, p, payments.Canceled, ActionSeeCashier, &ErrorInfo{Code: "canceled_by_provider", Message: "the provider reports the purchase cancelled"})
+				if cancelSent {
+					log.Warn("release did not reach Smart Pay; purchase cancelled, nothing was charged")
+					e.finish(ctx, p, payments.Failed, ActionSeeCashier, &ErrorInfo{Code: "release_not_delivered",
+						Message: "the amount did not reach Smart Pay and the purchase was cancelled; nothing was charged. Start a new payment"}, false)
+				} else {
+					e.finish(ctx, p, payments.Canceled, ActionSeeCashier, &ErrorInfo{Code: "canceled_by_provider", Message: "the provider reports the purchase cancelled"}, false)
+				}
 				return
 			case smartpay.StateCommitted:
 				// The release did not arrive. Once the connection that carried it
 				// is long gone, cancel the purchase: after that no late release
-				// can charge the buyer, and the cashier gets a clear answer.
-				if p.State == payments.Releasing && time.Since(start) >= e.o.SettleBeforeCancel {
-					if e.cancelUnreleased(ctx, p) {
-						return
+				// can charge the buyer. The status, not the cancel's answer, then
+				// says how it ended.
+				if p.State == payments.Releasing && !cancelSent && time.Since(e.settleFrom(p)) >= e.o.SettleBeforeCancel {
+					if err := e.o.SmartPay.Cancel(ctx, p.SmartPay.PurchaseID); err != nil {
+						log.Warn("could not cancel a purchase whose release did not arrive; still asking the status", "err", err)
+					} else {
+						cancelSent = true
+						log.Warn("release did not arrive at Smart Pay; purchase cancelled, waiting for the status to say so")
+						continue // ask again at once
 					}
 				}
 			case smartpay.StateProcessing:
@@ -503,25 +599,11 @@ func orDash(s string) string {
 	return s
 }
 
-// cancelUnreleased cancels a purchase whose release never arrived. It reports
-// whether the payment is now final.
-func (e *Engine) cancelUnreleased(ctx context.Context, p *Payment) bool {
-	log := e.paymentLog(p)
-	err := e.o.SmartPay.Cancel(ctx, p.SmartPay.PurchaseID)
-	if err != nil {
-		log.Warn("could not cancel a purchase whose release did not arrive; still asking the status", "err", err)
-		return false
-	}
-	log.Warn("release did not reach Smart Pay; purchase cancelled, nothing was charged")
-	e.finish(ctx, p, payments.Failed, ActionSeeCashier, &ErrorInfo{Code: "release_not_delivered",
-		Message: "the amount did not reach Smart Pay and the purchase was cancelled; nothing was charged. Start a new payment"})
-	return true
-}
-
 // markPaid records the money as taken and, in the same transaction, the
-// confirmation for the provider.
+// confirmation for the provider. The money has moved: the record is made even
+// while the agent is stopping.
 func (e *Engine) markPaid(ctx context.Context, p *Payment, st smartpay.Status) {
-	q, err := e.change(ctx, p.ID, func(q *Payment, tx *queue.Tx) error {
+	q, err := e.change(context.WithoutCancel(ctx), p.ID, func(q *Payment, tx *queue.Tx) error {
 		if q.State != payments.Releasing && q.State != payments.Processing {
 			return errUnchanged
 		}
@@ -534,15 +616,20 @@ func (e *Engine) markPaid(ctx context.Context, p *Payment, st smartpay.Status) {
 	}
 }
 
-// finish ends a payment in a final state.
-func (e *Engine) finish(ctx context.Context, p *Payment, st payments.State, action string, info *ErrorInfo) {
-	q, err := e.change(ctx, p.ID, func(q *Payment, tx *queue.Tx) error {
+// finish ends a payment in a final state. cancelPurchase also gives the
+// purchase back to Smart Pay (through the outbox) when no money moved and the
+// service would otherwise keep it committed until it lapses.
+func (e *Engine) finish(ctx context.Context, p *Payment, st payments.State, action string, info *ErrorInfo, cancelPurchase bool) {
+	q, err := e.change(context.WithoutCancel(ctx), p.ID, func(q *Payment, tx *queue.Tx) error {
 		if q.State.Final() || q.State.MoneyTaken() {
 			return errUnchanged
 		}
 		q.State, q.NextAction, q.Error = st, action, info
 		if q.Fiscal.State == FiscalPending {
 			q.Fiscal.State = FiscalNone // no money, no receipt
+		}
+		if cancelPurchase && q.SmartPay != nil && q.SmartPay.PurchaseID != "" {
+			return enqueueJSON(tx, KindSmartPayCancel, q.ID, cancelMsg{PurchaseID: q.SmartPay.PurchaseID})
 		}
 		return nil
 	})
@@ -556,11 +643,26 @@ func (e *Engine) finish(ctx context.Context, p *Payment, st payments.State, acti
 // data for the provider in the same transaction as "completed".
 func (e *Engine) fiscalize(ctx context.Context, p *Payment) {
 	log := e.paymentLog(p)
-	if p.Receipt == nil || e.o.Register == nil {
+	if p.Receipt == nil {
 		_, _ = e.change(ctx, p.ID, func(q *Payment, tx *queue.Tx) error {
 			q.State = payments.Completed
 			return nil
 		})
+		return
+	}
+	if e.o.Register == nil {
+		// The receipt is owed but no register is configured (it was turned
+		// off after the money was taken): keep it owed and visible.
+		_, _ = e.change(ctx, p.ID, func(q *Payment, tx *queue.Tx) error {
+			if q.Fiscal.Error != nil && q.Fiscal.Error.Code == "register_unavailable" {
+				return errUnchanged
+			}
+			q.State, q.Fiscal.State = payments.Paid, FiscalPending
+			q.Fiscal.Error = &ErrorInfo{Code: "register_unavailable", Message: "the receipt is owed but no fiscal register is configured; enable [register] and restart"}
+			return nil
+		})
+		log.Error("a receipt is owed but no register is configured")
+		_ = sleep(ctx, time.Minute, nil)
 		return
 	}
 	for attempt := 0; ctx.Err() == nil; attempt++ {
@@ -582,7 +684,8 @@ func (e *Engine) fiscalize(ctx context.Context, p *Payment) {
 			fd := smartpay.FiscalData{PurchaseID: p.SmartPay.PurchaseID, KKTRegNumber: doc.RegNumber,
 				FiscalSign: strconv.FormatUint(uint64(doc.FP), 10), FNNumber: doc.FNNumber, FDNumber: doc.FD,
 				ReceiptTime: doc.Time, Amount: doc.Total}
-			q, err := e.change(ctx, p.ID, func(q *Payment, tx *queue.Tx) error {
+			// The receipt exists now: record it even while the agent is stopping.
+			q, err := e.change(context.WithoutCancel(ctx), p.ID, func(q *Payment, tx *queue.Tx) error {
 				q.State, q.NextAction = payments.Completed, ActionHandOver
 				q.Fiscal = FiscalInfo{State: FiscalPrinted, Document: &doc, Attempts: q.Fiscal.Attempts}
 				return enqueueJSON(tx, KindSmartPayFiscal, q.ID, fd)
@@ -622,15 +725,44 @@ func backoff(base, limit time.Duration, attempt int) time.Duration {
 }
 
 // sweepCodes cancels held codes nobody used.
+// codeRetention is how long a finished code record is kept for a technician.
+const codeRetention = 7 * 24 * time.Hour
+
+// sweepCodes cancels held codes nobody used, gives up payments nobody scanned
+// for, and prunes old code records. It writes only when there is something to do.
 func (e *Engine) sweepCodes(ctx context.Context) {
 	every := min(e.o.AbandonAfter/10, 5*time.Second)
+	var lastPrune time.Time
 	for sleep(ctx, every, nil) == nil {
 		now := time.Now().UTC()
+		prune := now.Sub(lastPrune) >= time.Hour
+		var due bool
+		_ = e.store.View(func(r *queue.ReadTx) error {
+			held, err := heldCodes(r)
+			if err != nil {
+				return err
+			}
+			waiting, err := waitingPayments(r)
+			if err != nil {
+				return err
+			}
+			for _, h := range held {
+				due = due || now.Sub(h.Updated) >= e.o.AbandonAfter
+			}
+			for _, p := range waiting {
+				due = due || now.Sub(p.Created) >= e.o.AbandonAfter
+			}
+			return nil
+		})
+		if !due && !prune {
+			continue
+		}
 		var stale []string
 		var expired []*Payment
+		var pruned int
 		e.mu.Lock()
 		err := e.store.Update(ctx, func(tx *queue.Tx) error {
-			stale, expired = stale[:0], expired[:0]
+			stale, expired, pruned = stale[:0], expired[:0], 0
 			held, err := heldCodes(tx)
 			if err != nil {
 				return err
@@ -658,11 +790,25 @@ func (e *Engine) sweepCodes(ctx context.Context) {
 				}
 				stale = append(stale, h.ID)
 			}
+			if prune {
+				n, err := pruneCodes(tx, now)
+				pruned = n
+				return err
+			}
 			return nil
 		})
 		e.mu.Unlock()
-		if err != nil && ctx.Err() == nil {
-			e.log.Error("cannot sweep abandoned Smart Pay codes", "err", err)
+		if err != nil {
+			if ctx.Err() == nil {
+				e.log.Error("cannot sweep abandoned Smart Pay codes", "err", err)
+			}
+			continue
+		}
+		if prune {
+			lastPrune = now
+		}
+		if pruned > 0 {
+			e.log.Info("old Smart Pay code records pruned", "count", pruned, "older_than", codeRetention)
 		}
 		for _, id := range stale {
 			e.log.Info("abandoned Smart Pay code cancelled", "kassa_purchase_id", id)
@@ -673,6 +819,38 @@ func (e *Engine) sweepCodes(ctx context.Context) {
 			e.poke(p.ID)
 		}
 	}
+}
+
+// pruneCodes deletes finished code records past their retention. The newest
+// record always stays: it orders later commits (newestCodeID).
+func pruneCodes(tx *queue.Tx, now time.Time) (int, error) {
+	newest, err := newestCodeID(tx)
+	if err != nil {
+		return 0, err
+	}
+	var old []string
+	err = tx.ForEach(collCodes, func(id string, v []byte) error {
+		var c codeRecord
+		if json.Unmarshal(v, &c) != nil || id == newest {
+			return nil
+		}
+		switch c.State {
+		case CodeUsed, CodeCanceled, CodeRejected, CodeLost:
+			if now.Sub(c.Updated) > codeRetention {
+				old = append(old, id)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	for _, id := range old {
+		if err := tx.Delete(collCodes, id); err != nil {
+			return 0, err
+		}
+	}
+	return len(old), nil
 }
 
 // Outbox handlers. A definite refusal parks the message (a technician sees it);
@@ -717,8 +895,11 @@ func (e *Engine) handleCancel(ctx context.Context, m queue.Message) error {
 		return queue.Permanent(fmt.Errorf("bad cancel message: %w", err))
 	}
 	err := e.o.SmartPay.Cancel(ctx, c.PurchaseID)
-	if smartpay.IsNotFound(err) {
-		return nil // nothing left to cancel
+	if smartpay.IsNotFound(err) || smartpay.IsConflict(err) || smartpay.IsCodeRejected(err) {
+		// Unknown, already cancelled, released or lapsed: nothing left to
+		// cancel, and nothing for a technician to do.
+		e.log.Info("Smart Pay cancel not needed", "key", m.Key, "purchase_id", c.PurchaseID, "err", err)
+		return nil
 	}
 	if err == nil {
 		e.log.Info("Smart Pay purchase cancelled", "key", m.Key, "purchase_id", c.PurchaseID)
