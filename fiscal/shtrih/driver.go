@@ -368,10 +368,15 @@ func (d *Driver) openShift(ctx context.Context) error {
 	case ModeShiftExpired:
 		return &fiscal.Error{Code: fiscal.CodeShiftExpired, Text: "close the expired shift first"}
 	}
-	_, err = d.do(ctx, CmdOpenShift, d.pw(), d.opt.Timeouts.Long)
+	return d.doToMode(ctx, CmdOpenShift, ModeShiftOpen)
+}
+
+// doToMode sends a long command whose effect shows in the device's mode. When
+// its reply is lost, the mode says whether it happened, so it is never sent twice.
+func (d *Driver) doToMode(ctx context.Context, cmd uint16, mode int) error {
+	_, err := d.do(ctx, cmd, d.pw(), d.opt.Timeouts.Long)
 	if fiscal.CodeOf(err) == fiscal.CodeOutcomeUnknown {
-		// Learn the outcome from the device instead of opening twice.
-		if ss, serr := d.shortStatus(ctx); serr == nil && ss.ModeNumber() == ModeShiftOpen {
+		if ss, serr := d.shortStatus(ctx); serr == nil && ss.ModeNumber() == mode {
 			return nil
 		}
 	}
@@ -406,13 +411,7 @@ func (d *Driver) closeShift(ctx context.Context) error {
 	if ss.ModeNumber() == ModeShiftClosed {
 		return nil
 	}
-	_, err = d.do(ctx, CmdZReport, d.pw(), d.opt.Timeouts.Long)
-	if fiscal.CodeOf(err) == fiscal.CodeOutcomeUnknown {
-		if ss, serr := d.shortStatus(ctx); serr == nil && ss.ModeNumber() == ModeShiftClosed {
-			return nil
-		}
-	}
-	return err
+	return d.doToMode(ctx, CmdZReport, ModeShiftClosed)
 }
 
 // XReport prints the X report (no fiscal effect).
