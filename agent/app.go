@@ -65,6 +65,9 @@ func openApp(ctx context.Context, cfg config.Config, log *slog.Logger, tune ...f
 	if err := os.MkdirAll(cfg.Store.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory %s: %w", cfg.Store.Dir, err)
 	}
+	if err := restrictDataDir(cfg.Store.Dir); err != nil {
+		return nil, fmt.Errorf("data directory %s: %w", cfg.Store.Dir, err)
+	}
 	st, err := queue.Open(cfg.StorePath(), queue.Options{
 		OpenTimeout: cfg.Store.OpenTimeout.D(),
 		OnCorrupt:   cfg.Store.OnCorrupt,
@@ -191,7 +194,15 @@ func newSmartPay(c config.SmartPay, log *slog.Logger) (*smartpay.Client, error) 
 		return nil, fmt.Errorf("smartpay: %w", err)
 	}
 	info := cl.Certificate()
-	log.Info("Smart Pay client certificate", "subject", info.Subject, "not_after", info.NotAfter)
+	switch lvl := info.Expiry(time.Now()); lvl {
+	case smartpay.ExpiryOK:
+		log.Info("Smart Pay client certificate", "subject", info.Subject, "not_after", info.NotAfter)
+	case smartpay.ExpiryWarn:
+		log.Warn("Smart Pay client certificate expires within 30 days; ask Smart Pay for a new one", "not_after", info.NotAfter)
+	default:
+		log.Error("Smart Pay client certificate is expired, about to expire or not yet valid; payments will fail without a new one (or check the clock)",
+			"not_after", info.NotAfter, "not_before", info.NotBefore)
+	}
 	return cl, nil
 }
 
