@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs kassa-agent as a systemd service on a Linux till.
+#   sudo scripts/install-linux.sh path/to/kassa-agent
+# Keeps an existing configuration; writes the commented example otherwise and
+# stops so the technician can fill it in.
+set -euo pipefail
+
+bin=${1:-bin/kassa-agent}
+conf_dir=/etc/kassa-agent
+conf=$conf_dir/config.toml
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "run it as root (sudo $0 $bin)" >&2
+	exit 1
+fi
+if [ ! -x "$bin" ]; then
+	echo "no executable at $bin; build it with 'make build' or pass its path" >&2
+	exit 1
+fi
+
+install -m 0755 "$bin" /usr/local/bin/kassa-agent
+install -d -m 0755 "$conf_dir"
+if [ ! -e "$conf" ]; then
+	/usr/local/bin/kassa-agent config example > "$conf"
+	chmod 0640 "$conf"
+	echo "wrote $conf: set the devices and providers, then run this script again"
+	exit 0
+fi
+
+/usr/local/bin/kassa-agent config check --config "$conf"
+state=$(/usr/local/bin/kassa-agent status 2>/dev/null || true)
+case "$state" in
+*"not installed"*)
+	/usr/local/bin/kassa-agent install --config "$conf"
+	/usr/local/bin/kassa-agent start
+	;;
+*running*)
+	systemctl restart kassa-agent # a new binary over a running service
+	;;
+*)
+	/usr/local/bin/kassa-agent start
+	;;
+esac
+sleep 2
+/usr/local/bin/kassa-agent status
+echo "give the POS the API token in <store.dir>/api-token (default /var/lib/kassa-agent/api-token)"
