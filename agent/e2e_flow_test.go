@@ -309,13 +309,16 @@ func TestScannerUnpluggedAndBack(t *testing.T) {
 	require.Eventually(t, func() bool { return !connected() }, 5*time.Second, 10*time.Millisecond)
 	r.till.ReplugScanner()
 	require.Eventually(t, connected, 5*time.Second, 10*time.Millisecond, "scanner did not come back")
-	var devEvents int
-	for _, e := range ev.raw() {
-		if strings.Contains(e, "event: device\n") {
-			devEvents++
+	// The stream is read on its own goroutine: wait for it to catch up.
+	assert.Eventually(t, func() bool {
+		var devEvents int
+		for _, e := range ev.raw() {
+			if strings.Contains(e, "event: device\n") {
+				devEvents++
+			}
 		}
-	}
-	assert.GreaterOrEqual(t, devEvents, 2, "device events for the unplug and the re-plug")
+		return devEvents >= 2
+	}, 5*time.Second, 10*time.Millisecond, "device events for the unplug and the re-plug")
 	p := r.create("k", saleBody(20480, milkReceipt))
 	r.showCode()
 	p = r.waitState(p.ID, "completed", 10*time.Second)

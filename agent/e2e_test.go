@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -295,7 +296,9 @@ func TestSmartPayHappyPath(t *testing.T) {
 	r.checkSettled(p)
 	assert.Equal(t, 1, r.till.Sandbox.Count(smartpay.OpRelease), "release sent exactly once")
 
-	// The event stream showed the scan (without the code) and every state.
+	// The event stream showed the scan (without the code) and every state. It
+	// is read on its own goroutine: let it catch up with the last change.
+	require.Eventually(t, func() bool { return slices.Contains(events.statesOf(p.ID), "completed") }, 5*time.Second, 10*time.Millisecond)
 	seen := events.statesOf(p.ID)
 	for _, s := range []string{"committed", "releasing", "processing", "paid", "fiscalizing", "completed"} {
 		assert.Contains(t, seen, s)
