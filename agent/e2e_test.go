@@ -195,6 +195,7 @@ func (r *rig) waitState(id, state string, within time.Duration) apiPayment {
 	end := time.Now().Add(within)
 	var p apiPayment
 	for time.Now().Before(end) {
+		p = apiPayment{} // absent fields (an error that went away) must not linger
 		require.Equal(r.t, 200, r.call("GET", "/v1/payments/"+id+"?wait=2s", "", "", &p))
 		if p.State == state {
 			return p
