@@ -48,7 +48,16 @@ type backlogReport struct {
 // with the same concurrency and no store (what the receiver allows), and
 // the child's peak RSS (VmHWM) over the whole run. KASSA_QUEUE_BACKLOG_N
 // changes the size.
+//
+// Two receivers: one that answers at once (the store's own ceiling on this
+// machine, sharing its cores with the receiver) and one that takes 5 ms per
+// request, as a provider on a fast network would.
 func BenchmarkBacklog100k(b *testing.B) {
+	b.Run("receiver=0ms", func(b *testing.B) { benchBacklog(b, 0) })
+	b.Run("receiver=5ms", func(b *testing.B) { benchBacklog(b, 5*time.Millisecond) })
+}
+
+func benchBacklog(b *testing.B, delay time.Duration) {
 	n := 100_000
 	if v := os.Getenv(envBacklogN); v != "" {
 		n, _ = strconv.Atoi(v)
@@ -56,6 +65,9 @@ func BenchmarkBacklog100k(b *testing.B) {
 	var got atomic.Int64
 	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
+		if delay > 0 {
+			time.Sleep(delay)
+		}
 		got.Add(1)
 	}))
 	defer recv.Close()
