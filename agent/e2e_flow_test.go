@@ -415,3 +415,25 @@ func TestLateCommitNeverPays(t *testing.T) {
 	p2 := r.create("k2", saleBody(20480, milkReceipt))
 	assert.Equal(t, "committing", p2.State)
 }
+
+// TestGiveBackHeldCode: the buyer showed a code, then paid cash; the POS gives
+// the code back and the next Smart Pay sale waits for its own scan.
+func TestGiveBackHeldCode(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	r.startInProcess()
+	r.showCode()
+	r.waitCommits(1)
+	var ans struct {
+		Released int `json:"released"`
+	}
+	// The commit's outcome is recorded just after its answer: ask until it is.
+	require.Eventually(t, func() bool {
+		require.Equal(t, 200, r.call("POST", "/v1/smartpay/held/release", "", "", &ans))
+		return ans.Released == 1
+	}, 5*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return r.till.Sandbox.Count(smartpay.OpCancel) == 1 }, 5*time.Second, 10*time.Millisecond)
+	p := r.create("k", saleBody(20480, milkReceipt))
+	assert.Equal(t, "committing", p.State, "a given-back code must not pay")
+	require.Equal(t, 200, r.call("POST", "/v1/smartpay/held/release", "", "", &ans))
+	assert.Zero(t, ans.Released)
+}

@@ -25,6 +25,7 @@ func (e *Engine) Routes(s *localapi.Server) {
 	s.Handle("GET /v1/payments/{id}", e.apiGet)
 	s.Handle("POST /v1/payments/{id}/cancel", e.apiCancel)
 	s.Handle("POST /v1/scanner/codes", e.apiScan)
+	s.Handle("POST /v1/smartpay/held/release", e.apiReleaseHeld)
 	s.Handle("GET /v1/events", e.apiEvents)
 }
 
@@ -168,6 +169,17 @@ func (e *Engine) apiCancel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	localapi.WriteJSON(w, http.StatusOK, p)
+}
+
+// apiReleaseHeld: the sale ended another way (cash, card) after the buyer
+// showed a Smart Pay code; the code is given back so the next sale cannot take it.
+func (e *Engine) apiReleaseHeld(w http.ResponseWriter, r *http.Request) {
+	n, err := e.ReleaseHeld(r.Context())
+	if err != nil {
+		localapi.WriteError(w, err)
+		return
+	}
+	localapi.WriteJSON(w, http.StatusOK, map[string]int{"released": n})
 }
 
 // ScanRequest is the body of POST /v1/scanner/codes.

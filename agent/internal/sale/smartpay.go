@@ -246,6 +246,36 @@ func commitMessage(err error) string {
 	}
 }
 
+// ReleaseHeld gives back every committed code no payment has taken, e.g. when
+// the buyer who showed it paid another way. It returns how many were given back.
+func (e *Engine) ReleaseHeld(ctx context.Context) (int, error) {
+	now := time.Now().UTC()
+	var ids []string
+	e.mu.Lock()
+	err := e.store.Update(ctx, func(tx *queue.Tx) error {
+		ids = ids[:0]
+		held, err := heldCodes(tx)
+		if err != nil {
+			return err
+		}
+		for _, h := range held {
+			if err := cancelCode(tx, h, now, "given back by the POS"); err != nil {
+				return err
+			}
+			ids = append(ids, h.ID)
+		}
+		return nil
+	})
+	e.mu.Unlock()
+	if err != nil {
+		return 0, mapStoreErr(err)
+	}
+	for _, id := range ids {
+		e.log.Info("held Smart Pay code given back at the POS's request", "kassa_purchase_id", id)
+	}
+	return len(ids), nil
+}
+
 // newestCodeID is the largest kassa_purchase_id recorded: the latest scan.
 func newestCodeID(tx storeReader) (string, error) {
 	var newest string
