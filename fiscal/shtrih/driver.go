@@ -391,14 +391,8 @@ func (d *Driver) CloseShift(ctx context.Context) error {
 	if err := d.resolvePending(ctx, nil); err != nil {
 		return err
 	}
-	ss, err := d.shortStatus(ctx)
-	if err != nil {
+	if err := d.cancelOpen(ctx); err != nil {
 		return err
-	}
-	if ss.ModeNumber() == ModeDocumentOpen {
-		if _, err := d.do(ctx, CmdCancelReceipt, d.pw(), d.opt.Timeouts.Reply); err != nil {
-			return err
-		}
 	}
 	return d.closeShift(ctx)
 }
@@ -430,6 +424,11 @@ func (d *Driver) CancelOpenReceipt(ctx context.Context) error {
 	if err := d.resolvePending(ctx, nil); err != nil {
 		return err
 	}
+	return d.cancelOpen(ctx)
+}
+
+// cancelOpen cancels the receipt open on the device, if there is one.
+func (d *Driver) cancelOpen(ctx context.Context) error {
 	ss, err := d.shortStatus(ctx)
 	if err != nil {
 		return err
