@@ -367,6 +367,11 @@ var hexID = regexp.MustCompile(`^(0x)?[0-9a-fA-F]{4}$`)
 func (c *Config) check() []Problem {
 	var ps []Problem
 	add := func(key, format string, a ...any) { ps = append(ps, Problem{Key: key, Msg: fmt.Sprintf(format, a...)}) }
+	positive := func(key string, d Duration, example string) {
+		if d <= 0 {
+			add(key, "must be positive, e.g. %q", example)
+		}
+	}
 
 	// api
 	host, port, err := net.SplitHostPort(c.API.Listen)
@@ -390,14 +395,10 @@ func (c *Config) check() []Problem {
 	default:
 		add("store.on_corrupt", "%q is not allowed; use \"refuse\" (stop and wait for a technician) or \"move_aside\" (keep the damaged file and start empty)", c.Store.OnCorrupt)
 	}
-	if c.Store.OpenTimeout <= 0 {
-		add("store.open_timeout", "must be positive, e.g. \"1s\"")
-	}
+	positive("store.open_timeout", c.Store.OpenTimeout, "1s")
 
 	// outbox
-	if c.Outbox.BaseDelay <= 0 {
-		add("outbox.base_delay", "must be positive, e.g. \"1s\"")
-	}
+	positive("outbox.base_delay", c.Outbox.BaseDelay, "1s")
 	if c.Outbox.MaxDelay < c.Outbox.BaseDelay {
 		add("outbox.max_delay", "must be at least outbox.base_delay (%s)", c.Outbox.BaseDelay.D())
 	}
@@ -428,9 +429,7 @@ func (c *Config) check() []Problem {
 		default:
 			add("scanner.suffix", "%q is not a suffix; use cr, lf, crlf or none", c.Scanner.Suffix)
 		}
-		if c.Scanner.IdleGap <= 0 {
-			add("scanner.idle_gap", "must be positive, e.g. \"50ms\"")
-		}
+		positive("scanner.idle_gap", c.Scanner.IdleGap, "50ms")
 		if c.Scanner.Suffix == "none" && c.Scanner.IdleGap <= 0 {
 			add("scanner.suffix", "with suffix = \"none\" only the idle gap ends a code; set scanner.idle_gap")
 		}
@@ -465,9 +464,7 @@ func (c *Config) check() []Problem {
 		default:
 			add("register.tax_system", "%q is not a tax system; use osn, usn_income, usn_income_outcome, envd, esn or patent", c.Register.TaxSystem)
 		}
-		if c.Register.ByteTimeout <= 0 {
-			add("register.byte_timeout", "must be positive, e.g. \"100ms\"")
-		}
+		positive("register.byte_timeout", c.Register.ByteTimeout, "100ms")
 	}
 
 	// smartpay
@@ -484,15 +481,9 @@ func (c *Config) check() []Problem {
 				add("smartpay.code_pattern", "not a valid regular expression: %v", err)
 			}
 		}
-		if c.SmartPay.RequestTimeout <= 0 {
-			add("smartpay.request_timeout", "must be positive, e.g. \"15s\"")
-		}
-		if c.SmartPay.PollDeadline <= 0 {
-			add("smartpay.poll_deadline", "must be positive, e.g. \"3m\"")
-		}
-		if c.SmartPay.AbandonAfter <= 0 {
-			add("smartpay.abandon_after", "must be positive, e.g. \"10m\"")
-		}
+		positive("smartpay.request_timeout", c.SmartPay.RequestTimeout, "15s")
+		positive("smartpay.poll_deadline", c.SmartPay.PollDeadline, "3m")
+		positive("smartpay.abandon_after", c.SmartPay.AbandonAfter, "10m")
 	}
 
 	// Alif and AliKassa: the sections are read and checked, but this build has
@@ -514,9 +505,7 @@ func (c *Config) check() []Problem {
 		if c.Alif.EPOS == "" {
 			add("alif.epos", "name the Alif terminal (epos) to charge through")
 		}
-		if c.Alif.PollEvery <= 0 {
-			add("alif.poll_every", "must be positive, e.g. \"2s\"")
-		}
+		positive("alif.poll_every", c.Alif.PollEvery, "2s")
 	}
 
 	// alikassa
@@ -539,9 +528,7 @@ func (c *Config) check() []Problem {
 		if l := c.AliKassa.PaymentLifetime.D(); l < 15*time.Minute || l > time.Hour {
 			add("alikassa.payment_lifetime", "must be from 15m to 1h (AliKassa accepts 900–3600 s)")
 		}
-		if c.AliKassa.PollEvery <= 0 {
-			add("alikassa.poll_every", "must be positive, e.g. \"2s\"")
-		}
+		positive("alikassa.poll_every", c.AliKassa.PollEvery, "2s")
 	}
 	return ps
 }
