@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -37,6 +38,8 @@ type backlogReport struct {
 	PeakRSSMiB   float64 `json:"peak_rss_mib"`
 	StartRSSMiB  float64 `json:"start_rss_mib"`
 	FileMiB      float64 `json:"file_mib"`
+	DrainCPUus   float64 `json:"drain_cpu_us"` // child CPU per message while draining
+	BareCPUus    float64 `json:"bare_cpu_us"`  // child CPU per POST with no store
 	Delivered    int64   `json:"delivered"`
 	PendingAfter int     `json:"pending_after"`
 }
@@ -102,6 +105,8 @@ func benchBacklog(b *testing.B, delay time.Duration) {
 		b.ReportMetric(rep.DrainPerSec/rep.BarePerSec, "drain/receiver")
 		b.ReportMetric(rep.PeakRSSMiB, "peak-rss-MiB")
 		b.ReportMetric(rep.FileMiB, "file-MiB")
+		b.ReportMetric(rep.DrainCPUus, "drain-cpu-µs/msg")
+		b.ReportMetric(rep.BareCPUus, "receiver-only-cpu-µs/post")
 	}
 }
 
@@ -138,6 +143,15 @@ func procStatusMiB(field string) float64 {
 		}
 	}
 	return 0
+}
+
+// cpuTime is the CPU (user+system) this process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // TestBacklogChild is the child side of BenchmarkBacklog100k.
@@ -204,7 +218,7 @@ func TestBacklogChild(t *testing.T) {
 		defer f.Close()
 		defer pprof.StopCPUProfile()
 	}
-	t1 := time.Now()
+	t1, c1 := time.Now(), cpuTime()
 	<-doneCh
 	// Wait for the last mark-done commits.
 	for {
@@ -218,6 +232,7 @@ func TestBacklogChild(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	rep.DrainPerSec = float64(n) / time.Since(t1).Seconds()
+	rep.DrainCPUus = float64((cpuTime() - c1).Microseconds()) / float64(n)
 	cancel()
 	if err := <-runErr; err != nil {
 		t.Fatal(err)
@@ -232,7 +247,7 @@ func TestBacklogChild(t *testing.T) {
 	bare := min(n, 20_000)
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	t2 := time.Now()
+	t2, c2 := time.Now(), cpuTime()
 	for range backlogWorkers {
 		wg.Go(func() {
 			for next.Add(1) <= int64(bare) {
@@ -245,6 +260,7 @@ func TestBacklogChild(t *testing.T) {
 	}
 	wg.Wait()
 	rep.BarePerSec = float64(bare) / time.Since(t2).Seconds()
+	rep.BareCPUus = float64((cpuTime() - c2).Microseconds()) / float64(bare)
 
 	out, _ := json.Marshal(rep)
 	fmt.Printf("REPORT %s\n", out)
