@@ -8,11 +8,13 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// ErrAborted is returned to the members of a grouped commit when the undo of
-// another member's failed function failed and the whole transaction had to
-// be rolled back. Nothing of the group was written. It does not happen in
-// practice (undo only rewrites values the transaction itself read), but it
-// is reported rather than hidden.
+// ErrAborted is returned to the members of a grouped commit when the whole
+// transaction had to be rolled back: the undo of another member's failed
+// function failed, or a function returned an error wrapping ErrAborted
+// because it could not leave the transaction consistent. Nothing of the
+// group was written. It does not happen in practice (bbolt refuses writes
+// only for bad keys or a closed transaction), but it is reported rather
+// than hidden.
 var ErrAborted = errors.New("queue: grouped commit aborted, nothing written")
 
 type updateReq struct {
@@ -114,15 +116,24 @@ func (s *Store) commitBatch(batch []*updateReq) {
 		t.closed = true
 		if err != nil {
 			r.err = err
-			if uerr := t.rollbackWrites(); uerr != nil {
+			abort := err
+			if !errors.Is(err, ErrAborted) {
+				abort = t.rollbackWrites()
+				if abort != nil {
+					abort = fmt.Errorf("%w: undo failed: %v", ErrAborted, abort)
+				}
+			}
+			if abort != nil {
 				_ = tx.Rollback()
+				// Every member is told: those that ran, and those that
+				// never will (a nil error would claim them durable).
 				for _, o := range batch {
-					if o.ok {
+					if o.ok || o.err == nil {
 						o.ok = false
-						o.err = fmt.Errorf("%w: undo failed: %v", ErrAborted, uerr)
+						o.err = abort
 					}
 				}
-				s.log.Error("grouped commit aborted: undo of a failed update failed", "err", uerr)
+				s.log.Error("grouped commit aborted, nothing of it written", "err", abort)
 				return
 			}
 			continue

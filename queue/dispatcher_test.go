@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -11,6 +12,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 type recorder struct {
@@ -476,5 +479,112 @@ func TestStateChangeAndMessageCommitTogether(t *testing.T) {
 		if err := s.Update(ctx, func(tx *Tx) error { _, err := tx.Enqueue(bad); return err }); !errors.Is(err, ErrInvalidMessage) {
 			t.Errorf("Enqueue(%+v): %v", bad, err)
 		}
+	}
+}
+
+// indexEntries lists the outbox index entries that name id.
+func indexEntries(t *testing.T, s *Store, id uint64) (due, key int) {
+	t.Helper()
+	err := s.db.View(func(btx *bolt.Tx) error {
+		_ = btx.Bucket(bOutDue).ForEach(func(k, _ []byte) error {
+			if binary.BigEndian.Uint64(k[8:]) == id {
+				due++
+			}
+			return nil
+		})
+		return btx.Bucket(bOutKey).ForEach(func(k, _ []byte) error {
+			if binary.BigEndian.Uint64(k[len(k)-8:]) == id {
+				key++
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return due, key
+}
+
+// A mark-done that meets a damaged record fails with nothing changed,
+// while the other mark-dones of the same transaction stand.
+func TestMarkDoneDamagedNextChangesNothing(t *testing.T) {
+	s := openTemp(t, Options{})
+	a1 := enqueue(t, s, "k", "A", "a1")
+	a2 := enqueue(t, s, "k", "A", "a2")
+	b1 := enqueue(t, s, "k", "B", "b1")
+	b2 := enqueue(t, s, "k", "B", "b2")
+	if err := s.db.Update(func(btx *bolt.Tx) error {
+		return btx.Bucket(bOutMsg).Put(u64(a2), []byte{msgFormat, 0xff})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var errA, errB error
+	if err := s.Update(context.Background(), func(tx *Tx) error {
+		errA = tx.isolate(func() error { return tx.markDone(a1) })
+		errB = tx.isolate(func() error { return tx.markDone(b1) })
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if errA == nil || errors.Is(errA, ErrAborted) {
+		t.Fatalf("mark-done before a damaged record: %v, want a plain error", errA)
+	}
+	if errB != nil {
+		t.Fatalf("other mark-done: %v", errB)
+	}
+	if m, err := s.GetMessage(a1); err != nil || m.ID != a1 {
+		t.Fatalf("A1 after failed mark-done: %+v %v", m, err)
+	}
+	if due, key := indexEntries(t, s, a1); due != 1 || key != 1 {
+		t.Fatalf("A1 index entries: due %d, key %d; want 1, 1", due, key)
+	}
+	if _, err := s.GetMessage(b1); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("B1 still there: %v", err)
+	}
+	if due, key := indexEntries(t, s, b1); due != 0 || key != 0 {
+		t.Fatalf("B1 index entries left: due %d, key %d", due, key)
+	}
+	if due, key := indexEntries(t, s, b2); due != 1 || key != 1 {
+		t.Fatalf("B2 not promoted: due %d, key %d", due, key)
+	}
+	// Marking a message done twice is a no-op.
+	if err := s.Update(context.Background(), func(tx *Tx) error { return tx.markDone(b1) }); err != nil {
+		t.Fatalf("second mark-done: %v", err)
+	}
+}
+
+// A member returning ErrAborted takes its whole group down: nothing of
+// any member is written, and every member is told.
+func TestAbortedMemberDropsGroup(t *testing.T) {
+	s := openTemp(t, Options{})
+	ctx := context.Background()
+	write := func(id string) func(*Tx) error {
+		return func(tx *Tx) error { return tx.Put("payments", id, []byte("x")) }
+	}
+	batch := []*updateReq{
+		{ctx: ctx, fn: write("p1"), done: make(chan struct{}, 1)},
+		{ctx: ctx, fn: func(tx *Tx) error {
+			if err := write("p2")(tx); err != nil {
+				return err
+			}
+			return fmt.Errorf("%w: half done", ErrAborted)
+		}, done: make(chan struct{}, 1)},
+		{ctx: ctx, fn: write("p3"), done: make(chan struct{}, 1)},
+	}
+	s.commitBatch(batch)
+	for i, r := range batch {
+		if !errors.Is(r.err, ErrAborted) || r.ok {
+			t.Errorf("member %d: ok %v err %v, want ErrAborted", i, r.ok, r.err)
+		}
+	}
+	if err := s.View(func(rt *ReadTx) error {
+		for _, id := range []string{"p1", "p2", "p3"} {
+			if _, err := rt.Get("payments", id); !errors.Is(err, ErrNotFound) {
+				t.Errorf("%s written by an aborted group: %v", id, err)
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -172,7 +173,7 @@ func decodeMessage(raw []byte) (Message, error) {
 }
 
 // keyIndexKey orders messages per key: len(key) as 2 bytes, key, id.
-func keyIndexKey(key string, id uint64) []byte {
+func keyIndexKey[K ~string | ~[]byte](key K, id uint64) []byte {
 	b := make([]byte, 0, 2+len(key)+8)
 	b = binary.BigEndian.AppendUint16(b, uint16(len(key)))
 	b = append(b, key...)
@@ -314,14 +315,22 @@ func (t *Tx) promote(key string) error {
 	return t.put(bOutDue, dueKey(nextAttempt, id), nil)
 }
 
-// markDone removes a delivered message. It is a no-op if the message is
-// gone already. It reads only the fields the indexes need, without
-// decoding the whole message: it runs once per delivery.
+// markDone removes a delivered message and makes the next message of its
+// key due. It is a no-op if the message is gone already.
+//
+// It runs once per delivery, so it is built for cost: it reads only the
+// fields the indexes need, and it does every read and check before its
+// first write, so a damaged record fails it with nothing changed and
+// without an undo log. A write failing after that (bbolt refusing a write
+// it accepted a moment ago) is returned wrapped in ErrAborted: the whole
+// transaction must then be dropped.
 func (t *Tx) markDone(id uint64) error {
 	if t.closed {
 		return ErrTxClosed
 	}
-	raw := t.btx.Bucket(bOutMsg).Get(u64(id))
+	idk := u64(id)
+	msgs := t.btx.Bucket(bOutMsg)
+	raw := msgs.Get(idk)
 	if raw == nil {
 		return nil
 	}
@@ -329,16 +338,60 @@ func (t *Tx) markDone(id uint64) error {
 	if err != nil {
 		return err
 	}
-	m := Message{ID: id, Key: key, NextAttempt: nextAttempt, Parked: parked}
-	return t.removeMessage(&m)
+	ik := keyIndexKey(key, id)
+	kc := t.btx.Bucket(bOutKey).Cursor()
+	k, _ := kc.Seek(ik)
+	indexed := bytes.Equal(k, ik)
+	// The next message of the key is the entry after this one in the key
+	// index (or, if this one's entry is missing, the one Seek found).
+	if indexed {
+		k, _ = kc.Next()
+	}
+	var nextDue []byte
+	if p := ik[:len(ik)-8]; len(k) == len(ik) && bytes.HasPrefix(k, p) {
+		next := binary.BigEndian.Uint64(k[len(p):])
+		nraw := msgs.Get(u64(next))
+		if nraw == nil {
+			return fmt.Errorf("%w: message %d", ErrNotFound, next)
+		}
+		_, at, nparked, err := decodeIndexFields(nraw)
+		if err != nil {
+			return err
+		}
+		if !nparked { // a parked head keeps its key blocked until a technician acts
+			nextDue = dueKey(at, next)
+		}
+	}
+
+	due, err := t.bucketForWrite(bOutDue)
+	if err != nil {
+		return err
+	}
+	err = due.Delete(dueKey(nextAttempt, id))
+	if err == nil && parked {
+		err = t.btx.Bucket(bOutParked).Delete(idk)
+	}
+	if err == nil && indexed {
+		err = t.btx.Bucket(bOutKey).Delete(ik)
+	}
+	if err == nil {
+		err = msgs.Delete(idk)
+	}
+	if err == nil && nextDue != nil {
+		err = due.Put(nextDue, nil)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: marking message %d done: %v", ErrAborted, id, err)
+	}
+	return nil
 }
 
 // decodeIndexFields reads from a message record what its index entries are
-// made of: Key, NextAttempt and the parked flag.
-func decodeIndexFields(raw []byte) (key string, nextAttempt time.Time, parked bool, err error) {
+// made of: Key, NextAttempt and the parked flag. key aliases raw.
+func decodeIndexFields(raw []byte) (key []byte, nextAttempt time.Time, parked bool, err error) {
 	d := &decoder{b: raw}
 	if f := d.byte(); d.err == nil && f != msgFormat {
-		return "", time.Time{}, false, fmt.Errorf("queue: unknown message format %d", f)
+		return nil, time.Time{}, false, fmt.Errorf("queue: unknown message format %d", f)
 	}
 	d.uvarint() // id
 	d.bytes(MaxKindLen)
@@ -350,9 +403,9 @@ func decodeIndexFields(raw []byte) (key string, nextAttempt time.Time, parked bo
 	d.bytes(maxErrorLen * 4)
 	flags := d.byte()
 	if d.err != nil {
-		return "", time.Time{}, false, fmt.Errorf("queue: damaged message record: %w", d.err)
+		return nil, time.Time{}, false, fmt.Errorf("queue: damaged message record: %w", d.err)
 	}
-	return string(k), nextAttempt, flags&1 != 0, nil
+	return k, nextAttempt, flags&1 != 0, nil
 }
 
 // markFailed records a failed attempt: either a new NextAttempt or parking.
