@@ -52,11 +52,13 @@ type backlogReport struct {
 // the child's peak RSS (VmHWM) over the whole run. KASSA_QUEUE_BACKLOG_N
 // changes the size.
 //
-// Two receivers: one that answers at once (the store's own ceiling on this
-// machine, sharing its cores with the receiver) and one that takes 5 ms per
-// request, as a provider on a fast network would.
+// Three receivers: one that answers at once, so the agent and the receiver
+// compete for the same two cores and the figure is the agent's own CPU
+// ceiling; and two that take 1 ms and 5 ms per request, as a provider on a
+// local and a fast network would, where the receiver sets the pace.
 func BenchmarkBacklog100k(b *testing.B) {
 	b.Run("receiver=0ms", func(b *testing.B) { benchBacklog(b, 0) })
+	b.Run("receiver=1ms", func(b *testing.B) { benchBacklog(b, time.Millisecond) })
 	b.Run("receiver=5ms", func(b *testing.B) { benchBacklog(b, 5*time.Millisecond) })
 }
 

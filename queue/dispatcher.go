@@ -137,11 +137,6 @@ func (d *Dispatcher) Backoff(n int) time.Duration {
 	return min(bound, d.opts.MaxDelay)
 }
 
-type result struct {
-	id       uint64
-	recorded bool // false: the handler returned (slot free); true: outcome committed
-}
-
 // outcome is a finished attempt waiting to be recorded.
 type outcome struct {
 	dm  dueMessage
@@ -179,31 +174,28 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	maxInflight := inflightPerWorker * workers
 	inflight := make(map[uint64]bool, maxInflight)
 	var ready []dueMessage // read ahead from the due index, counted in inflight
-	active := 0            // handed to workers, handler not yet returned
-	// Each in-flight message sends at most two results and one outcome,
-	// so these sends never block, even after Run stopped reading.
-	results := make(chan result, 2*maxInflight)
+	// settled carries the ids whose outcome is recorded (or had nothing
+	// to record): they leave inflight. Every in-flight id is sent once at
+	// most, so these sends never block, even after Run stopped reading.
+	settled := make(chan []uint64, maxInflight)
 	outcomes := make(chan outcome, maxInflight)
-	// Each worker has one message waiting for it in work, so it goes on
-	// at once when its handler returns instead of waiting for this loop
-	// to be scheduled (on a busy machine that wait was 4% of a 5 ms
-	// delivery). active <= 2*workers, so a send on work never blocks.
+	// work holds a message for each worker, so a worker goes on at once
+	// when its handler returns instead of waiting for this loop to be
+	// scheduled (on a busy machine that wait was 4% of a 5 ms delivery).
 	work := make(chan dueMessage, workers)
 	committed := make(chan struct{})
 	go func() {
 		defer close(committed)
-		d.commitOutcomes(ctx, outcomes, results)
+		d.commitOutcomes(ctx, outcomes, settled)
 	}()
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() {
 			for dm := range work {
-				o, record := d.attempt(ctx, dm)
-				results <- result{id: dm.id}
-				if record {
+				if o, record := d.attempt(ctx, dm); record {
 					outcomes <- o
 				} else {
-					results <- result{id: dm.id, recorded: true}
+					settled <- []uint64{dm.id}
 				}
 			}
 		})
@@ -223,13 +215,11 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	// that; a handler returning cannot.
 	rescan := true
 	var next time.Time
-	handle := func(r result) {
-		if r.recorded {
-			delete(inflight, r.id)
-			rescan = true
-		} else {
-			active--
+	settle := func(ids []uint64) {
+		for _, id := range ids {
+			delete(inflight, id)
 		}
+		rescan = true
 	}
 	for {
 		// Refill the read-ahead only when it has run dry, so the due index
@@ -250,39 +240,52 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			}
 			ready = msgs
 		}
-		for ; active < 2*workers && len(ready) > 0; ready = ready[1:] {
-			active++
-			work <- ready[0]
-		}
-		if len(ready) == 0 {
-			ready = nil // let the read-ahead's array go
+	fill:
+		for len(ready) > 0 {
+			select {
+			case work <- ready[0]:
+				ready = ready[1:]
+			default:
+				break fill
+			}
 		}
 		if !readyOnce {
 			readyOnce = true
 			close(d.ready)
 		}
+		// With messages ready, wait for room in work; without, for the
+		// next one to become due.
+		var workC chan<- dueMessage
+		var head dueMessage
 		var timerC <-chan time.Time
-		if !next.IsZero() && len(ready) == 0 {
-			timer.Reset(max(next.Sub(d.opts.Now()), 0))
-			timerC = timer.C
+		if len(ready) > 0 {
+			workC, head = work, ready[0]
+		} else {
+			ready = nil // let the read-ahead's array go
+			if !next.IsZero() {
+				timer.Reset(max(next.Sub(d.opts.Now()), 0))
+				timerC = timer.C
+			}
 		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case r := <-results:
-			handle(r)
+		case workC <- head:
+			ready = ready[1:]
+		case ids := <-settled:
+			settle(ids)
 		case <-d.s.wake:
 			rescan = true
 		case <-timerC:
 			rescan = true
 		}
 		timer.Stop()
-		// Collect every finished delivery before the next scan.
+		// Collect every settled id before the next scan.
 	drain:
 		for {
 			select {
-			case r := <-results:
-				handle(r)
+			case ids := <-settled:
+				settle(ids)
 			default:
 				break drain
 			}
@@ -358,7 +361,7 @@ func (d *Dispatcher) judge(m *Message, herr error, now time.Time) failure {
 // takes every outcome waiting into one transaction, each isolated so one
 // that fails (a damaged record) does not hold back the others, and reports
 // each as recorded only once the transaction is durable.
-func (d *Dispatcher) commitOutcomes(ctx context.Context, outcomes <-chan outcome, results chan<- result) {
+func (d *Dispatcher) commitOutcomes(ctx context.Context, outcomes <-chan outcome, settled chan<- []uint64) {
 	// Recording must not be cut short by shutdown: a delivered message
 	// left unmarked would only be sent again, and a lost failure record
 	// would skip its backoff.
@@ -433,10 +436,12 @@ func (d *Dispatcher) commitOutcomes(ctx context.Context, outcomes <-chan outcome
 			}
 			return nil
 		})
+		ids := make([]uint64, len(batch))
 		for i, o := range batch {
 			d.logOutcome(o, fails[i], updated[i], cmp.Or(err, errs[i]))
-			results <- result{id: o.dm.id, recorded: true}
+			ids[i] = o.dm.id
 		}
+		settled <- ids
 		clear(updated[:len(batch)])
 	}
 }
