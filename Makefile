@@ -50,6 +50,7 @@ cross:
 bench:
 	$(GO) test -run '^$$' -bench 'EnqueueLatency|EnqueueThroughput|SequenceNext' -benchtime 3000x ./queue/
 	$(GO) test -run '^$$' -bench 'Backlog100k' -benchtime 1x ./queue/
+	$(GO) test -run '^$$' -bench 'MarkDone' -benchtime 50000x ./queue/
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./device/scanner/
 	$(GO) test -run '^$$' -bench 'Receipt10Items' -benchtime 100x ./fiscal/shtrih/
 	$(GO) test -run '^$$' -bench 'Commit' ./payments/smartpay/

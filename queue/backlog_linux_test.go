@@ -39,6 +39,7 @@ type backlogReport struct {
 	StartRSSMiB  float64 `json:"start_rss_mib"`
 	FileMiB      float64 `json:"file_mib"`
 	DrainCPUus   float64 `json:"drain_cpu_us"` // child CPU per message while draining
+	HandlerBusy  float64 `json:"handler_busy"` // share of worker time spent in handlers
 	BareCPUus    float64 `json:"bare_cpu_us"`  // child CPU per POST with no store
 	Delivered    int64   `json:"delivered"`
 	PendingAfter int     `json:"pending_after"`
@@ -108,6 +109,7 @@ func benchBacklog(b *testing.B, delay time.Duration) {
 		b.ReportMetric(rep.PeakRSSMiB, "peak-rss-MiB")
 		b.ReportMetric(rep.FileMiB, "file-MiB")
 		b.ReportMetric(rep.DrainCPUus, "drain-cpu-µs/msg")
+		b.ReportMetric(rep.HandlerBusy, "handler-busy")
 		b.ReportMetric(rep.BareCPUus, "receiver-only-cpu-µs/post")
 	}
 }
@@ -190,12 +192,15 @@ func TestBacklogChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	rep.OpenMS = float64(time.Since(t0).Microseconds()) / 1000
-	var delivered atomic.Int64
+	var delivered, inHandlers atomic.Int64
 	doneCh := make(chan struct{})
 	var doneOnce sync.Once
 	d := NewDispatcher(s, DispatcherOptions{Workers: backlogWorkers, MaxAge: -1})
 	d.Register("smartpay.confirm", func(ctx context.Context, m Message) error {
-		if err := post(ctx, m.Payload); err != nil {
+		t := time.Now()
+		err := post(ctx, m.Payload)
+		inHandlers.Add(int64(time.Since(t)))
+		if err != nil {
 			return err
 		}
 		if delivered.Add(1) == int64(n) {
@@ -234,6 +239,7 @@ func TestBacklogChild(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	rep.DrainPerSec = float64(n) / time.Since(t1).Seconds()
+	rep.HandlerBusy = float64(inHandlers.Load()) / float64(backlogWorkers*time.Since(t1))
 	rep.DrainCPUus = float64((cpuTime() - c1).Microseconds()) / float64(n)
 	cancel()
 	if err := <-runErr; err != nil {

@@ -154,7 +154,7 @@ const (
 	inflightPerWorker = 32
 	maxOutcomeBatch   = 1024 // outcomes per transaction at most
 	minCommitInterval = 5 * time.Millisecond
-	lingerAbove       = 32 // outcomes in the previous commit
+	lingerAbove       = 16 // outcomes in the previous commit
 )
 
 // Run delivers messages until ctx is done, then waits for deliveries in
