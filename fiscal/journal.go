@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"kassa-agent/fiscal/internal/atomicfile"
 )
 
 // Journal is the write-ahead record that makes PrintReceipt exactly-once. An entry is
@@ -98,27 +100,7 @@ func (j *FileJournal) write(e Entry) error {
 	if err != nil {
 		return fmt.Errorf("fiscal journal: %w", err)
 	}
-	p := j.path(e.Op.ID)
-	tmp := p + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return fmt.Errorf("fiscal journal: %w", err)
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, p)
-	}
-	if err == nil {
-		err = syncDir(j.dir)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
+	if err := atomicfile.Write(j.path(e.Op.ID), b, 0o600); err != nil {
 		return fmt.Errorf("fiscal journal: %w", err)
 	}
 	return nil
@@ -168,7 +150,7 @@ func (j *FileJournal) Abort(_ context.Context, id string) error {
 	if err := os.Remove(j.path(id)); err != nil {
 		return fmt.Errorf("fiscal journal: %w", err)
 	}
-	return syncDir(j.dir)
+	return atomicfile.SyncDir(j.dir)
 }
 
 func (j *FileJournal) Get(_ context.Context, id string) (Entry, error) {

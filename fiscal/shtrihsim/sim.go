@@ -16,11 +16,11 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
+	"kassa-agent/fiscal/internal/atomicfile"
 	"kassa-agent/fiscal/shtrih"
 )
 
@@ -289,27 +289,8 @@ func (s *Sim) save() error {
 	if err != nil {
 		return err
 	}
-	tmp := s.opt.StatePath + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return fmt.Errorf("shtrihsim: %w", err)
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, s.opt.StatePath)
-	}
-	if err != nil {
+	if err := atomicfile.Write(s.opt.StatePath, b, 0o600); err != nil {
 		return fmt.Errorf("shtrihsim: save: %w", err)
-	}
-	if d, err := os.Open(filepath.Dir(s.opt.StatePath)); err == nil {
-		_ = d.Sync()
-		_ = d.Close()
 	}
 	return nil
 }
