@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -40,6 +41,8 @@ type backlogReport struct {
 	FileMiB      float64 `json:"file_mib"`
 	DrainCPUus   float64 `json:"drain_cpu_us"` // child CPU per message while draining
 	HandlerBusy  float64 `json:"handler_busy"` // share of worker time spent in handlers
+	DrainAllocs  float64 `json:"drain_allocs"` // heap allocations per message while draining
+	BareAllocs   float64 `json:"bare_allocs"`  // and per POST with no store
 	BareCPUus    float64 `json:"bare_cpu_us"`  // child CPU per POST with no store
 	Delivered    int64   `json:"delivered"`
 	PendingAfter int     `json:"pending_after"`
@@ -110,6 +113,8 @@ func benchBacklog(b *testing.B, delay time.Duration) {
 		b.ReportMetric(rep.FileMiB, "file-MiB")
 		b.ReportMetric(rep.DrainCPUus, "drain-cpu-µs/msg")
 		b.ReportMetric(rep.HandlerBusy, "handler-busy")
+		b.ReportMetric(rep.DrainAllocs, "drain-allocs/msg")
+		b.ReportMetric(rep.BareAllocs, "receiver-only-allocs/post")
 		b.ReportMetric(rep.BareCPUus, "receiver-only-cpu-µs/post")
 	}
 }
@@ -225,6 +230,8 @@ func TestBacklogChild(t *testing.T) {
 		defer f.Close()
 		defer pprof.StopCPUProfile()
 	}
+	var ms0 runtime.MemStats
+	runtime.ReadMemStats(&ms0)
 	t1, c1 := time.Now(), cpuTime()
 	<-doneCh
 	// Wait for the last mark-done commits.
@@ -241,6 +248,9 @@ func TestBacklogChild(t *testing.T) {
 	rep.DrainPerSec = float64(n) / time.Since(t1).Seconds()
 	rep.HandlerBusy = float64(inHandlers.Load()) / float64(backlogWorkers*time.Since(t1))
 	rep.DrainCPUus = float64((cpuTime() - c1).Microseconds()) / float64(n)
+	var ms1 runtime.MemStats
+	runtime.ReadMemStats(&ms1)
+	rep.DrainAllocs = float64(ms1.Mallocs-ms0.Mallocs) / float64(n)
 	cancel()
 	if err := <-runErr; err != nil {
 		t.Fatal(err)
@@ -255,6 +265,7 @@ func TestBacklogChild(t *testing.T) {
 	bare := min(n, 20_000)
 	var next atomic.Int64
 	var wg sync.WaitGroup
+	runtime.ReadMemStats(&ms0)
 	t2, c2 := time.Now(), cpuTime()
 	for range backlogWorkers {
 		wg.Go(func() {
@@ -269,6 +280,8 @@ func TestBacklogChild(t *testing.T) {
 	wg.Wait()
 	rep.BarePerSec = float64(bare) / time.Since(t2).Seconds()
 	rep.BareCPUus = float64((cpuTime() - c2).Microseconds()) / float64(bare)
+	runtime.ReadMemStats(&ms1)
+	rep.BareAllocs = float64(ms1.Mallocs-ms0.Mallocs) / float64(bare)
 
 	out, _ := json.Marshal(rep)
 	fmt.Printf("REPORT %s\n", out)

@@ -200,6 +200,7 @@ type Tx struct {
 	s        *Store
 	undo     []undoEntry
 	enqueued bool
+	oc       *outboxCursors // see markDone
 }
 
 type undoEntry struct {

@@ -477,6 +477,7 @@ func (d *Dispatcher) scan(now time.Time, free int, inflight map[uint64]bool) ([]
 	nowKey := timeKey(now)
 	err := d.s.View(func(rt *ReadTx) error {
 		c := rt.btx.Bucket(bOutDue).Cursor()
+		mc := rt.btx.Bucket(bOutMsg).Cursor()
 		for k, _ := c.First(); k != nil; k, _ = c.Next() {
 			if len(k) != 16 {
 				return fmt.Errorf("damaged due index entry")
@@ -498,7 +499,7 @@ func (d *Dispatcher) scan(now time.Time, free int, inflight map[uint64]bool) ([]
 			// the due index holds only heads of keys that are not parked,
 			// and only this dispatcher changes a due message, so what is
 			// read here is what gets delivered.
-			m, err := rt.message(id)
+			m, err := messageAt(mc, id)
 			msgs = append(msgs, dueMessage{id: id, m: m, err: err})
 		}
 		return nil

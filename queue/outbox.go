@@ -260,8 +260,13 @@ func (r *reader) message(id uint64) (Message, error) {
 	if r.closed {
 		return Message{}, ErrTxClosed
 	}
-	raw := r.btx.Bucket(bOutMsg).Get(u64(id))
-	if raw == nil {
+	return messageAt(r.btx.Bucket(bOutMsg).Cursor(), id)
+}
+
+// messageAt reads message id through c, a cursor on the messages bucket.
+func messageAt(c *bolt.Cursor, id uint64) (Message, error) {
+	raw, ok := seekExact(c, u64(id))
+	if !ok {
 		return Message{}, fmt.Errorf("%w: message %d", ErrNotFound, id)
 	}
 	return decodeMessage(raw)
@@ -315,6 +320,47 @@ func (t *Tx) promote(key string) error {
 	return t.put(bOutDue, dueKey(nextAttempt, id), nil)
 }
 
+// outboxCursors are a transaction's cursors on the outbox buckets, kept
+// for all the mark-dones of one commit: each bbolt Get, Put or Delete
+// opens a cursor whose path from the root is allocated anew, and a
+// mark-done makes eight such steps.
+type outboxCursors struct {
+	msg, key, due, parked *bolt.Cursor
+}
+
+func (t *Tx) outboxCursors() (*outboxCursors, error) {
+	if t.oc != nil {
+		return t.oc, nil
+	}
+	var oc outboxCursors
+	for _, c := range []struct {
+		c    **bolt.Cursor
+		name []byte
+	}{{&oc.msg, bOutMsg}, {&oc.key, bOutKey}, {&oc.due, bOutDue}, {&oc.parked, bOutParked}} {
+		b, err := t.bucketForWrite(c.name)
+		if err != nil {
+			return nil, err
+		}
+		*c.c = b.Cursor()
+	}
+	t.oc = &oc
+	return t.oc, nil
+}
+
+// seekExact positions c on key and reports whether key is there.
+func seekExact(c *bolt.Cursor, key []byte) (val []byte, ok bool) {
+	k, v := c.Seek(key)
+	return v, k != nil && bytes.Equal(k, key)
+}
+
+// deleteExact deletes key through c if it is there.
+func deleteExact(c *bolt.Cursor, key []byte) error {
+	if _, ok := seekExact(c, key); !ok {
+		return nil
+	}
+	return c.Delete()
+}
+
 // markDone removes a delivered message and makes the next message of its
 // key due. It is a no-op if the message is gone already.
 //
@@ -328,10 +374,13 @@ func (t *Tx) markDone(id uint64) error {
 	if t.closed {
 		return ErrTxClosed
 	}
+	oc, err := t.outboxCursors()
+	if err != nil {
+		return err
+	}
 	idk := u64(id)
-	msgs := t.btx.Bucket(bOutMsg)
-	raw := msgs.Get(idk)
-	if raw == nil {
+	raw, ok := seekExact(oc.msg, idk)
+	if !ok {
 		return nil
 	}
 	key, nextAttempt, parked, err := decodeIndexFields(raw)
@@ -339,19 +388,18 @@ func (t *Tx) markDone(id uint64) error {
 		return err
 	}
 	ik := keyIndexKey(key, id)
-	kc := t.btx.Bucket(bOutKey).Cursor()
-	k, _ := kc.Seek(ik)
+	k, _ := oc.key.Seek(ik)
 	indexed := bytes.Equal(k, ik)
 	// The next message of the key is the entry after this one in the key
 	// index (or, if this one's entry is missing, the one Seek found).
 	if indexed {
-		k, _ = kc.Next()
+		k, _ = oc.key.Next()
 	}
 	var nextDue []byte
 	if p := ik[:len(ik)-8]; len(k) == len(ik) && bytes.HasPrefix(k, p) {
 		next := binary.BigEndian.Uint64(k[len(p):])
-		nraw := msgs.Get(u64(next))
-		if nraw == nil {
+		nraw, ok := seekExact(oc.msg, u64(next))
+		if !ok {
 			return fmt.Errorf("%w: message %d", ErrNotFound, next)
 		}
 		_, at, nparked, err := decodeIndexFields(nraw)
@@ -363,22 +411,18 @@ func (t *Tx) markDone(id uint64) error {
 		}
 	}
 
-	due, err := t.bucketForWrite(bOutDue)
-	if err != nil {
-		return err
-	}
-	err = due.Delete(dueKey(nextAttempt, id))
+	err = deleteExact(oc.due, dueKey(nextAttempt, id))
 	if err == nil && parked {
-		err = t.btx.Bucket(bOutParked).Delete(idk)
+		err = deleteExact(oc.parked, idk)
 	}
 	if err == nil && indexed {
-		err = t.btx.Bucket(bOutKey).Delete(ik)
+		err = deleteExact(oc.key, ik)
 	}
 	if err == nil {
-		err = msgs.Delete(idk)
+		err = deleteExact(oc.msg, idk)
 	}
 	if err == nil && nextDue != nil {
-		err = due.Put(nextDue, nil)
+		err = oc.due.Bucket().Put(nextDue, nil)
 	}
 	if err != nil {
 		return fmt.Errorf("%w: marking message %d done: %v", ErrAborted, id, err)
