@@ -119,29 +119,6 @@ func benchBacklog(b *testing.B, delay time.Duration) {
 	}
 }
 
-func fillBacklog(b *testing.B, path string, n int) {
-	s, err := Open(path, Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
-	for done := 0; done < n; {
-		err := s.Update(context.Background(), func(tx *Tx) error {
-			for i := 0; i < 2000 && done < n; i++ {
-				key := fmt.Sprintf("purchase-%05d", done%10_000)
-				if _, err := tx.Enqueue(Message{Kind: "smartpay.confirm", Key: key, Payload: benchPayload}); err != nil {
-					return err
-				}
-				done++
-			}
-			return nil
-		})
-		if err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
 func procStatusMiB(field string) float64 {
 	raw, _ := os.ReadFile("/proc/self/status")
 	for _, l := range strings.Split(string(raw), "\n") {

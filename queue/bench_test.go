@@ -152,6 +152,31 @@ func BenchmarkSequenceNext(b *testing.B) {
 	}
 }
 
+// fillBacklog fills a new store at path with n pending messages over
+// 10 000 keys, 2 000 to a transaction.
+func fillBacklog(b *testing.B, path string, n int) {
+	s, err := Open(path, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	for done := 0; done < n; {
+		err := s.Update(context.Background(), func(tx *Tx) error {
+			for i := 0; i < 2000 && done < n; i++ {
+				key := fmt.Sprintf("purchase-%05d", done%10_000)
+				if _, err := tx.Enqueue(Message{Kind: "smartpay.confirm", Key: key, Payload: benchPayload}); err != nil {
+					return err
+				}
+				done++
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkMarkDone measures the store's share of draining a backlog: from
 // 100 000 pending messages (10 000 keys x 10) it takes the due messages 256
 // at a time, as the dispatcher's committer does, and marks them done in one
