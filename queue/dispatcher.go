@@ -383,8 +383,8 @@ func (d *Dispatcher) commitOutcomes(ctx context.Context, outcomes <-chan outcome
 		// this and 500 with it. Otherwise commit at once: a lone delivery
 		// (the usual case on a till) never waits.
 		var wait <-chan time.Time
-		if d := minCommitInterval - time.Since(last); d > 0 && lastN >= lingerAbove {
-			linger.Reset(d)
+		if left := minCommitInterval - time.Since(last); left > 0 && lastN >= lingerAbove {
+			linger.Reset(left)
 			wait = linger.C
 		}
 	more:
@@ -414,6 +414,7 @@ func (d *Dispatcher) commitOutcomes(ctx context.Context, outcomes <-chan outcome
 		linger.Stop()
 		last, lastN = time.Now(), len(batch)
 		for i, o := range batch {
+			fails[i] = failure{}
 			if o.err != nil {
 				fails[i] = d.judge(&o.dm.m, o.err, o.at)
 			}
