@@ -87,6 +87,14 @@ func fastTimings(tu *tuning) {
 
 // startInProcess runs the agent in this process until the test ends.
 func (r *rig) startInProcess(tune ...func(*sale.Options)) {
+	stop := r.runInProcess(tune...)
+	r.t.Cleanup(stop)
+}
+
+// runInProcess starts the agent in this process and returns the function that
+// stops it (and fails the test if it stopped with an error). A test that
+// restarts the agent calls it again on the same data directory.
+func (r *rig) runInProcess(tune ...func(*sale.Options)) (stop func()) {
 	all := []func(*tuning){fastTimings}
 	for _, f := range tune {
 		all = append(all, func(tu *tuning) { f(tu.Sale) })
@@ -98,14 +106,17 @@ func (r *rig) startInProcess(tune ...func(*sale.Options)) {
 	require.NoError(t, err)
 	done := make(chan error, 1)
 	go func() { done <- a.run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-done)
-		if t.Failed() {
-			t.Logf("agent log:\n%s", r.logs.String())
-		}
-	})
 	r.readToken()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			cancel()
+			require.NoError(t, <-done)
+			if t.Failed() {
+				t.Logf("agent log:\n%s", r.logs.String())
+			}
+		})
+	}
 }
 
 func (r *rig) readToken() {
