@@ -57,6 +57,10 @@ func TestSmartPayFaultMatrix(t *testing.T) {
 		{"confirm reply lost", []sandbox.Fault{{Op: smartpay.OpConfirm, Kind: sandbox.ReplyLost}}, nil, paid},
 		{"fiscal 5xx", []sandbox.Fault{{Op: smartpay.OpFiscal, Kind: sandbox.ServerError, Times: 3}}, nil, paid},
 		{"fiscal reply lost", []sandbox.Fault{{Op: smartpay.OpFiscal, Kind: sandbox.ReplyLost}}, nil, paid},
+		// A repeat of an applied call answered 409: done, not parked, and
+		// the fiscal data behind the confirm still goes.
+		{"confirm repeat answered 409", []sandbox.Fault{{Op: smartpay.OpConfirm, Kind: sandbox.ReplyLost}, {Op: smartpay.OpConfirm, Kind: sandbox.RepeatConflict}}, nil, paid},
+		{"fiscal repeat answered 409", []sandbox.Fault{{Op: smartpay.OpFiscal, Kind: sandbox.ReplyLost}, {Op: smartpay.OpFiscal, Kind: sandbox.RepeatConflict}}, nil, paid},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -95,6 +99,26 @@ func TestSmartPayFaultMatrix(t *testing.T) {
 			assert.Equal(t, tc.want.applied, applied, "releases applied")
 		})
 	}
+}
+
+// TestReleaseReloginFails: the release meets a lapsed session (401, not
+// applied) and the re-login fails with a 5xx. The release never left a second
+// time: it is sent again and the sale completes, instead of the purchase being
+// given up as if the release had been lost.
+func TestReleaseReloginFails(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	r.startInProcess()
+	code := r.showCode()
+	require.Eventually(t, func() bool { return len(r.heldCodes()) == 1 }, 5*time.Second, 5*time.Millisecond)
+	for _, f := range []sandbox.Fault{{Op: smartpay.OpRelease, Kind: sandbox.Unauthorized}, {Op: smartpay.OpAuth, Kind: sandbox.ServerError}} {
+		require.NoError(t, r.till.Sandbox.Inject(f))
+	}
+	p := r.create("k", saleBody(20480, milkReceipt))
+	p = r.waitState(p.ID, "completed", 15*time.Second)
+	r.checkSettled(p)
+	assert.Equal(t, 2, r.till.Sandbox.Count(smartpay.OpRelease), "the refused release and the one sent again")
+	pur, _ := r.purchaseOf(code)
+	assert.Zero(t, pur.Cancels)
 }
 
 // TestRegisterFailsAfterPayment: the money is taken, the register cannot

@@ -269,6 +269,19 @@ func (c *Client) Cancel(ctx context.Context, purchaseID string) error {
 		wire.PurchaseRequest{PurchaseID: purchaseID}, nil)
 }
 
+// notSent is the error of a call that never left because authentication
+// failed first (on the first call, or on the re-login after a 401, which
+// itself was not applied). However the auth call failed — a 5xx or a timeout
+// is ambiguous for auth — op certainly was not applied: sending it again is
+// safe, and must not be taken for a lost release.
+func notSent(op Op, authErr error) error {
+	class := ClassUnavailable
+	if IsUnauthorized(authErr) {
+		class = ClassUnauthorized
+	}
+	return &Error{Op: op, Class: class, Message: "not sent: authentication failed", Err: authErr}
+}
+
 func invalid(op Op, msg string) error {
 	return &Error{Op: op, Class: ClassRejected, Message: "invalid argument: " + msg}
 }
@@ -291,7 +304,7 @@ func (c *Client) call(ctx context.Context, op Op, path, kassaPurchaseID, purchas
 	}
 	gen, err := c.session(ctx)
 	if err != nil {
-		return err
+		return notSent(op, err)
 	}
 	resp, err := c.send(ctx, op, path, body, ids)
 	if err != nil {
@@ -300,7 +313,7 @@ func (c *Client) call(ctx context.Context, op Op, path, kassaPurchaseID, purchas
 	if resp.status == http.StatusUnauthorized {
 		c.log.DebugContext(ctx, "smartpay session refused; authenticating again", ids...)
 		if err := c.reauth(ctx, gen); err != nil {
-			return err
+			return notSent(op, err)
 		}
 		if resp, err = c.send(ctx, op, path, body, ids); err != nil {
 			return err

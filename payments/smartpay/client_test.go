@@ -919,3 +919,48 @@ func BenchmarkCommit(b *testing.B) {
 		}
 	}
 }
+
+// TestReloginFailureIsNotSent: the release meets a lapsed session (401, not
+// applied) and the re-login then fails with a 5xx or a timeout. The release
+// never left a second time: the error must say "not sent" (safe to send
+// again), never "outcome unknown", which would make the agent give the
+// purchase up instead of releasing it.
+func TestReloginFailureIsNotSent(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		fault sandbox.Fault
+	}{
+		{"re-login 5xx", sandbox.Fault{Op: smartpay.OpAuth, Kind: sandbox.ServerError, Status: 503}},
+		{"re-login times out", sandbox.Fault{Op: smartpay.OpAuth, Kind: sandbox.Latency, Delay: 700 * time.Millisecond}},
+		{"re-login reset", sandbox.Fault{Op: smartpay.OpAuth, Kind: sandbox.Reset}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := start(t, sandbox.Options{}, func(c *smartpay.Config) { c.Timeouts.Auth = 300 * time.Millisecond })
+			id := e.commit(t)
+			for _, f := range []sandbox.Fault{{Op: smartpay.OpRelease, Kind: sandbox.Unauthorized}, tc.fault} {
+				if err := e.srv.Inject(f); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_, err := e.cl.Release(t.Context(), id, 1000)
+			if !smartpay.IsUnavailable(err) || smartpay.IsAmbiguous(err) {
+				t.Fatalf("release after a failed re-login: %v (class %v); want unavailable", err, smartpay.ClassOf(err))
+			}
+			var se *smartpay.Error
+			if !errors.As(err, &se) || se.Op != smartpay.OpRelease {
+				t.Fatalf("error names op %v, want release", se)
+			}
+			if p, _ := e.srv.Purchase(id); p.Releases != 0 {
+				t.Fatalf("release applied %d times", p.Releases)
+			}
+			// Sending it again is what the agent does, and it goes through.
+			time.Sleep(800 * time.Millisecond) // past the injected latency
+			if _, err := e.cl.Release(t.Context(), id, 1000); err != nil {
+				t.Fatalf("second release: %v", err)
+			}
+			if p, _ := e.srv.Purchase(id); p.Releases != 1 {
+				t.Fatalf("release applied %d times", p.Releases)
+			}
+		})
+	}
+}

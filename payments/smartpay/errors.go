@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"kassa-agent/payments"
+	"kassa-agent/payments/smartpay/internal/wire"
 )
 
 // Op names a call of the kassa API; it appears in errors, logs and the
@@ -153,6 +154,14 @@ func IsCodeRejected(err error) bool { return ClassOf(err) == ClassCodeRejected }
 // IsConflict: the code is committed elsewhere, or the purchase's state does
 // not allow the call.
 func IsConflict(err error) bool { return ClassOf(err) == ClassConflict }
+
+// IsAlreadyDone: a 409 to a call that, repeated after its answer was lost,
+// the service is assumed to refuse as a conflict although the first attempt
+// was applied (the wire file names which calls). Only a repeat may be read so.
+func IsAlreadyDone(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Class == ClassConflict && wire.RepeatConflictMeansDone(string(e.Op))
+}
 
 // IsNotFound: the service does not know the purchase.
 func IsNotFound(err error) bool { return ClassOf(err) == ClassNotFound }

@@ -60,7 +60,7 @@ func (e *Engine) Create(ctx context.Context, key string, body []byte, req Create
 	if err != nil {
 		return nil, false, localapi.Wrap("store_unavailable", "cannot reserve a payment id", err)
 	}
-	now := time.Now().UTC()
+	now := e.now()
 	p = &Payment{
 		ID: fmt.Sprintf("pay_%012d", n), Provider: req.Provider, State: payments.Committing,
 		NextAction: ActionScanCode, Amount: req.Amount, Currency: req.Currency, OrderRef: req.OrderRef,
@@ -69,6 +69,7 @@ func (e *Engine) Create(ctx context.Context, key string, body []byte, req Create
 	if rec != nil {
 		p.Fiscal.State = FiscalPending
 	}
+	e.ages.born("pay:" + p.ID)
 
 	e.mu.Lock()
 	var replayed *Payment
@@ -100,12 +101,12 @@ func (e *Engine) Create(ctx context.Context, key string, body []byte, req Create
 			return err
 		}
 		for _, o := range older {
-			if err := giveUpWaiting(tx, o, now, "replaced", "a newer payment ("+p.ID+") was started at this till before a code was scanned"); err != nil {
+			if err := e.giveUpWaiting(tx, o, now, "replaced", "a newer payment ("+p.ID+") was started at this till before a code was scanned"); err != nil {
 				return err
 			}
 			replaced = append(replaced, o)
 		}
-		held, err := heldCode(tx)
+		held, err := e.heldCode(tx)
 		if err != nil {
 			return err
 		}
@@ -122,6 +123,12 @@ func (e *Engine) Create(ctx context.Context, key string, body []byte, req Create
 		}
 		return tx.PutIdempotency(key, queue.IdempotencyRecord{RequestHash: hash[:], ResourceID: p.ID, Status: 201})
 	})
+	if err == nil {
+		for _, o := range replaced {
+			e.markInFlight(saleCodes(o.ID, false), whySaleEnd)
+			e.forgetPayment(o.ID)
+		}
+	}
 	e.mu.Unlock()
 	if err != nil {
 		return nil, false, mapStoreErr(err)
@@ -267,17 +274,7 @@ func (e *Engine) Cancel(ctx context.Context, id string) (*Payment, error) {
 		if p.Fiscal.State == FiscalPending {
 			p.Fiscal.State = FiscalNone // no money, no receipt
 		}
-		if p.SmartPay != nil && p.SmartPay.PurchaseID != "" {
-			c, err := getCode(tx, p.SmartPay.KassaPurchaseID)
-			if err == nil {
-				c.State, c.Updated = CodeCanceled, time.Now().UTC()
-				if err := putCode(tx, c); err != nil {
-					return err
-				}
-			}
-			return enqueueJSON(tx, KindSmartPayCancel, p.ID, cancelMsg{PurchaseID: p.SmartPay.PurchaseID})
-		}
-		return nil
+		return e.cancelPurchase(tx, p, e.now())
 	})
 	if errors.Is(err, errUnchanged) {
 		return e.Get(id)

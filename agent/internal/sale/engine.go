@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"runtime/debug"
 	"sort"
 	"sync"
 	"time"
@@ -62,6 +63,8 @@ type Options struct {
 	AbandonAfter       time.Duration // a held code unused this long is cancelled (10 min)
 	FiscalRetryMin     time.Duration // first receipt retry delay (2 s)
 	FiscalRetryMax     time.Duration // receipt retry cap (1 min)
+
+	Clock Clock // nil: the host's clock
 }
 
 func (o *Options) defaults() {
@@ -86,6 +89,9 @@ func (o *Options) defaults() {
 	}
 	if o.TaxSystem == 0 {
 		o.TaxSystem = fiscal.OSN
+	}
+	if o.Clock == nil {
+		o.Clock = SystemClock()
 	}
 }
 
@@ -112,13 +118,16 @@ type Engine struct {
 	wake    map[string]chan struct{}
 	running map[string]bool
 
-	born     time.Time // when this engine was made: older "committing" records are a past run's
+	clock    Clock
+	ages     *ages
+	bornAt   time.Duration // clock.Elapsed when this engine was made
+	inflight map[string]*flight
 	runCtx   context.Context
 	stopping bool            // set under mu once Run winds down: no new workers
 	stopped  <-chan struct{} // closed when the API shuts down: long-polls and streams end
-	// released is when each payment's release call came back (in memory):
+	// released is when (monotonic) each payment's release call came back:
 	// the wait before cancelling an undelivered release counts from here.
-	released map[string]time.Time
+	released map[string]time.Duration
 	wg       sync.WaitGroup
 	scanSink ScanSink
 }
@@ -138,8 +147,31 @@ func New(o Options) (*Engine, error) {
 		return nil, fmt.Errorf("kassa_purchase_id sequence: %w", err)
 	}
 	return &Engine{o: o, store: o.Store, log: o.Logger, hub: o.Hub, payIDs: pay, kpIDs: kp,
-		wake: map[string]chan struct{}{}, running: map[string]bool{}, born: time.Now().UTC(),
-		released: map[string]time.Time{}, stopped: make(chan struct{})}, nil
+		wake: map[string]chan struct{}{}, running: map[string]bool{}, clock: o.Clock, ages: newAges(o.Clock),
+		bornAt: o.Clock.Elapsed(), inflight: map[string]*flight{},
+		released: map[string]time.Duration{}, stopped: make(chan struct{})}, nil
+}
+
+// now is the wall time for records.
+func (e *Engine) now() time.Time { return e.clock.Now().UTC() }
+
+// safely runs fn and turns a panic into a log line naming what it was doing
+// (a payment id, a kassa_purchase_id): one bad record must not take down the
+// till's every other payment. It reports whether fn panicked.
+func (e *Engine) safely(what string, attrs []any, fn func()) (panicked bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			panicked = true
+			e.log.Error(what+" panicked; the agent keeps running", append(attrs, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))...)
+		}
+	}()
+	fn()
+	return false
+}
+
+// goSafe runs fn on its own goroutine under safely.
+func (e *Engine) goSafe(what, id string, fn func()) {
+	go e.safely(what, []any{"kassa_purchase_id", id}, fn)
 }
 
 // Hub is where the engine publishes events.
@@ -164,7 +196,9 @@ func (e *Engine) Run(ctx context.Context) error {
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
-		e.sweepCodes(ctx)
+		for e.safely("Smart Pay sweep", nil, func() { e.sweepCodes(ctx) }) && ctx.Err() == nil {
+			_ = sleep(ctx, 5*time.Second, nil)
+		}
 	}()
 	<-ctx.Done()
 	e.mu.Lock()
@@ -179,6 +213,9 @@ func (e *Engine) Run(ctx context.Context) error {
 func (e *Engine) recover(ctx context.Context) error {
 	var lost []*codeRecord
 	var active []string
+	// Under mu, so no scan of this run slips between reading the records and
+	// the in-flight set.
+	e.mu.Lock()
 	err := e.store.View(func(r *queue.ReadTx) error {
 		if err := r.ForEach(collCodes, func(id string, v []byte) error {
 			var c codeRecord
@@ -190,7 +227,7 @@ func (e *Engine) recover(ctx context.Context) error {
 			}
 			// Only commits of an earlier run: a scan taken since this
 			// engine was made is in flight, not lost.
-			if c.State == CodeCommitting && c.Updated.Before(e.born) {
+			if c.State == CodeCommitting && e.inflight[c.ID] == nil {
 				lost = append(lost, &c)
 			}
 			return nil
@@ -209,6 +246,7 @@ func (e *Engine) recover(ctx context.Context) error {
 			return nil
 		})
 	})
+	e.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("read unfinished payments: %w", err)
 	}
@@ -225,7 +263,7 @@ func (e *Engine) recover(ctx context.Context) error {
 		e.mu.Lock()
 		e.wg.Add(1)
 		e.mu.Unlock()
-		go func() {
+		e.goSafe("Smart Pay commit asked again", c.ID, func() {
 			defer e.wg.Done()
 			cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			defer cancel()
@@ -235,8 +273,8 @@ func (e *Engine) recover(ctx context.Context) error {
 				return
 			}
 			e.log.Info("a Smart Pay commit interrupted by a restart was asked again", "kassa_purchase_id", c.ID, "ok", err == nil)
-			e.recordCommit(ctx, c.ID, c.Code, c.ScannedAt, pid, err)
-		}()
+			e.recordCommit(ctx, c, pid, err)
+		})
 	}
 	for _, id := range active {
 		e.log.Info("resuming payment after restart", "payment_id", id)
@@ -245,9 +283,17 @@ func (e *Engine) recover(ctx context.Context) error {
 	return nil
 }
 
+// markLost gives up a commit whose answer was lost in a restart. The code may
+// be committed at Smart Pay all the same: the outbox names its purchase and
+// cancels it.
 func (e *Engine) markLost(ctx context.Context, c *codeRecord) {
-	c.State, c.Error, c.Updated = CodeLost, "the agent stopped before the commit's answer was recorded; scan the code again", time.Now().UTC()
-	if err := e.store.Update(context.WithoutCancel(ctx), func(tx *queue.Tx) error { return putCode(tx, c) }); err != nil {
+	c.State, c.Error, c.Updated = CodeLost, "the agent stopped before the commit's answer was recorded; scan the code again", e.now()
+	if err := e.store.Update(context.WithoutCancel(ctx), func(tx *queue.Tx) error {
+		if err := putCode(tx, c); err != nil {
+			return err
+		}
+		return enqueueJSON(tx, KindSmartPayCancel, "code:"+c.ID, cancelMsg{KassaPurchaseID: c.ID})
+	}); err != nil {
 		e.log.Error("cannot mark a lost Smart Pay commit", "kassa_purchase_id", c.ID, "err", err)
 		return
 	}
@@ -267,7 +313,13 @@ func (e *Engine) start(id string) {
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
-		e.drive(ctx, id)
+		// A worker that panics is logged with its payment and started again
+		// after a pause: the payment is never left without one.
+		for attempt := 0; e.safely("payment worker", []any{"payment_id", id}, func() { e.drive(ctx, id) }); attempt++ {
+			if sleep(ctx, backoff(time.Second, time.Minute, attempt), nil) != nil {
+				break
+			}
+		}
 		e.mu.Lock()
 		delete(e.running, id)
 		delete(e.wake, id)
@@ -347,6 +399,7 @@ func (e *Engine) change(ctx context.Context, id string, fn func(p *Payment, tx *
 
 func (e *Engine) changeLocked(ctx context.Context, id string, fn func(p *Payment, tx *queue.Tx) error) (*Payment, error) {
 	var out *Payment
+	var ended bool
 	err := e.store.Update(ctx, func(tx *queue.Tx) error {
 		b, err := tx.Get(collPayments, id)
 		if err != nil {
@@ -356,19 +409,38 @@ func (e *Engine) changeLocked(ctx context.Context, id string, fn func(p *Payment
 		if err != nil {
 			return err
 		}
+		before := p.State
 		if err := fn(p, tx); err != nil {
 			return err
 		}
+		ended = !before.Final() && p.State.Final()
+		if ended {
+			if err := e.endSale(tx, p, true); err != nil {
+				return err
+			}
+		}
 		p.Version++
-		p.Updated = time.Now().UTC()
+		p.Updated = e.now()
 		out = p
 		return putPayment(tx, p)
 	})
 	if err != nil {
 		return nil, err
 	}
+	if ended {
+		e.markInFlight(saleCodes(out.ID, true), whySaleEnd)
+		e.forgetPayment(out.ID)
+	}
 	e.publishPayment(out)
 	return out, nil
+}
+
+// forgetPayment drops what is kept in memory for a finished payment. Called
+// with e.mu held.
+func (e *Engine) forgetPayment(id string) {
+	e.ages.forget("pay:" + id)
+	e.ages.forget("rel:" + id)
+	delete(e.released, id)
 }
 
 func (e *Engine) publishPayment(p *Payment) {

@@ -137,6 +137,12 @@ type codeRecord struct {
 	ScannedAt  time.Time `json:"scanned_at"`
 	Updated    time.Time `json:"updated_at"`
 	Error      string    `json:"error,omitempty"`
+	// For is the payment open when the code was scanned ("" none: the code
+	// is for the next sale).
+	For string `json:"for_payment,omitempty"`
+	// GiveUp, on a commit still on the wire, is why it is cancelled when
+	// its answer comes.
+	GiveUp string `json:"give_up,omitempty"`
 }
 
 func putCode(tx *queue.Tx, c *codeRecord) error {

@@ -13,375 +13,26 @@ import (
 	"kassa-agent/queue"
 )
 
-// ScanEvent is published for every code the scanner reads. The text of a Smart
-// Pay code is the buyer's payment token: it is not published, only that one was read.
-type ScanEvent struct {
-	Source   string    `json:"source"` // serial or api
-	At       time.Time `json:"at"`
-	SmartPay bool      `json:"smartpay"`
-	Text     string    `json:"text,omitempty"` // other codes (goods, marking, loyalty): the text as read
-	// KassaPurchaseID names the commit a Smart Pay scan started.
-	KassaPurchaseID string `json:"kassa_purchase_id,omitempty"`
-}
-
-// CommitEvent reports the outcome of a Smart Pay commit.
-type CommitEvent struct {
-	KassaPurchaseID string `json:"kassa_purchase_id"`
-	State           string `json:"state"` // held, used, rejected
-	PaymentID       string `json:"payment_id,omitempty"`
-	Error           string `json:"error,omitempty"`
-}
-
-// OnScan takes a code from the scanner (or the POS) and returns once a Smart
-// Pay code's commit has been answered and recorded.
-func (e *Engine) OnScan(ctx context.Context, text, source string, at time.Time) {
-	e.Scan(ctx, text, source, at)()
-}
-
-// Scan takes a code from the scanner. A Smart Pay code is committed at once —
-// before any amount is known — so a copy cannot be used at another till. The
-// code's kassa_purchase_id is taken here, in scan order; the commit runs in
-// the background, so the next scan never waits for this one's fsync. The
-// returned function waits for the outcome to be recorded.
-func (e *Engine) Scan(ctx context.Context, text, source string, at time.Time) (wait func()) {
-	isSP := e.o.SmartPay != nil && e.o.CodePattern != nil && e.o.CodePattern.MatchString(text)
-	ev := ScanEvent{Source: source, At: at.UTC(), SmartPay: isSP}
-	if !isSP {
-		ev.Text = text
-		e.hub.Publish("scan", ev)
-		return func() {}
-	}
-	n, err := e.kpIDs.Next(ctx)
-	if err != nil {
-		e.log.Error("cannot reserve a kassa_purchase_id; the Smart Pay code was not committed", "err", err)
-		e.hub.Publish("scan", ev)
-		return func() {}
-	}
-	id := strconv.FormatUint(n, 10)
-	ev.KassaPurchaseID = id
-	done := make(chan struct{})
-	e.mu.Lock()
-	if e.stopping {
-		e.mu.Unlock()
-		e.log.Warn("agent stopping; Smart Pay code not committed", "kassa_purchase_id", id)
-		return func() {}
-	}
-	e.wg.Add(1)
-	e.mu.Unlock()
-	go func() {
-		defer e.wg.Done()
-		defer close(done)
-		e.commitScan(context.WithoutCancel(ctx), id, text, at, ev)
-	}()
-	return func() { <-done }
-}
-
-func (e *Engine) commitScan(ctx context.Context, id, text string, at time.Time, ev ScanEvent) {
-	log := e.log.With("kassa_purchase_id", id)
-	// The record of the commit is written while the commit is on the wire: a
-	// commit carries no amount, and one lost in a crash costs only a fresh
-	// scan, since its id can never be handed out again.
-	rec := &codeRecord{ID: id, Code: text, State: CodeCommitting, ScannedAt: at.UTC(), Updated: time.Now().UTC()}
-	written := make(chan error, 1)
-	go func() {
-		written <- e.store.Update(ctx, func(tx *queue.Tx) error {
-			if _, err := tx.Get(collCodes, id); err == nil {
-				return nil // the outcome got there first
-			}
-			return putCode(tx, rec)
-		})
-	}()
-	e.hub.Publish("scan", ev)
-	purchaseID, cerr := e.commit(ctx, text, id)
-	if err := <-written; err != nil {
-		log.Error("could not record a Smart Pay commit", "err", err)
-	}
-	e.recordCommit(ctx, id, text, at, purchaseID, cerr)
-}
-
-// commit sends the commit, and after an answer that was lost or never sent,
-// sends it again with the same kassa_purchase_id: a repeat of the same code and
-// id names the same purchase, whereas a fresh id would find the code taken.
-func (e *Engine) commit(ctx context.Context, code, id string) (string, error) {
-	var err error
-	for attempt := 0; attempt < 4; attempt++ {
-		var pid string
-		pid, err = e.o.SmartPay.Commit(ctx, code, id)
-		if err == nil || !(smartpay.IsAmbiguous(err) || smartpay.IsUnavailable(err)) || ctx.Err() != nil {
-			return pid, err
-		}
-		e.log.Warn("Smart Pay commit got no clear answer; sending it again with the same id", "kassa_purchase_id", id, "err", err, "attempt", attempt+1)
-		if sleep(ctx, backoff(100*time.Millisecond, time.Second, attempt), nil) != nil {
-			break
-		}
-	}
-	return "", err
-}
-
-// recordCommit stores a commit's outcome and hands the code to the payment
-// waiting for one, or holds it for the next payment.
-func (e *Engine) recordCommit(ctx context.Context, id, text string, at time.Time, purchaseID string, cerr error) {
-	log := e.log.With("kassa_purchase_id", id)
-	now := time.Now().UTC()
-	c := &codeRecord{ID: id, Code: text, ScannedAt: at.UTC(), Updated: now, PurchaseID: purchaseID}
-	var cancelOwn bool
-	var attachedTo *Payment
-	var replaced []string
-	if cerr != nil {
-		c.State, c.Error = CodeRejected, cerr.Error()
-	} else {
-		c.State = CodeHeld
-	}
-	e.mu.Lock()
-	var already bool
-	err := e.store.Update(context.WithoutCancel(ctx), func(tx *queue.Tx) error {
-		attachedTo, replaced, cancelOwn, already = nil, nil, false, false
-		// An outcome is recorded once: a second answer for the same id must
-		// not undo what the first one did (held, used, cancelled).
-		if prev, err := getCode(tx, id); err == nil && prev.State != CodeCommitting && prev.State != CodeLost {
-			already = true
-			return nil
-		}
-		c.State, c.PaymentID = CodeHeld, ""
-		if cerr != nil {
-			c.State = CodeRejected
-			// Tell a waiting payment why its code did not work; it keeps waiting.
-			if p, err := waitingPayment(tx); err == nil && p != nil {
-				p.Error = &ErrorInfo{Code: commitErrorCode(cerr), Message: commitMessage(cerr)}
-				if err := touchPayment(tx, p, now); err != nil {
-					return err
-				}
-				attachedTo = p
-			}
-			return putCode(tx, c)
-		}
-		// A newer scan replaces an older held code. A commit whose answer
-		// comes after a newer scan was taken (held, used or anything else) is
-		// not the code the buyer is paying with now: it is cancelled itself.
-		newest, err := newestCodeID(tx)
-		if err != nil {
-			return err
-		}
-		if newest != "" && lessID(c.ID, newest) {
-			cancelOwn = true
-		} else {
-			held, err := heldCodes(tx)
-			if err != nil {
-				return err
-			}
-			for _, h := range held {
-				if h.ID == c.ID {
-					continue // this very commit, recorded already (asked again after a restart)
-				}
-				if err := cancelCode(tx, h, now, "replaced by a newer scan"); err != nil {
-					return err
-				}
-				replaced = append(replaced, h.ID)
-			}
-		}
-		if cancelOwn {
-			return cancelCode(tx, c, now, "a newer scan was committed first")
-		}
-		p, err := waitingPayment(tx)
-		if err != nil {
-			return err
-		}
-		if p != nil {
-			attachCode(p, c, now)
-			if err := touchPayment(tx, p, now); err != nil {
-				return err
-			}
-			attachedTo = p
-		}
-		return putCode(tx, c)
-	})
-	e.mu.Unlock()
-	if err != nil {
-		log.Error("could not record the outcome of a Smart Pay commit", "err", err)
-		return
-	}
-	if already {
-		log.Info("Smart Pay commit outcome was recorded already")
-		return
-	}
-	ev := CommitEvent{KassaPurchaseID: id, State: c.State, PaymentID: c.PaymentID, Error: c.Error}
-	switch {
-	case cerr != nil:
-		log.Warn("Smart Pay commit refused", "err", cerr)
-	case cancelOwn:
-		log.Info("Smart Pay code committed after a newer one; cancelling it")
-	default:
-		log.Info("Smart Pay code committed", "purchase_id", purchaseID, "payment_id", c.PaymentID, "replaced", replaced)
-	}
-	e.hub.Publish("commit", ev)
-	if attachedTo != nil {
-		e.publishPayment(attachedTo)
-		e.poke(attachedTo.ID)
-	}
-}
-
-func commitErrorCode(err error) string {
-	switch {
-	case smartpay.IsCodeRejected(err):
-		return "code_rejected"
-	case smartpay.IsConflict(err):
-		return "code_used_elsewhere"
-	case smartpay.IsAmbiguous(err) || smartpay.IsUnavailable(err):
-		return "commit_unanswered"
-	default:
-		return "commit_failed"
-	}
-}
-
-func commitMessage(err error) string {
-	switch {
-	case smartpay.IsCodeRejected(err):
-		return "the buyer's Smart Pay code is unknown or expired; ask for a fresh code and scan it"
-	case smartpay.IsConflict(err):
-		return "this Smart Pay code is already used at another till; ask for a fresh code"
-	case smartpay.IsAmbiguous(err) || smartpay.IsUnavailable(err):
-		return "Smart Pay did not answer the commit; ask the buyer for a fresh code and scan it"
-	default:
-		return "the Smart Pay code could not be committed (" + err.Error() + "); ask the buyer for a fresh code"
-	}
-}
-
-// ReleaseHeld gives back every committed code no payment has taken, e.g. when
-// the buyer who showed it paid another way. It returns how many were given back.
-func (e *Engine) ReleaseHeld(ctx context.Context) (int, error) {
-	now := time.Now().UTC()
-	var ids []string
-	e.mu.Lock()
-	err := e.store.Update(ctx, func(tx *queue.Tx) error {
-		ids = ids[:0]
-		held, err := heldCodes(tx)
-		if err != nil {
-			return err
-		}
-		for _, h := range held {
-			if err := cancelCode(tx, h, now, "given back by the POS"); err != nil {
-				return err
-			}
-			ids = append(ids, h.ID)
-		}
-		return nil
-	})
-	e.mu.Unlock()
-	if err != nil {
-		return 0, mapStoreErr(err)
-	}
-	for _, id := range ids {
-		e.log.Info("held Smart Pay code given back at the POS's request", "kassa_purchase_id", id)
-	}
-	return len(ids), nil
-}
-
-// newestCodeID is the largest kassa_purchase_id recorded: the latest scan.
-func newestCodeID(tx storeReader) (string, error) {
-	var newest string
-	err := tx.ForEach(collCodes, func(id string, _ []byte) error {
-		if newest == "" || lessID(newest, id) {
-			newest = id
-		}
-		return nil
-	})
-	return newest, err
-}
-
-// cancelCode gives up a committed code that no payment will use and, in the same
-// transaction, tells Smart Pay through the outbox.
-func cancelCode(tx *queue.Tx, c *codeRecord, now time.Time, why string) error {
-	c.State, c.Updated, c.Error = CodeCanceled, now, why
-	if err := putCode(tx, c); err != nil {
-		return err
-	}
-	return enqueueJSON(tx, KindSmartPayCancel, "code:"+c.ID, cancelMsg{PurchaseID: c.PurchaseID})
-}
-
-// touchPayment writes a payment changed outside Engine.change.
-func touchPayment(tx *queue.Tx, p *Payment, now time.Time) error {
-	p.Version++
-	p.Updated = now
-	return putPayment(tx, p)
-}
-
-// attachCode gives a committed code to a payment.
-func attachCode(p *Payment, c *codeRecord, now time.Time) {
-	c.State, c.PaymentID, c.Updated = CodeUsed, p.ID, now
-	p.SmartPay = &SmartPayInfo{KassaPurchaseID: c.ID, PurchaseID: c.PurchaseID, CodeScannedAt: c.ScannedAt}
-	p.State, p.NextAction, p.Error = payments.Committed, ActionWait, nil
-}
-
-func heldCodes(r storeReader) ([]*codeRecord, error) {
-	var out []*codeRecord
-	err := r.ForEach(collCodes, func(id string, v []byte) error {
-		var c codeRecord
-		if err := json.Unmarshal(v, &c); err != nil {
-			return fmt.Errorf("code %s: %w", id, err)
-		}
-		if c.State == CodeHeld {
-			out = append(out, &c)
-		}
-		return nil
-	})
-	sortCodes(out)
-	return out, err
-}
-
-// heldCode is the newest held code, if any.
-func heldCode(tx *queue.Tx) (*codeRecord, error) {
-	cs, err := heldCodes(tx)
-	if err != nil || len(cs) == 0 {
-		return nil, err
-	}
-	return cs[len(cs)-1], nil
-}
-
-// waitingPayments are the Smart Pay payments still waiting for a code, newest
-// first. A till serves one buyer at a time, so normally there is at most one.
-func waitingPayments(tx storeReader) ([]*Payment, error) {
-	var out []*Payment
-	err := tx.Scan(collPayments, queue.ScanOptions{Reverse: true, Limit: 200}, func(id string, v []byte) error {
-		p, err := unmarshalPayment(v)
-		if err != nil {
-			return err
-		}
-		if p.Provider == "smartpay" && p.State == payments.Committing {
-			out = append(out, p)
-		}
-		return nil
-	})
-	return out, err
-}
-
-// waitingPayment is the newest payment waiting for a code: the sale at the till
-// now. An older one left waiting (the POS gave up on it) must never take a new
-// buyer's code and charge its own amount.
-func waitingPayment(tx *queue.Tx) (*Payment, error) {
-	ps, err := waitingPayments(tx)
-	if err != nil || len(ps) == 0 {
-		return nil, err
-	}
-	return ps[0], nil
-}
-
-// giveUpWaiting ends a payment that waited for a code in vain; nothing was
-// committed for it, so nothing is owed to anyone.
-func giveUpWaiting(tx *queue.Tx, p *Payment, now time.Time, code, msg string) error {
-	p.State, p.NextAction = payments.Canceled, ActionSeeCashier
-	p.Error = &ErrorInfo{Code: code, Message: msg}
-	if p.Fiscal.State == FiscalPending {
-		p.Fiscal.State = FiscalNone
-	}
-	return touchPayment(tx, p, now)
-}
-
+// cancelMsg cancels a purchase at Smart Pay. A code whose purchase id never
+// reached us carries only its kassa_purchase_id: the handler names the
+// purchase by committing the same code with the same id again (which names
+// the same purchase), then cancels it.
 type cancelMsg struct {
-	PurchaseID string `json:"purchase_id"`
+	PurchaseID      string `json:"purchase_id,omitempty"`
+	KassaPurchaseID string `json:"kassa_purchase_id,omitempty"`
 }
 
 type confirmMsg struct {
 	PurchaseID string `json:"purchase_id"`
+}
+
+// fiscalMsg asks for the receipt's fiscal data to be stored at Smart Pay. The
+// data is read from the payment at delivery, so a technician's retry after the
+// register's identity became known sends the full data. (Messages written by
+// earlier versions carry the data itself; the payment is read for them too,
+// since their key is the payment id.)
+type fiscalMsg struct {
+	PaymentID string `json:"payment_id"`
 }
 
 // drive moves one payment until it is final or the engine stops.
@@ -395,6 +46,15 @@ func (e *Engine) drive(ctx context.Context, id string) {
 				return
 			}
 			continue
+		}
+		switch p.State {
+		case payments.Committed, payments.Releasing, payments.Processing:
+			if e.o.SmartPay == nil {
+				// Switched off with this payment under way: keep it visible and
+				// untouched; it resumes when Smart Pay is enabled again.
+				e.providerDisabled(ctx, p)
+				return
+			}
 		}
 		switch p.State {
 		case payments.Committing:
@@ -411,6 +71,23 @@ func (e *Engine) drive(ctx context.Context, id string) {
 		default:
 			return
 		}
+	}
+}
+
+const codeProviderDisabled = "provider_disabled"
+
+// providerDisabled flags a payment whose provider is switched off.
+func (e *Engine) providerDisabled(ctx context.Context, p *Payment) {
+	if p.Error != nil && p.Error.Code == codeProviderDisabled {
+		return
+	}
+	_, err := e.change(ctx, p.ID, func(q *Payment, tx *queue.Tx) error {
+		q.Error = &ErrorInfo{Code: codeProviderDisabled, Message: "Smart Pay is switched off in the configuration while this payment is under way (" +
+			string(q.State) + "); nothing more is sent until [smartpay] enabled = true and the agent restarts. Do not take another payment for these goods"}
+		return nil
+	})
+	if err == nil {
+		e.paymentLog(p).Error("payment under way but its provider is disabled; it waits until the provider is enabled", "state", p.State)
 	}
 }
 
@@ -450,11 +127,19 @@ func (e *Engine) release(ctx context.Context, p *Payment) {
 		_ = sleep(ctx, 2*time.Second, e.wakeChan(p.ID))
 		return
 	}
+	abandoned := false
 	p, err := e.change(ctx, p.ID, func(q *Payment, tx *queue.Tx) error {
 		if q.State != payments.Committed {
 			return errUnchanged // cancelled meanwhile
 		}
-		q.State, q.NextAction, q.Released, q.Error = payments.Releasing, ActionWait, time.Now().UTC(), nil
+		// The age is checked in the very change that would lead to the
+		// release: past abandon_after the buyer has gone, and nothing is
+		// released for this payment ever after.
+		if e.tooOld(q) {
+			abandoned = true
+			return e.abandon(tx, q, e.now())
+		}
+		q.State, q.NextAction, q.Released, q.Error = payments.Releasing, ActionWait, e.now(), nil
 		return nil
 	})
 	if err != nil {
@@ -464,11 +149,16 @@ func (e *Engine) release(ctx context.Context, p *Payment) {
 		}
 		return
 	}
-	defer e.releaseReturned(p.ID)
+	if abandoned {
+		log.Warn("payment did not reach release within abandon_after; cancelled, nothing was charged")
+		return
+	}
+	e.ages.born("rel:" + p.ID)
 	for attempt := 0; ; attempt++ {
 		st, err := e.o.SmartPay.Release(ctx, p.SmartPay.PurchaseID, p.Amount)
 		switch {
 		case err == nil:
+			e.releaseReturned(p.ID)
 			log.Info("amount released", "amount", p.Amount, "provider_status", st.Raw)
 			_, _ = e.change(context.WithoutCancel(ctx), p.ID, func(q *Payment, tx *queue.Tx) error {
 				if q.State != payments.Releasing {
@@ -479,7 +169,7 @@ func (e *Engine) release(ctx context.Context, p *Payment) {
 				return nil
 			})
 			return
-		case smartpay.IsUnavailable(err) && ctx.Err() == nil && time.Since(p.Released) < e.o.PollDeadline:
+		case smartpay.IsUnavailable(err) && ctx.Err() == nil && e.ages.of("rel:"+p.ID, p.Released) < e.o.PollDeadline:
 			// Certainly not applied: sending it again is safe.
 			log.Warn("release not delivered; sending again", "err", err, "attempt", attempt+1)
 			if sleep(ctx, backoff(e.o.PollMin, e.o.PollMax, attempt), nil) != nil {
@@ -488,6 +178,9 @@ func (e *Engine) release(ctx context.Context, p *Payment) {
 			continue
 		case smartpay.IsAmbiguous(err) || ctx.Err() != nil || smartpay.IsUnavailable(err):
 			// No answer is not a "no": never send it again, ask the status.
+			// (A request that certainly never left, past the poll deadline,
+			// also ends here: the status then says it is still committed.)
+			e.releaseReturned(p.ID)
 			log.Warn("release outcome unknown; asking the status, never releasing again", "err", err)
 			return
 		case smartpay.IsCodeRejected(err):
@@ -501,27 +194,27 @@ func (e *Engine) release(ctx context.Context, p *Payment) {
 	}
 }
 
-// releaseReturned notes when a release call came back, however it ended.
+// releaseReturned notes (on the monotonic clock) when a release call whose
+// status is asked next came back. A refused release is not noted: nothing
+// follows it, and the note would never be dropped.
 func (e *Engine) releaseReturned(id string) {
 	e.mu.Lock()
-	e.released[id] = time.Now()
+	e.released[id] = e.clock.Elapsed()
 	e.mu.Unlock()
 }
 
-// settleFrom is when the wait before cancelling an undelivered release starts:
-// after the release call came back in this process, or after this process
-// started (a release from before a crash died with its connection).
-func (e *Engine) settleFrom(p *Payment) time.Time {
+// settled reports whether the wait before cancelling an undelivered release
+// is over. It counts from when the release call came back in this process,
+// or from this process's start (a release from before a crash died with its
+// connection).
+func (e *Engine) settled(p *Payment) bool {
 	e.mu.Lock()
-	back := e.released[p.ID]
+	from, ok := e.released[p.ID]
 	e.mu.Unlock()
-	t := p.Released
-	for _, c := range []time.Time{back, e.born} {
-		if c.After(t) {
-			t = c
-		}
+	if !ok {
+		from = e.bornAt
 	}
-	return t
+	return e.clock.Elapsed()-from >= e.o.SettleBeforeCancel
 }
 
 // poll asks the status until the payment is decided.
@@ -531,6 +224,7 @@ func (e *Engine) poll(ctx context.Context, p *Payment) {
 	if start.IsZero() {
 		start = p.Updated
 	}
+	age := func() time.Duration { return e.ages.of("rel:"+p.ID, start) }
 	delay := e.o.PollMin
 	flagged := p.Error != nil && p.Error.Code == "payment_unconfirmed"
 	cancelSent := false
@@ -576,7 +270,7 @@ func (e *Engine) poll(ctx context.Context, p *Payment) {
 				// is long gone, cancel the purchase: after that no late release
 				// can charge the buyer. The status, not the cancel's answer, then
 				// says how it ended.
-				if p.State == payments.Releasing && !cancelSent && time.Since(e.settleFrom(p)) >= e.o.SettleBeforeCancel {
+				if p.State == payments.Releasing && !cancelSent && e.settled(p) {
 					if err := e.o.SmartPay.Cancel(ctx, p.SmartPay.PurchaseID); err != nil {
 						log.Warn("could not cancel a purchase whose release did not arrive; still asking the status", "err", err)
 					} else {
@@ -601,7 +295,7 @@ func (e *Engine) poll(ctx context.Context, p *Payment) {
 				}
 			}
 		}
-		if !flagged && time.Since(start) > e.o.PollDeadline {
+		if !flagged && age() > e.o.PollDeadline {
 			flagged = true
 			log.Warn("payment not confirmed within the deadline; still asking", "deadline", e.o.PollDeadline)
 			if q, err := e.change(ctx, p.ID, func(q *Payment, tx *queue.Tx) error {
@@ -658,8 +352,8 @@ func (e *Engine) finish(ctx context.Context, p *Payment, st payments.State, acti
 		if q.Fiscal.State == FiscalPending {
 			q.Fiscal.State = FiscalNone // no money, no receipt
 		}
-		if cancelPurchase && q.SmartPay != nil && q.SmartPay.PurchaseID != "" {
-			return enqueueJSON(tx, KindSmartPayCancel, q.ID, cancelMsg{PurchaseID: q.SmartPay.PurchaseID})
+		if cancelPurchase {
+			return e.cancelPurchase(tx, q, e.now())
 		}
 		return nil
 	})
@@ -711,14 +405,11 @@ func (e *Engine) fiscalize(ctx context.Context, p *Payment) {
 		}
 		doc, err := e.o.Register.PrintReceipt(ctx, p.ID, *p.Receipt)
 		if err == nil {
-			fd := smartpay.FiscalData{PurchaseID: p.SmartPay.PurchaseID, KKTRegNumber: doc.RegNumber,
-				FiscalSign: strconv.FormatUint(uint64(doc.FP), 10), FNNumber: doc.FNNumber, FDNumber: doc.FD,
-				ReceiptTime: doc.Time, Amount: doc.Total}
 			// The receipt exists now: record it even while the agent is stopping.
 			q, err := e.change(context.WithoutCancel(ctx), p.ID, func(q *Payment, tx *queue.Tx) error {
 				q.State, q.NextAction = payments.Completed, ActionHandOver
 				q.Fiscal = FiscalInfo{State: FiscalPrinted, Document: &doc, Attempts: q.Fiscal.Attempts}
-				return enqueueJSON(tx, KindSmartPayFiscal, q.ID, fd)
+				return enqueueJSON(tx, KindSmartPayFiscal, q.ID, fiscalMsg{PaymentID: q.ID})
 			})
 			if err == nil {
 				e.paymentLog(q).Info("receipt printed", "fd", doc.FD, "fn", doc.FNNumber, "recovered", doc.Recovered)
@@ -754,135 +445,6 @@ func backoff(base, limit time.Duration, attempt int) time.Duration {
 	return min(d, limit)
 }
 
-// sweepCodes cancels held codes nobody used.
-// codeRetention is how long a finished code record is kept for a technician.
-const codeRetention = 7 * 24 * time.Hour
-
-// sweepCodes cancels held codes nobody used, gives up payments nobody scanned
-// for, and prunes old code records. It writes only when there is something to do.
-func (e *Engine) sweepCodes(ctx context.Context) {
-	every := min(e.o.AbandonAfter/10, 5*time.Second)
-	var lastPrune time.Time
-	for sleep(ctx, every, nil) == nil {
-		now := time.Now().UTC()
-		prune := now.Sub(lastPrune) >= time.Hour
-		var due bool
-		_ = e.store.View(func(r *queue.ReadTx) error {
-			held, err := heldCodes(r)
-			if err != nil {
-				return err
-			}
-			waiting, err := waitingPayments(r)
-			if err != nil {
-				return err
-			}
-			for _, h := range held {
-				due = due || now.Sub(h.Updated) >= e.o.AbandonAfter
-			}
-			for _, p := range waiting {
-				due = due || now.Sub(p.Created) >= e.o.AbandonAfter
-			}
-			return nil
-		})
-		if !due && !prune {
-			continue
-		}
-		var stale []string
-		var expired []*Payment
-		var pruned int
-		e.mu.Lock()
-		err := e.store.Update(ctx, func(tx *queue.Tx) error {
-			stale, expired, pruned = stale[:0], expired[:0], 0
-			held, err := heldCodes(tx)
-			if err != nil {
-				return err
-			}
-			waiting, err := waitingPayments(tx)
-			if err != nil {
-				return err
-			}
-			for _, p := range waiting {
-				if now.Sub(p.Created) < e.o.AbandonAfter {
-					continue
-				}
-				if err := giveUpWaiting(tx, p, now, "no_code_scanned",
-					"no Smart Pay code was scanned in time; start a new payment when the buyer is ready"); err != nil {
-					return err
-				}
-				expired = append(expired, p)
-			}
-			for _, h := range held {
-				if now.Sub(h.Updated) < e.o.AbandonAfter {
-					continue
-				}
-				if err := cancelCode(tx, h, now, "not used by any payment in time"); err != nil {
-					return err
-				}
-				stale = append(stale, h.ID)
-			}
-			if prune {
-				n, err := pruneCodes(tx, now)
-				pruned = n
-				return err
-			}
-			return nil
-		})
-		e.mu.Unlock()
-		if err != nil {
-			if ctx.Err() == nil {
-				e.log.Error("cannot sweep abandoned Smart Pay codes", "err", err)
-			}
-			continue
-		}
-		if prune {
-			lastPrune = now
-		}
-		if pruned > 0 {
-			e.log.Info("old Smart Pay code records pruned", "count", pruned, "older_than", codeRetention)
-		}
-		for _, id := range stale {
-			e.log.Info("abandoned Smart Pay code cancelled", "kassa_purchase_id", id)
-		}
-		for _, p := range expired {
-			e.paymentLog(p).Info("payment waited for a Smart Pay code in vain; cancelled")
-			e.publishPayment(p)
-			e.poke(p.ID)
-		}
-	}
-}
-
-// pruneCodes deletes finished code records past their retention. The newest
-// record always stays: it orders later commits (newestCodeID).
-func pruneCodes(tx *queue.Tx, now time.Time) (int, error) {
-	newest, err := newestCodeID(tx)
-	if err != nil {
-		return 0, err
-	}
-	var old []string
-	err = tx.ForEach(collCodes, func(id string, v []byte) error {
-		var c codeRecord
-		if json.Unmarshal(v, &c) != nil || id == newest {
-			return nil
-		}
-		switch c.State {
-		case CodeUsed, CodeCanceled, CodeRejected, CodeLost:
-			if now.Sub(c.Updated) > codeRetention {
-				old = append(old, id)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return 0, err
-	}
-	for _, id := range old {
-		if err := tx.Delete(collCodes, id); err != nil {
-			return 0, err
-		}
-	}
-	return len(old), nil
-}
-
 // Outbox handlers. A definite refusal parks the message (a technician sees it);
 // anything else is retried with backoff.
 func deliveryErr(err error) error {
@@ -895,12 +457,28 @@ func deliveryErr(err error) error {
 	return err
 }
 
+// errProviderDisabled keeps a message waiting while Smart Pay is switched off.
+var errProviderDisabled = errors.New("Smart Pay is disabled in the configuration; the message is delivered once [smartpay] enabled = true")
+
+// repeatDone: a call that the wire file says is answered 409 when it repeats
+// one already applied (an earlier attempt's answer was lost) is done.
+func repeatDone(m queue.Message, err error) bool {
+	return m.Attempts > 0 && smartpay.IsAlreadyDone(err)
+}
+
 func (e *Engine) handleConfirm(ctx context.Context, m queue.Message) error {
 	var c confirmMsg
 	if err := json.Unmarshal(m.Payload, &c); err != nil {
 		return queue.Permanent(fmt.Errorf("bad confirm message: %w", err))
 	}
+	if e.o.SmartPay == nil {
+		return errProviderDisabled
+	}
 	err := e.o.SmartPay.Confirm(ctx, c.PurchaseID)
+	if repeatDone(m, err) {
+		e.log.Info("Smart Pay confirm was applied by an earlier attempt", "payment_id", m.Key, "purchase_id", c.PurchaseID, "message_id", m.ID)
+		return nil
+	}
 	if err == nil {
 		e.log.Info("Smart Pay confirm delivered", "payment_id", m.Key, "purchase_id", c.PurchaseID, "message_id", m.ID)
 	}
@@ -908,21 +486,93 @@ func (e *Engine) handleConfirm(ctx context.Context, m queue.Message) error {
 }
 
 func (e *Engine) handleFiscal(ctx context.Context, m queue.Message) error {
-	var fd smartpay.FiscalData
-	if err := json.Unmarshal(m.Payload, &fd); err != nil {
-		return queue.Permanent(fmt.Errorf("bad fiscal message: %w", err))
+	if e.o.SmartPay == nil {
+		return errProviderDisabled
 	}
-	err := e.o.SmartPay.Fiscal(ctx, fd)
+	fd, err := e.fiscalData(ctx, m.Key)
+	if err != nil {
+		return err
+	}
+	err = e.o.SmartPay.Fiscal(ctx, fd)
+	if repeatDone(m, err) {
+		e.log.Info("Smart Pay fiscal data was stored by an earlier attempt", "payment_id", m.Key, "purchase_id", fd.PurchaseID, "message_id", m.ID)
+		return nil
+	}
 	if err == nil {
 		e.log.Info("Smart Pay fiscal data delivered", "payment_id", m.Key, "purchase_id", fd.PurchaseID, "fd", fd.FDNumber, "message_id", m.ID)
 	}
 	return deliveryErr(err)
 }
 
+// errIdentityUnknown keeps a fiscal submission pending (and visible) until the
+// register's identity is known.
+var errIdentityUnknown = errors.New("the receipt's registration number or fiscal drive number is not known yet; the submission waits until the register answers")
+
+// fiscalData builds the submission from the payment's printed document. A
+// document recorded without the register's registration number or fiscal
+// drive number (the register did not answer for them) is completed from the
+// register now, if the register still runs on the fiscal drive that made it;
+// until then the submission stays pending. A submission is never sent with
+// an empty field.
+func (e *Engine) fiscalData(ctx context.Context, id string) (smartpay.FiscalData, error) {
+	p, err := e.Get(id)
+	if err != nil {
+		if isNoSuchRecord(err) {
+			return smartpay.FiscalData{}, queue.Permanent(fmt.Errorf("fiscal submission for payment %s: no such payment", id))
+		}
+		return smartpay.FiscalData{}, err
+	}
+	doc := p.Fiscal.Document
+	if p.SmartPay == nil || doc == nil {
+		return smartpay.FiscalData{}, queue.Permanent(fmt.Errorf("fiscal submission for payment %s: the payment has no printed receipt", id))
+	}
+	if doc.RegNumber == "" || doc.FNNumber == "" {
+		if e.o.Register == nil {
+			return smartpay.FiscalData{}, errIdentityUnknown
+		}
+		st, err := e.o.Register.Status(ctx)
+		if err != nil {
+			return smartpay.FiscalData{}, fmt.Errorf("%w: %w", errIdentityUnknown, err)
+		}
+		if st.LastFD < doc.FD || (doc.FNNumber != "" && st.FNNumber != doc.FNNumber) {
+			return smartpay.FiscalData{}, queue.Permanent(fmt.Errorf("the receipt (FD %d) lacks the register's identity and the register now runs on another fiscal drive; a technician must enter it", doc.FD))
+		}
+		if st.RegNumber == "" || st.FNNumber == "" {
+			return smartpay.FiscalData{}, errIdentityUnknown
+		}
+		fill := *doc
+		fill.RegNumber, fill.FNNumber = st.RegNumber, st.FNNumber
+		if _, err := e.change(ctx, id, func(q *Payment, tx *queue.Tx) error {
+			q.Fiscal.Document = &fill
+			return nil
+		}); err != nil {
+			return smartpay.FiscalData{}, err
+		}
+		doc = &fill
+		e.log.Info("receipt's register identity completed from the register", "payment_id", id, "fd", doc.FD)
+	}
+	if doc.FP == 0 || doc.FD == 0 {
+		return smartpay.FiscalData{}, queue.Permanent(fmt.Errorf("the receipt of payment %s has no fiscal sign or document number", id))
+	}
+	return smartpay.FiscalData{PurchaseID: p.SmartPay.PurchaseID, KKTRegNumber: doc.RegNumber,
+		FiscalSign: strconv.FormatUint(uint64(doc.FP), 10), FNNumber: doc.FNNumber, FDNumber: doc.FD,
+		ReceiptTime: doc.Time, Amount: doc.Total}, nil
+}
+
 func (e *Engine) handleCancel(ctx context.Context, m queue.Message) error {
 	var c cancelMsg
 	if err := json.Unmarshal(m.Payload, &c); err != nil {
 		return queue.Permanent(fmt.Errorf("bad cancel message: %w", err))
+	}
+	if e.o.SmartPay == nil {
+		return errProviderDisabled
+	}
+	if c.PurchaseID == "" {
+		pid, done, err := e.namePurchase(ctx, c.KassaPurchaseID)
+		if done || err != nil {
+			return err
+		}
+		c.PurchaseID = pid
 	}
 	err := e.o.SmartPay.Cancel(ctx, c.PurchaseID)
 	if smartpay.IsNotFound(err) || smartpay.IsConflict(err) || smartpay.IsCodeRejected(err) {
@@ -935,4 +585,40 @@ func (e *Engine) handleCancel(ctx context.Context, m queue.Message) error {
 		e.log.Info("Smart Pay purchase cancelled", "key", m.Key, "purchase_id", c.PurchaseID)
 	}
 	return deliveryErr(err)
+}
+
+// namePurchase learns the purchase id of a code whose commit answer was lost,
+// by committing the same code with the same kassa_purchase_id again (which
+// names the same purchase). done: there is nothing to cancel.
+func (e *Engine) namePurchase(ctx context.Context, kpID string) (pid string, done bool, err error) {
+	var rec *codeRecord
+	err = e.store.View(func(r *queue.ReadTx) error {
+		var err error
+		rec, err = getCode(r, kpID)
+		return err
+	})
+	if isNoSuchRecord(err) {
+		e.log.Warn("cancel of a Smart Pay code whose record is gone; it lapses at Smart Pay by itself", "kassa_purchase_id", kpID)
+		return "", true, nil
+	}
+	if err != nil {
+		return "", false, err
+	}
+	if rec.PurchaseID != "" {
+		return rec.PurchaseID, false, nil
+	}
+	pid, err = e.o.SmartPay.Commit(ctx, rec.Code, kpID)
+	switch {
+	case err == nil:
+		return pid, false, nil
+	case smartpay.IsCodeRejected(err):
+		e.log.Info("Smart Pay code to cancel is unknown or lapsed there: nothing to cancel", "kassa_purchase_id", kpID)
+		return "", true, nil
+	case smartpay.IsConflict(err):
+		// No release was ever sent for it, so nothing can be charged; it
+		// lapses at Smart Pay by itself.
+		e.log.Warn("Smart Pay will not name the purchase of a code to cancel; nothing was released for it and it lapses there by itself", "kassa_purchase_id", kpID, "err", err)
+		return "", true, nil
+	}
+	return "", false, deliveryErr(err)
 }

@@ -37,9 +37,13 @@ const (
 	// StatusWord: status answers the word Fault.Word (say, one the client
 	// does not know) instead of the real state.
 	StatusWord Kind = "status_word"
+	// RepeatConflict: a call that repeats one already applied (the same
+	// commit again, a second confirm, the same fiscal data again) is answered
+	// 409, as a service that refuses repeats would, instead of as the first.
+	RepeatConflict Kind = "repeat_conflict"
 )
 
-var kinds = []Kind{Latency, ServerError, Reset, ReplyLost, Unauthorized, CodeExpired, Declined, Stuck, StatusWord}
+var kinds = []Kind{Latency, ServerError, Reset, ReplyLost, Unauthorized, CodeExpired, Declined, Stuck, StatusWord, RepeatConflict}
 
 // Fault is one injected misbehaviour.
 type Fault struct {
@@ -97,6 +101,8 @@ func (f Fault) matches(op smartpay.Op) bool {
 		return op == smartpay.OpCommit || op == smartpay.OpRelease
 	case StatusWord:
 		return op == smartpay.OpStatus
+	case RepeatConflict:
+		return op == smartpay.OpCommit || op == smartpay.OpConfirm || op == smartpay.OpFiscal
 	}
 	return op != smartpay.OpAuth
 }

@@ -642,6 +642,12 @@ func (s *Server) apply(op smartpay.Op, body []byte) (reply, Kind) {
 	conflict := func(p *Purchase) (reply, Kind) {
 		return errReply(wire.HTTPConflict, wire.ErrInvalidState, "purchase is "+p.State), ""
 	}
+	refuseRepeat := func() (reply, Kind, bool) {
+		if s.takeFault(op, func(f Fault) bool { return f.Kind == RepeatConflict }) == nil {
+			return reply{}, "", false
+		}
+		return errReply(wire.HTTPConflict, wire.ErrInvalidState, "already done"), RepeatConflict, true
+	}
 	now := s.opts.Now()
 
 	switch op {
@@ -657,6 +663,9 @@ func (s *Server) apply(op smartpay.Op, body []byte) (reply, Kind) {
 		if c.purchase != "" {
 			p := s.purchases[c.purchase]
 			if p.KassaPurchaseID == req.KassaPurchaseID {
+				if r, k, ok := refuseRepeat(); ok {
+					return r, k
+				}
 				// The same commit again (the kassa lost our answer): same purchase.
 				return reply{status: http.StatusOK, body: wire.CommitResponse{PurchaseID: p.ID}}, ""
 			}
@@ -747,6 +756,11 @@ func (s *Server) apply(op smartpay.Op, body []byte) (reply, Kind) {
 		if p.State != wire.StatusSuccess {
 			return conflict(p)
 		}
+		if p.Confirms > 0 {
+			if r, k, ok := refuseRepeat(); ok {
+				return r, k
+			}
+		}
 		p.Confirms++
 		return reply{status: http.StatusOK}, ""
 
@@ -768,6 +782,11 @@ func (s *Server) apply(op smartpay.Op, body []byte) (reply, Kind) {
 		}
 		if req.Amount != p.Amount {
 			return errReply(http.StatusUnprocessableEntity, wire.ErrInvalidRequest, "amount differs from the released amount"), ""
+		}
+		if len(p.Fiscals) > 0 {
+			if r, k, ok := refuseRepeat(); ok {
+				return r, k
+			}
 		}
 		p.Fiscals = append(p.Fiscals, req)
 		return reply{status: http.StatusOK}, ""

@@ -126,6 +126,16 @@ const (
 	ErrServiceUnavailable  = "service_unavailable"
 )
 
+// RepeatConflictMeansDone names the calls that, sent again after their answer
+// was lost, the service is assumed to answer 409 when the first attempt was
+// applied (kassa/status for a purchase already completed, fiscal data already
+// stored). ASSUMED: the seed says nothing about repeats; the sandbox answers
+// repeats as the first attempt unless its RepeatConflict fault is set. A 409
+// to a first attempt keeps its plain meaning (wrong state), and a repeated
+// commit answered 409 is not done: its purchase id is unknown, so the agent
+// names it by committing again and cancels it.
+func RepeatConflictMeansDone(op string) bool { return op == "confirm" || op == "fiscal" }
+
 // CodeRejectedErrors are error codes meaning "this QR code cannot be used":
 // the buyer must show a fresh one.
 var CodeRejectedErrors = []string{ErrCodeUnknown, ErrCodeExpired, "code_not_found", "invalid_code", "code_invalid"}
