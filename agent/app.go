@@ -57,6 +57,8 @@ type registerState struct {
 type tuning struct {
 	Sale     *sale.Options
 	Register *shtrih.Options
+	// WrapRegister, when set, wraps the register the engine uses (fault tests).
+	WrapRegister func(sale.Register) sale.Register
 }
 
 // tune, when given, adjusts timings (tests).
@@ -102,12 +104,16 @@ func openApp(ctx context.Context, cfg config.Config, log *slog.Logger, tune ...f
 		opts.CodePattern = regexp.MustCompile(pattern) // checked by config
 	}
 	regOpts := registerOptions(cfg.Register, sale.NewJournal(st), log)
+	tu := &tuning{Sale: &opts, Register: &regOpts}
 	for _, f := range tune {
-		f(&tuning{Sale: &opts, Register: &regOpts})
+		f(tu)
 	}
 	if cfg.Register.Enabled {
 		a.register = shtrih.New(registerPort(cfg.Register), regOpts)
 		opts.Register = a.register
+		if tu.WrapRegister != nil {
+			opts.Register = tu.WrapRegister(opts.Register)
+		}
 	}
 	if a.engine, err = sale.New(opts); err != nil {
 		return nil, err

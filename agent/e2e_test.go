@@ -99,6 +99,11 @@ func (r *rig) runInProcess(tune ...func(*sale.Options)) (stop func()) {
 	for _, f := range tune {
 		all = append(all, func(tu *tuning) { f(tu.Sale) })
 	}
+	return r.runTuned(all...)
+}
+
+// runTuned is runInProcess with full access to the agent's parts.
+func (r *rig) runTuned(all ...func(*tuning)) (stop func()) {
 	t := r.t
 	log := newLogger(r.cfg.Log, true, r.logs)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -451,7 +451,8 @@ func commitMessage(err error) string {
 
 // ReleaseHeld gives back every committed code no payment has taken, e.g. when
 // the buyer who showed it paid another way, and every code still on the wire
-// (cancelled when its answer comes). It returns how many were given back.
+// (cancelled when its answer comes). It returns how many were given back,
+// both kinds.
 func (e *Engine) ReleaseHeld(ctx context.Context) (int, error) {
 	now := e.now()
 	var ids []string
@@ -474,11 +475,14 @@ func (e *Engine) ReleaseHeld(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, mapStoreErr(err)
 	}
-	e.markInFlight(func(*flight) bool { return true }, whyGivenUp)
+	n := e.markInFlight(func(*flight) bool { return true }, whyGivenUp)
 	for _, id := range ids {
 		e.log.Info("held Smart Pay code given back at the POS's request", "kassa_purchase_id", id)
 	}
-	return len(ids), nil
+	if n > 0 {
+		e.log.Info("Smart Pay codes still being committed given back at the POS's request; each is cancelled when its commit is answered", "count", n)
+	}
+	return len(ids) + n, nil
 }
 
 // endSale runs in the transaction that makes p final: commits on the wire
@@ -522,13 +526,17 @@ func (e *Engine) giveUpInFlight(tx *queue.Tx, match func(*flight) bool, why stri
 	return nil
 }
 
-// markInFlight marks matching commits on the wire as given up. Called with e.mu held.
-func (e *Engine) markInFlight(match func(*flight) bool, why string) {
+// markInFlight marks matching commits on the wire as given up and says how
+// many it marked. Called with e.mu held.
+func (e *Engine) markInFlight(match func(*flight) bool, why string) int {
+	n := 0
 	for _, f := range e.inflight {
 		if match(f) && f.giveUp == "" {
 			f.giveUp = why
+			n++
 		}
 	}
+	return n
 }
 
 // newerLiveCode reports whether a code scanned after id is still in play.

@@ -411,6 +411,26 @@ func (s *Server) settle(p *Purchase) {
 	}
 }
 
+// Settle decides a purchase that is processing, as the buyer's bank would:
+// success (the buyer confirmed) or declined. It is how a test or the demo
+// ends a purchase left processing by the Stuck fault.
+func (s *Server) Settle(purchaseID string, success bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.purchases[purchaseID]
+	if !ok {
+		return fmt.Errorf("no purchase %q", purchaseID)
+	}
+	if p.State != wire.StatusProcessing {
+		return fmt.Errorf("purchase %s is %s, not processing", purchaseID, p.State)
+	}
+	p.State, p.Reason = wire.StatusSuccess, ""
+	if !success {
+		p.State, p.Reason = wire.StatusDeclined, "declined by the bank"
+	}
+	return nil
+}
+
 // takeFault consumes the first pending fault for op that pred accepts.
 // Called with mu held.
 func (s *Server) takeFault(op smartpay.Op, pred func(Fault) bool) *Fault {

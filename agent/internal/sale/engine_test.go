@@ -1,0 +1,175 @@
+package sale
+
+import (
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"kassa-agent/payments"
+	"kassa-agent/payments/smartpay"
+	"kassa-agent/payments/smartpay/sandbox"
+	"kassa-agent/queue"
+)
+
+// bench is an engine over a real store file and the Smart Pay sandbox on
+// loopback, with no register (payments without a receipt).
+type bench struct {
+	t     *testing.T
+	e     *Engine
+	srv   *sandbox.Server
+	store *queue.Store
+	clock *TestClock
+}
+
+func newBench(t *testing.T, tune func(*Options)) *bench {
+	t.Helper()
+	srv, err := sandbox.Start(sandbox.Options{ProcessingDelay: sandbox.Immediate})
+	require.NoError(t, err)
+	t.Cleanup(func() { srv.Close() })
+	cl, err := smartpay.New(srv.ClientConfig())
+	require.NoError(t, err)
+	t.Cleanup(cl.Close)
+	st, err := queue.Open(filepath.Join(t.TempDir(), "kassa.db"), queue.Options{})
+	require.NoError(t, err)
+	t.Cleanup(func() { st.Close() })
+	clock := NewTestClock()
+	o := Options{Store: st, SmartPay: cl, CodePattern: regexp.MustCompile(smartpay.DefaultCodePattern), Clock: clock,
+		PollMin: 10 * time.Millisecond, PollMax: 50 * time.Millisecond, SettleBeforeCancel: 300 * time.Millisecond,
+		AbandonAfter: time.Second}
+	if tune != nil {
+		tune(&o)
+	}
+	e, err := New(o)
+	require.NoError(t, err)
+	d := queue.NewDispatcher(st, queue.DispatcherOptions{BaseDelay: 20 * time.Millisecond, MaxDelay: 100 * time.Millisecond})
+	e.RegisterHandlers(d)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{}, 2)
+	go func() { _ = e.Run(ctx); done <- struct{}{} }()
+	go func() { _ = d.Run(ctx); done <- struct{}{} }()
+	t.Cleanup(func() { cancel(); <-done; <-done })
+	// Run must have started before a payment is created.
+	require.Eventually(t, func() bool { e.mu.Lock(); defer e.mu.Unlock(); return e.runCtx != nil }, time.Second, time.Millisecond)
+	return &bench{t: t, e: e, srv: srv, store: st, clock: clock}
+}
+
+func (b *bench) create(key string, amount int64) *Payment {
+	b.t.Helper()
+	body := []byte(`{"provider":"smartpay","amount":` + jsonInt(amount) + `,"currency":"RUB"}`)
+	p, _, err := b.e.Create(context.Background(), key, body, CreateRequest{Provider: "smartpay", Amount: amount, Currency: "RUB"})
+	require.NoError(b.t, err)
+	return p
+}
+
+func jsonInt(v int64) string { b, _ := json.Marshal(v); return string(b) }
+
+func (b *bench) scan() string {
+	code := b.srv.NewCode()
+	b.e.OnScan(context.Background(), code, "api", time.Now())
+	return code
+}
+
+func (b *bench) codeState(code string) string {
+	var state string
+	_ = b.store.View(func(r *queue.ReadTx) error {
+		return r.ForEach(collCodes, func(id string, v []byte) error {
+			var c codeRecord
+			if json.Unmarshal(v, &c) == nil && c.Code == code {
+				state = c.State
+			}
+			return nil
+		})
+	})
+	return state
+}
+
+func (b *bench) payment(id string) *Payment {
+	p, err := b.e.Get(id)
+	require.NoError(b.t, err)
+	return p
+}
+
+// TestWallClockStepsDoNotMoveAges: a held code and a waiting payment age on
+// the monotonic clock. The wall clock jumping two hours ahead (NTP at boot)
+// must not cancel them early; jumping two hours back must not keep them
+// forever.
+func TestWallClockStepsDoNotMoveAges(t *testing.T) {
+	t.Run("forward", func(t *testing.T) {
+		b := newBench(t, nil)
+		code := b.scan()
+		require.Equal(t, CodeHeld, b.codeState(code))
+		b.clock.StepWall(2 * time.Hour)
+		time.Sleep(400 * time.Millisecond) // several sweeps
+		assert.Equal(t, CodeHeld, b.codeState(code), "a wall step forward cancelled a fresh code")
+
+		b = newBench(t, nil)
+		lone := b.create("k", 100)
+		b.clock.StepWall(2 * time.Hour)
+		time.Sleep(400 * time.Millisecond)
+		assert.Equal(t, payments.Committing, b.payment(lone.ID).State, "a wall step forward gave up a fresh payment")
+	})
+	t.Run("back", func(t *testing.T) {
+		b := newBench(t, nil)
+		code := b.scan()
+		require.Equal(t, CodeHeld, b.codeState(code))
+		b.clock.StepWall(-2 * time.Hour)
+		require.Eventually(t, func() bool { return b.codeState(code) == CodeCanceled }, 5*time.Second, 20*time.Millisecond,
+			"a wall step back kept a held code past abandon_after")
+		lone := b.create("k", 100)
+		b.clock.StepWall(-2 * time.Hour)
+		require.Eventually(t, func() bool { return b.payment(lone.ID).State == payments.Canceled }, 5*time.Second, 20*time.Millisecond,
+			"a wall step back kept a waiting payment past abandon_after")
+	})
+	t.Run("time passing", func(t *testing.T) {
+		b := newBench(t, func(o *Options) { o.AbandonAfter = time.Hour })
+		code := b.scan()
+		b.clock.Advance(time.Hour)
+		require.Eventually(t, func() bool { return b.codeState(code) == CodeCanceled }, 10*time.Second, 20*time.Millisecond)
+	})
+}
+
+// TestSettleWaitOnTheMonotonicClock: after a release whose outcome is
+// unknown and a status that says "committed", the purchase is cancelled only
+// after settle_before_cancel has passed on the monotonic clock, whatever the
+// wall clock does.
+func TestSettleWaitOnTheMonotonicClock(t *testing.T) {
+	for _, step := range []time.Duration{2 * time.Hour, -2 * time.Hour} {
+		t.Run(step.String(), func(t *testing.T) {
+			b := newBench(t, func(o *Options) { o.SettleBeforeCancel = 700 * time.Millisecond })
+			require.NoError(t, b.srv.Inject(sandbox.Fault{Op: smartpay.OpRelease, Kind: sandbox.ServerError}))
+			code := b.scan()
+			b.clock.StepWall(step)
+			p := b.create("k", 100)
+			start := time.Now()
+			require.Eventually(t, func() bool { return b.payment(p.ID).State.Final() }, 10*time.Second, 10*time.Millisecond)
+			assert.GreaterOrEqual(t, time.Since(start), 700*time.Millisecond, "cancelled before the settle wait")
+			assert.Equal(t, payments.Failed, b.payment(p.ID).State)
+			require.Eventually(t, func() bool {
+				pur, _ := b.srv.PurchaseByKassaID(b.payment(p.ID).SmartPay.KassaPurchaseID)
+				return pur.Cancels == 1
+			}, 5*time.Second, 10*time.Millisecond)
+			_ = code
+		})
+	}
+}
+
+// TestRefusedReleaseLeavesNothingInMemory: a refused release is followed by
+// no status poll; nothing about it stays in the engine's memory.
+func TestRefusedReleaseLeavesNothingInMemory(t *testing.T) {
+	b := newBench(t, nil)
+	for i := range 3 {
+		require.NoError(t, b.srv.Inject(sandbox.Fault{Op: smartpay.OpRelease, Kind: sandbox.CodeExpired}))
+		b.scan()
+		p := b.create("k"+jsonInt(int64(i)), 100)
+		require.Eventually(t, func() bool { return b.payment(p.ID).State == payments.CodeExpired }, 5*time.Second, 10*time.Millisecond)
+	}
+	b.e.mu.Lock()
+	defer b.e.mu.Unlock()
+	assert.Empty(t, b.e.released, "refused releases left entries behind")
+}
