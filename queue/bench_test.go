@@ -197,7 +197,7 @@ func BenchmarkMarkDone(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for done := 0; done < b.N; {
-		msgs, _, err := d.scan(s.now(), min(256, b.N-done), nil)
+		msgs, _, _, err := d.scan(s.now(), min(256, b.N-done), nil)
 		if err != nil {
 			b.Fatal(err)
 		}

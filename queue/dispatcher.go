@@ -227,7 +227,11 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		// of deliveries rather than once per delivery.
 		if len(ready) == 0 && rescan && len(inflight) < maxInflight {
 			now := d.opts.Now()
-			msgs, nextAt, err := d.scan(now, min(2*workers, maxInflight-len(inflight)), inflight)
+			msgs, bad, nextAt, err := d.scan(now, min(2*workers, maxInflight-len(inflight)), inflight)
+			if err == nil && len(bad) > 0 {
+				err = d.repair(ctx, bad, inflight)
+				nextAt = now // what it made due is read at once
+			}
 			if err != nil {
 				if ctx.Err() != nil {
 					return nil
@@ -299,12 +303,6 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 // attempt does not count; the message goes out again after restart).
 func (d *Dispatcher) attempt(ctx context.Context, dm dueMessage) (outcome, bool) {
 	if ctx.Err() != nil {
-		return outcome{}, false
-	}
-	if dm.err != nil {
-		if !errors.Is(dm.err, ErrNotFound) {
-			d.log.Error("outbox: reading message failed", "msg_id", dm.id, "err", dm.err)
-		}
 		return outcome{}, false
 	}
 	if dm.m.Parked {
@@ -462,18 +460,24 @@ func (d *Dispatcher) logOutcome(o outcome, f failure, updated Message, err error
 	}
 }
 
-// dueMessage is a message read by scan, or why it could not be read.
+// dueMessage is a message read by scan.
 type dueMessage struct {
-	id  uint64
-	m   Message
-	err error
+	id uint64
+	m  Message
 }
 
-// scan returns up to free due messages not already in flight, and when the
-// earliest not-yet-due message becomes due (zero if none waits; now if more
-// is due than was taken).
-func (d *Dispatcher) scan(now time.Time, free int, inflight map[uint64]bool) ([]dueMessage, time.Time, error) {
+// badEntry is a due-index entry whose message is missing or undecodable.
+type badEntry struct {
+	id  uint64
+	due []byte // the entry's key
+}
+
+// scan returns up to free due messages not already in flight, the due
+// entries it found unreadable, and when the earliest not-yet-due message
+// becomes due (zero if none waits; now if more is due than was taken).
+func (d *Dispatcher) scan(now time.Time, free int, inflight map[uint64]bool) ([]dueMessage, []badEntry, time.Time, error) {
 	var msgs []dueMessage
+	var bad []badEntry
 	var next time.Time
 	nowKey := timeKey(now)
 	err := d.s.View(func(rt *ReadTx) error {
@@ -501,11 +505,60 @@ func (d *Dispatcher) scan(now time.Time, free int, inflight map[uint64]bool) ([]
 			// and only this dispatcher changes a due message, so what is
 			// read here is what gets delivered.
 			m, err := messageAt(mc, id)
-			msgs = append(msgs, dueMessage{id: id, m: m, err: err})
+			if err != nil {
+				bad = append(bad, badEntry{id: id, due: clone(k)})
+				continue
+			}
+			msgs = append(msgs, dueMessage{id: id, m: m})
 		}
 		return nil
 	})
-	return msgs, next, err
+	return msgs, bad, next, err
+}
+
+// repair parks the undecodable messages scan found, or removes the due
+// entries of missing ones, so that neither is met again and their keys go
+// on; each is logged once. An entry that cannot be repaired (its
+// transaction part failed) is logged and left out of this run by keeping
+// it in flight. An error is returned only if the store failed.
+func (d *Dispatcher) repair(ctx context.Context, bad []badEntry, inflight map[uint64]bool) error {
+	type result struct {
+		m                Message
+		damaged, changed bool
+		err              error
+	}
+	res := make([]result, len(bad))
+	now := d.opts.Now()
+	err := d.s.Update(ctx, func(tx *Tx) error {
+		for i, b := range bad {
+			r := &res[i]
+			r.err = tx.isolate(func() error {
+				var err error
+				r.m, r.damaged, r.changed, err = tx.parkDamaged(b.id, b.due, now)
+				return err
+			})
+			if errors.Is(r.err, ErrAborted) {
+				return r.err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for i, r := range res {
+		switch {
+		case r.err != nil:
+			inflight[bad[i].id] = true
+			d.log.Error("outbox: message record is unreadable and could not be parked; it is skipped until restart", "msg_id", bad[i].id, "err", r.err)
+		case r.damaged:
+			d.log.Error("outbox: message record is undecodable: PARKED with its bytes, its key's later messages go on",
+				"msg_id", r.m.ID, "key", r.m.Key, "bytes", len(r.m.Raw), "err", r.m.LastError)
+		case r.changed:
+			d.log.Error("outbox: due entry names a missing message; entry removed", "msg_id", bad[i].id, "key", r.m.Key)
+		}
+	}
+	return nil
 }
 
 func callHandler(ctx context.Context, h Handler, m Message) (err error) {
