@@ -200,10 +200,14 @@ func (o outboxCmd) act(t outboxTarget, action string, id uint64, note string) er
 			path += "?note=" + url.QueryEscape(note)
 		}
 		if err := t.api.call(ctx, "POST", path, &res); err != nil {
+			var re *remoteError
 			switch remoteCode(err) {
 			case "not_found":
 				return fmt.Errorf("no outbox message %d (see kassa-agent outbox list --all)", id)
 			case "conflict":
+				if errors.As(err, &re) && re.Message == damagedRetryMsg {
+					return fmt.Errorf("message %d: its record is damaged; it cannot be retried, only dropped", id)
+				}
 				return fmt.Errorf("message %d is not parked; only parked messages can be retried or dropped", id)
 			}
 			return err
@@ -223,6 +227,8 @@ func (o outboxCmd) act(t outboxTarget, action string, id uint64, note string) er
 			return fmt.Errorf("no outbox message %d (see kassa-agent outbox list --all)", id)
 		case errors.Is(err, queue.ErrNotParked):
 			return fmt.Errorf("message %d is not parked; only parked messages can be retried or dropped", id)
+		case errors.Is(err, queue.ErrDamagedMessage):
+			return fmt.Errorf("message %d: its record is damaged; it cannot be retried, only dropped", id)
 		case err != nil:
 			return err
 		}
@@ -281,7 +287,11 @@ func writeOutboxText(w io.Writer, l outboxList, filter queue.Filter, now time.Ti
 			case m.Parked:
 				why = "parked: " + parkedWhy(m)
 			}
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\n", m.ID, m.Kind, clip(m.Key, 32), m.Attempts, ago(now.Sub(m.Created)), dash(clip(oneLine(why), 120)))
+			age := "-" // a damaged record has no creation time
+			if !m.Created.IsZero() {
+				age = ago(now.Sub(m.Created))
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\n", m.ID, m.Kind, clip(m.Key, 32), m.Attempts, age, dash(clip(oneLine(why), 120)))
 		}
 		if len(l.Messages) == 500 {
 			fmt.Fprintln(tw, "(the first 500 only)")

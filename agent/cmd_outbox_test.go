@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	bolt "go.etcd.io/bbolt"
 
 	"kassa-agent/agent/internal/config"
 	"kassa-agent/queue"
@@ -235,4 +237,50 @@ func diagByCheck(t *testing.T, out string) map[string]diagResult {
 		m[r.Check] = r
 	}
 	return m
+}
+
+// A record that does not decode does not break the listing: it is shown
+// with its decode error, and the others still are.
+func TestOutboxListsDamagedRecord(t *testing.T) {
+	cfgPath, _ := writeConfig(t, "")
+	cfg, err := config.Load(cfgPath)
+	require.NoError(t, err)
+	parked, failing := fillOutbox(t, cfg, 1, 1)
+	db, err := bolt.Open(cfg.StorePath(), 0o600, &bolt.Options{Timeout: time.Second})
+	require.NoError(t, err)
+	require.NoError(t, db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte("ob:msg")).Put(binary.BigEndian.AppendUint64(nil, failing[0]), []byte("\x07not an outbox record"))
+	}))
+	require.NoError(t, db.Close())
+
+	out, errOut, code := runCmd("outbox", "list", "--all", "--config", cfgPath)
+	require.Equal(t, exitOK, code, errOut)
+	assert.Regexp(t, fmt.Sprintf(`(?m)^%d +other-0 +0 +- +queue: unknown message format 7$`, failing[0]), out)
+	assert.Regexp(t, fmt.Sprintf(`(?m)^%d +test\.rejected +purchase-0 `, parked[0]), out)
+	l := outboxJSON(t, "--all", "--config", cfgPath)
+	require.Len(t, l.Messages, 2)
+	assert.Equal(t, "queue: unknown message format 7", l.Messages[1].LastError)
+
+	// The dispatcher parks it; it can be dropped, not retried.
+	st, err := queue.Open(cfg.StorePath(), queue.Options{})
+	require.NoError(t, err)
+	d := queue.NewDispatcher(st, queue.DispatcherOptions{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	require.Eventually(t, func() bool {
+		s, err := st.OutboxStats()
+		return err == nil && s.Parked == 2
+	}, 10*time.Second, 5*time.Millisecond)
+	cancel()
+	require.NoError(t, <-done)
+	require.NoError(t, st.Close())
+	_, errOut, code = runCmd("outbox", "retry", fmt.Sprint(failing[0]), "--config", cfgPath)
+	assert.Equal(t, exitFail, code)
+	assert.Contains(t, errOut, fmt.Sprintf("message %d: its record is damaged; it cannot be retried, only dropped", failing[0]))
+	_, errOut, code = runCmd("outbox", "drop", fmt.Sprint(failing[0]), "--note", "checked by hand", "--config", cfgPath)
+	require.Equal(t, exitOK, code, errOut)
+	l = outboxJSON(t, "--dropped", "--config", cfgPath)
+	require.Len(t, l.Messages, 1)
+	assert.Contains(t, l.Messages[0].ParkedReason, "checked by hand")
 }

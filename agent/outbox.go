@@ -126,12 +126,17 @@ func (a *app) outboxAction(w http.ResponseWriter, r *http.Request, do func(uint6
 	localapi.WriteJSON(w, http.StatusOK, messageView(m))
 }
 
+// damagedRetryMsg answers a retry of a message whose record is damaged.
+const damagedRetryMsg = "the message's record is damaged: it cannot be delivered, only dropped"
+
 func outboxErr(err error) error {
 	switch {
 	case errors.Is(err, queue.ErrNotFound):
 		return localapi.Wrap("not_found", "no such outbox message", err)
 	case errors.Is(err, queue.ErrNotParked):
 		return localapi.Wrap("conflict", "the message is not parked; only parked messages can be retried or dropped", err)
+	case errors.Is(err, queue.ErrDamagedMessage):
+		return localapi.Wrap("conflict", damagedRetryMsg, err)
 	default:
 		return localapi.Wrap("store_unavailable", err.Error(), err)
 	}

@@ -34,7 +34,7 @@ func (s *Store) OutboxStats() (OutboxStats, error) {
 			}
 			m, err := decodeMessage(v)
 			if err != nil {
-				return err
+				continue // damaged: it has no creation time; ListOutbox shows it
 			}
 			st.OldestPending = m.Created
 			st.OldestPendingAge = s.now().Sub(m.Created)
@@ -69,12 +69,16 @@ func (s *Store) ListOutbox(filter Filter, limit int) ([]Message, error) {
 		switch filter {
 		case FilterParked:
 			c := rt.btx.Bucket(bOutParked).Cursor()
+			mc := rt.btx.Bucket(bOutMsg).Cursor()
 			for k, _ := c.First(); k != nil && len(out) < limit; k, _ = c.Next() {
-				m, err := rt.message(binary.BigEndian.Uint64(k))
-				if err != nil {
-					return err
+				if len(k) != 8 {
+					continue
 				}
-				out = append(out, m)
+				raw, ok := seekExact(mc, k)
+				if !ok {
+					continue // a stale index entry: nothing to show
+				}
+				out = append(out, listed(rt, k, raw))
 			}
 		case FilterAll, FilterPending, "":
 			parked := rt.btx.Bucket(bOutParked)
@@ -83,18 +87,16 @@ func (s *Store) ListOutbox(filter Filter, limit int) ([]Message, error) {
 				if filter == FilterPending && parked.Get(k) != nil {
 					continue
 				}
-				m, err := decodeMessage(v)
-				if err != nil {
-					return err
-				}
-				out = append(out, m)
+				out = append(out, listed(rt, k, v))
 			}
 		case FilterDropped:
 			c := rt.btx.Bucket(bOutDropped).Cursor()
 			for k, v := c.Last(); k != nil && len(out) < limit; k, v = c.Prev() {
 				m, err := decodeMessage(v)
 				if err != nil {
-					return err
+					// The dropped list is a record; a damaged entry in it
+					// is shown as found, with no key to look up.
+					m = damagedMessage(idOf(k), v, err)
 				}
 				out = append(out, m)
 			}
@@ -104,6 +106,27 @@ func (s *Store) ListOutbox(filter Filter, limit int) ([]Message, error) {
 		return nil
 	})
 	return out, err
+}
+
+// listed is the outbox record raw under k as ListOutbox shows it: a record
+// that does not decode is shown as a Damaged message with its error, so
+// one bad record never hides the others.
+func listed(rt *ReadTx, k, raw []byte) Message {
+	m, err := decodeMessage(raw)
+	if err == nil {
+		return m
+	}
+	m = damagedMessage(idOf(k), raw, err)
+	m.Key, _, _ = keyOf(rt.btx, m.ID)
+	return m
+}
+
+// idOf reads a message id from a bucket key; 0 for a key of another size.
+func idOf(k []byte) uint64 {
+	if len(k) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(k)
 }
 
 // GetMessage returns one outbox message by id.
@@ -130,6 +153,9 @@ func (s *Store) RetryParked(ctx context.Context, id uint64) error {
 		}
 		if !m.Parked {
 			return fmt.Errorf("%w: message %d", ErrNotParked, id)
+		}
+		if m.Damaged {
+			return fmt.Errorf("%w: message %d", ErrDamagedMessage, id)
 		}
 		now := s.now()
 		m.Parked = false

@@ -196,8 +196,9 @@ func BenchmarkMarkDone(b *testing.B) {
 	commits := 0
 	b.ReportAllocs()
 	b.ResetTimer()
+	waits := map[uint64]time.Duration{}
 	for done := 0; done < b.N; {
-		msgs, _, err := d.scan(s.now(), min(256, b.N-done), nil)
+		msgs, _, _, err := d.scan(s.now(), d.clock.Mono(), min(256, b.N-done), nil, waits)
 		if err != nil {
 			b.Fatal(err)
 		}

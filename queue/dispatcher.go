@@ -49,7 +49,12 @@ type DispatcherOptions struct {
 	Workers        int           // deliveries in flight at once, across keys (4)
 	HandlerTimeout time.Duration // per attempt (30s)
 	Logger         *slog.Logger
-	// Now is the clock; nil uses the store's clock.
+	// Clock is the dispatcher's clock; nil means Now if set, else the
+	// store's clock. Backoff waits run on its monotonic side, so a wall
+	// clock step does not shorten or stretch them.
+	Clock Clock
+	// Now, kept for older callers, sets only the wall clock (the monotonic
+	// one is the system's). Clock takes precedence.
 	Now func() time.Time
 	// Jitter returns a random duration in [0, max]; nil uses math/rand/v2.
 	// Tests inject it to check the backoff bounds.
@@ -60,9 +65,10 @@ type DispatcherOptions struct {
 // strictly in order per key, concurrently across keys, with exponential
 // backoff and full jitter. Only one Dispatcher should run per Store.
 type Dispatcher struct {
-	s    *Store
-	opts DispatcherOptions
-	log  *slog.Logger
+	s     *Store
+	opts  DispatcherOptions
+	log   *slog.Logger
+	clock Clock
 
 	mu       sync.RWMutex
 	handlers map[string]Handler
@@ -90,9 +96,6 @@ func NewDispatcher(s *Store, opts DispatcherOptions) *Dispatcher {
 	if opts.HandlerTimeout <= 0 {
 		opts.HandlerTimeout = 30 * time.Second
 	}
-	if opts.Now == nil {
-		opts.Now = s.now
-	}
 	if opts.Jitter == nil {
 		opts.Jitter = func(max time.Duration) time.Duration {
 			if max <= 0 {
@@ -105,7 +108,8 @@ func NewDispatcher(s *Store, opts DispatcherOptions) *Dispatcher {
 	if log == nil {
 		log = s.log
 	}
-	return &Dispatcher{s: s, opts: opts, log: log, handlers: make(map[string]Handler), ready: make(chan struct{})}
+	return &Dispatcher{s: s, opts: opts, log: log, clock: pickClock(opts.Clock, opts.Now, s.clock),
+		handlers: make(map[string]Handler), ready: make(chan struct{})}
 }
 
 // Register sets the handler for kind. Register every kind before Run:
@@ -139,9 +143,18 @@ func (d *Dispatcher) Backoff(n int) time.Duration {
 
 // outcome is a finished attempt waiting to be recorded.
 type outcome struct {
-	dm  dueMessage
-	err error     // nil: delivered, mark done
-	at  time.Time // when the attempt failed
+	dm   dueMessage
+	err  error         // nil: delivered, mark done
+	at   time.Time     // when the attempt failed, wall clock (for the record)
+	mono time.Duration // and on the monotonic clock (for the backoff)
+}
+
+// settled is a message whose outcome is recorded (or had nothing to
+// record). retry, when set, is the monotonic deadline of its next attempt.
+type settled struct {
+	id    uint64
+	retry time.Duration
+	wait  bool
 }
 
 // Sizes of the dispatcher's pipeline. In flight are messages read from the
@@ -174,10 +187,16 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	maxInflight := inflightPerWorker * workers
 	inflight := make(map[uint64]bool, maxInflight)
 	var ready []dueMessage // read ahead from the due index, counted in inflight
-	// settled carries the ids whose outcome is recorded (or had nothing
-	// to record): they leave inflight. Every in-flight id is sent once at
-	// most, so these sends never block, even after Run stopped reading.
-	settled := make(chan []uint64, maxInflight)
+	// settledC carries the messages whose outcome is recorded (or had
+	// nothing to record): they leave inflight. Every in-flight id is sent
+	// once at most, so these sends never block, even after Run stopped
+	// reading.
+	settledC := make(chan []settled, maxInflight)
+	// waits holds the monotonic deadlines of messages backing off in this
+	// run. The due index holds the same times on the wall clock, for a
+	// restart and for people; within a run only these count, so a wall
+	// clock step neither fires a message early nor holds it for hours.
+	waits := make(map[uint64]time.Duration)
 	outcomes := make(chan outcome, maxInflight)
 	// work holds a message for each worker, so a worker goes on at once
 	// when its handler returns instead of waiting for this loop to be
@@ -186,7 +205,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	committed := make(chan struct{})
 	go func() {
 		defer close(committed)
-		d.commitOutcomes(ctx, outcomes, settled)
+		d.commitOutcomes(ctx, outcomes, settledC)
 	}()
 	var wg sync.WaitGroup
 	for range workers {
@@ -195,7 +214,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 				if o, record := d.attempt(ctx, dm); record {
 					outcomes <- o
 				} else {
-					settled <- []uint64{dm.id}
+					settledC <- []settled{{id: dm.id}}
 				}
 			}
 		})
@@ -207,17 +226,18 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		<-committed
 	}()
 
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
 	readyOnce := false
 	// rescan: something may have become due since the last scan. Only a
 	// commit (ours or an enqueue), the timer, or a short scan can change
 	// that; a handler returning cannot.
 	rescan := true
-	var next time.Time
-	settle := func(ids []uint64) {
-		for _, id := range ids {
-			delete(inflight, id)
+	next, waiting := time.Duration(0), false // monotonic deadline of the next due message
+	settle := func(ss []settled) {
+		for _, x := range ss {
+			delete(inflight, x.id)
+			if x.wait {
+				waits[x.id] = x.retry
+			}
 		}
 		rescan = true
 	}
@@ -226,15 +246,19 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		// (which starts with everything in flight) is walked once per batch
 		// of deliveries rather than once per delivery.
 		if len(ready) == 0 && rescan && len(inflight) < maxInflight {
-			now := d.opts.Now()
-			msgs, nextAt, err := d.scan(now, min(2*workers, maxInflight-len(inflight)), inflight)
+			mono := d.clock.Mono()
+			msgs, bad, wait, err := d.scan(d.clock.Now(), mono, min(2*workers, maxInflight-len(inflight)), inflight, waits)
+			if err == nil && len(bad) > 0 {
+				err = d.repair(ctx, bad, inflight)
+				wait = 0 // what it made due is read at once
+			}
 			if err != nil {
 				if ctx.Err() != nil {
 					return nil
 				}
 				return fmt.Errorf("queue: dispatcher: %w", err)
 			}
-			next, rescan = nextAt, false
+			next, waiting, rescan = mono+wait, wait >= 0, false
 			for _, m := range msgs {
 				inflight[m.id] = true
 			}
@@ -262,9 +286,13 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			workC, head = work, ready[0]
 		} else {
 			ready = nil // let the read-ahead's array go
-			if !next.IsZero() {
-				timer.Reset(max(next.Sub(d.opts.Now()), 0))
-				timerC = timer.C
+			// With inflight full no scan can run: a settle wakes the loop.
+			if waiting && len(inflight) < maxInflight {
+				if left := next - d.clock.Mono(); left > 0 {
+					timerC = d.clock.After(left)
+				} else {
+					timerC = fired
+				}
 			}
 		}
 		select {
@@ -272,20 +300,19 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			return nil
 		case workC <- head:
 			ready = ready[1:]
-		case ids := <-settled:
-			settle(ids)
+		case ss := <-settledC:
+			settle(ss)
 		case <-d.s.wake:
 			rescan = true
 		case <-timerC:
 			rescan = true
 		}
-		timer.Stop()
 		// Collect every settled id before the next scan.
 	drain:
 		for {
 			select {
-			case ids := <-settled:
-				settle(ids)
+			case ss := <-settledC:
+				settle(ss)
 			default:
 				break drain
 			}
@@ -299,12 +326,6 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 // attempt does not count; the message goes out again after restart).
 func (d *Dispatcher) attempt(ctx context.Context, dm dueMessage) (outcome, bool) {
 	if ctx.Err() != nil {
-		return outcome{}, false
-	}
-	if dm.err != nil {
-		if !errors.Is(dm.err, ErrNotFound) {
-			d.log.Error("outbox: reading message failed", "msg_id", dm.id, "err", dm.err)
-		}
 		return outcome{}, false
 	}
 	if dm.m.Parked {
@@ -326,7 +347,7 @@ func (d *Dispatcher) attempt(ctx context.Context, dm dueMessage) (outcome, bool)
 	}
 	o := outcome{dm: dm, err: herr}
 	if herr != nil {
-		o.at = d.opts.Now()
+		o.at, o.mono = d.clock.Now(), d.clock.Mono()
 	}
 	return o, true
 }
@@ -361,7 +382,7 @@ func (d *Dispatcher) judge(m *Message, herr error, now time.Time) failure {
 // takes every outcome waiting into one transaction, each isolated so one
 // that fails (a damaged record) does not hold back the others, and reports
 // each as recorded only once the transaction is durable.
-func (d *Dispatcher) commitOutcomes(ctx context.Context, outcomes <-chan outcome, settled chan<- []uint64) {
+func (d *Dispatcher) commitOutcomes(ctx context.Context, outcomes <-chan outcome, settledC chan<- []settled) {
 	// Recording must not be cut short by shutdown: a delivered message
 	// left unmarked would only be sent again, and a lost failure record
 	// would skip its backoff.
@@ -437,12 +458,16 @@ func (d *Dispatcher) commitOutcomes(ctx context.Context, outcomes <-chan outcome
 			}
 			return nil
 		})
-		ids := make([]uint64, len(batch))
+		ss := make([]settled, len(batch))
 		for i, o := range batch {
-			d.logOutcome(o, fails[i], updated[i], cmp.Or(err, errs[i]))
-			ids[i] = o.dm.id
+			err := cmp.Or(err, errs[i])
+			d.logOutcome(o, fails[i], updated[i], err)
+			ss[i] = settled{id: o.dm.id}
+			if o.err != nil && err == nil && !fails[i].park {
+				ss[i].retry, ss[i].wait = o.mono+fails[i].delay, true
+			}
 		}
-		settled <- ids
+		settledC <- ss
 		clear(updated[:len(batch)])
 	}
 }
@@ -462,19 +487,38 @@ func (d *Dispatcher) logOutcome(o outcome, f failure, updated Message, err error
 	}
 }
 
-// dueMessage is a message read by scan, or why it could not be read.
+// dueMessage is a message read by scan.
 type dueMessage struct {
-	id  uint64
-	m   Message
-	err error
+	id uint64
+	m  Message
 }
 
-// scan returns up to free due messages not already in flight, and when the
-// earliest not-yet-due message becomes due (zero if none waits; now if more
-// is due than was taken).
-func (d *Dispatcher) scan(now time.Time, free int, inflight map[uint64]bool) ([]dueMessage, time.Time, error) {
+// badEntry is a due-index entry whose message is missing or undecodable.
+type badEntry struct {
+	id  uint64
+	due []byte // the entry's key
+}
+
+// scan returns up to free due messages not already in flight, the due
+// entries it found unreadable, and how long until the earliest message
+// not yet due becomes due (-1 if none waits; 0 if more is due than was
+// taken), measured on the monotonic clock.
+//
+// A message is due when its deadline in waits has passed; one without a
+// deadline there (enqueued, retried by a technician, or left by an
+// earlier run) when its wall-clock due time has. A wall due time still
+// ahead is converted once into a deadline in waits, no further ahead than
+// the message's own wait could be (its backoff bound, or its Enqueue
+// delay): after a restart with a clock that went back, a message waits at
+// most that long; with a clock that went forward, it goes at once.
+// Because of these deadlines the due index is walked to its end, not to
+// the first entry ahead of the wall clock; it holds one entry per key
+// with messages waiting, and entries in flight or backing off are passed
+// over with a map look-up.
+func (d *Dispatcher) scan(now time.Time, mono time.Duration, free int, inflight map[uint64]bool, waits map[uint64]time.Duration) ([]dueMessage, []badEntry, time.Duration, error) {
 	var msgs []dueMessage
-	var next time.Time
+	var bad []badEntry
+	wait := time.Duration(-1)
 	nowKey := timeKey(now)
 	err := d.s.View(func(rt *ReadTx) error {
 		c := rt.btx.Bucket(bOutDue).Cursor()
@@ -483,29 +527,104 @@ func (d *Dispatcher) scan(now time.Time, free int, inflight map[uint64]bool) ([]
 			if len(k) != 16 {
 				return fmt.Errorf("damaged due index entry")
 			}
-			at := binary.BigEndian.Uint64(k)
-			if at > nowKey {
-				next = time.Unix(0, int64(at))
-				return nil
-			}
 			id := binary.BigEndian.Uint64(k[8:])
 			if inflight[id] {
 				continue
 			}
+			deadline, tracked := waits[id]
+			if at := binary.BigEndian.Uint64(k); !tracked && at > nowKey {
+				m, err := messageAt(mc, id)
+				if err != nil {
+					bad = append(bad, badEntry{id: id, due: clone(k)})
+					continue
+				}
+				deadline, tracked = mono+min(time.Duration(at-nowKey), d.ownWait(&m)), true
+				waits[id] = deadline
+			}
+			if tracked && deadline > mono {
+				if left := deadline - mono; wait < 0 || left < wait {
+					wait = left
+				}
+				continue
+			}
 			if len(msgs) == free {
-				next = now // more is due: come back as soon as a worker frees up
+				wait = 0 // more is due: come back as soon as a worker frees up
 				return nil
 			}
+			delete(waits, id)
 			// Read in the same snapshot, saving a transaction per message:
 			// the due index holds only heads of keys that are not parked,
 			// and only this dispatcher changes a due message, so what is
 			// read here is what gets delivered.
 			m, err := messageAt(mc, id)
-			msgs = append(msgs, dueMessage{id: id, m: m, err: err})
+			if err != nil {
+				bad = append(bad, badEntry{id: id, due: clone(k)})
+				continue
+			}
+			msgs = append(msgs, dueMessage{id: id, m: m})
 		}
 		return nil
 	})
-	return msgs, next, err
+	return msgs, bad, wait, err
+}
+
+// ownWait is the longest m can have been meant to wait from when its due
+// time was set: the backoff bound after its last failure, or for a message
+// not yet attempted the delay it was enqueued with.
+func (d *Dispatcher) ownWait(m *Message) time.Duration {
+	if m.Attempts > 0 {
+		return d.Backoff(m.Attempts)
+	}
+	from := m.Created
+	if m.RetriedAt.After(from) {
+		from = m.RetriedAt
+	}
+	return max(m.NextAttempt.Sub(from), 0)
+}
+
+// repair parks the undecodable messages scan found, or removes the due
+// entries of missing ones, so that neither is met again and their keys go
+// on; each is logged once. An entry that cannot be repaired (its
+// transaction part failed) is logged and left out of this run by keeping
+// it in flight. An error is returned only if the store failed.
+func (d *Dispatcher) repair(ctx context.Context, bad []badEntry, inflight map[uint64]bool) error {
+	type result struct {
+		m                Message
+		damaged, changed bool
+		err              error
+	}
+	res := make([]result, len(bad))
+	now := d.clock.Now()
+	err := d.s.Update(ctx, func(tx *Tx) error {
+		for i, b := range bad {
+			r := &res[i]
+			r.err = tx.isolate(func() error {
+				var err error
+				r.m, r.damaged, r.changed, err = tx.parkDamaged(b.id, b.due, now)
+				return err
+			})
+			if errors.Is(r.err, ErrAborted) {
+				return r.err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for i, r := range res {
+		switch {
+		case r.err != nil:
+			inflight[bad[i].id] = true
+			d.log.Error("outbox: message record is unreadable and could not be parked; it is skipped until restart", "msg_id", bad[i].id, "err", r.err)
+		case r.damaged:
+			d.log.Error("outbox: message record is undecodable: PARKED with its bytes, its key's later messages go on",
+				"msg_id", r.m.ID, "key", r.m.Key, "bytes", len(r.m.Raw), "err", r.m.LastError)
+		case r.changed:
+			d.log.Error("outbox: due entry names a missing message; entry removed", "msg_id", bad[i].id, "key", r.m.Key)
+		}
+	}
+	return nil
 }
 
 func callHandler(ctx context.Context, h Handler, m Message) (err error) {

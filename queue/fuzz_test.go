@@ -12,6 +12,8 @@ func FuzzDecodeMessage(f *testing.F) {
 		LastError: "503", Parked: true, ParkedReason: "limit", ParkedAt: time.Unix(1700000200, 0), RetriedAt: time.Unix(1700000300, 0)}
 	f.Add(encodeMessage(&full))
 	f.Add(encodeMessage(&Message{ID: 1, Kind: "k", Key: "a"}))
+	f.Add(encodeMessage(&Message{ID: 9, Key: "purchase-2", Parked: true, ParkedReason: "undecodable record", LastError: "bad varint",
+		Damaged: true, Raw: []byte("\x07not an outbox record")}))
 	f.Add([]byte{})
 	f.Add([]byte{1})
 	f.Add([]byte{2, 0, 0})
@@ -28,7 +30,8 @@ func FuzzDecodeMessage(f *testing.F) {
 		}
 		if again.ID != m.ID || again.Kind != m.Kind || again.Key != m.Key || !bytes.Equal(again.Payload, m.Payload) ||
 			!again.Created.Equal(m.Created) || again.Attempts != m.Attempts || again.Parked != m.Parked ||
-			again.LastError != m.LastError || again.ParkedReason != m.ParkedReason || !again.RetriedAt.Equal(m.RetriedAt) {
+			again.LastError != m.LastError || again.ParkedReason != m.ParkedReason || !again.RetriedAt.Equal(m.RetriedAt) ||
+			again.Damaged != m.Damaged || !bytes.Equal(again.Raw, m.Raw) {
 			t.Fatalf("round trip changed %+v into %+v", m, again)
 		}
 	})

@@ -102,6 +102,7 @@ func (t *Tx) PutIdempotency(key string, rec IdempotencyRecord) error {
 	}
 	if rec.Created.IsZero() {
 		rec.Created = t.s.now()
+		t.s.idemStamped(key)
 	}
 	if old := t.btx.Bucket(bIdem).Get([]byte(key)); old != nil {
 		if prev, err := decodeIdem(old); err == nil {
@@ -120,25 +121,81 @@ func (t *Tx) PutIdempotency(key string, rec IdempotencyRecord) error {
 	return t.put(bIdemTime, idemTimeKey(rec.Created, key), nil)
 }
 
+// idemStamped notes the monotonic time at which this run stamped key.
+func (s *Store) idemStamped(key string) {
+	s.idemMu.Lock()
+	s.idemMono[key] = s.clock.Mono()
+	s.idemMu.Unlock()
+}
+
+// idemYoung reports whether this run stamped key less than olderThan ago
+// by the monotonic clock. Entries older than that protect nothing and go.
+func (s *Store) idemYoung(key []byte, olderThan time.Duration) bool {
+	s.idemMu.Lock()
+	defer s.idemMu.Unlock()
+	at, ok := s.idemMono[string(key)]
+	if !ok {
+		return false
+	}
+	if s.clock.Mono()-at < olderThan {
+		return true
+	}
+	delete(s.idemMono, string(key))
+	return false
+}
+
+// forgetOldStamps drops the stamps olderThan old: also those of keys whose
+// transaction was rolled back, which no prune meets.
+func (s *Store) forgetOldStamps(olderThan time.Duration) {
+	s.idemMu.Lock()
+	defer s.idemMu.Unlock()
+	now := s.clock.Mono()
+	for k, at := range s.idemMono {
+		if now-at >= olderThan {
+			delete(s.idemMono, k)
+		}
+	}
+}
+
 // PruneIdempotency deletes keys created more than olderThan ago and returns
 // how many went. olderThan below MinIdempotencyRetention is refused. Work
 // is done in transactions of at most 1000 keys so the store is never held
 // for long.
+//
+// Age is wall-clock age (Created), since keys outlive restarts. A key
+// stamped by this run (PutIdempotency with Created unset) must in
+// addition be olderThan old on the monotonic clock: a wall clock stepped
+// forward (NTP correcting a till that booted with its clock behind) never
+// prunes a key early. A step back only makes wall ages shorter, so keys
+// are then kept longer, never pruned early. For keys from earlier runs
+// the wall clock is all there is.
 func (s *Store) PruneIdempotency(ctx context.Context, olderThan time.Duration) (int, error) {
 	if olderThan < MinIdempotencyRetention {
 		return 0, fmt.Errorf("queue: idempotency keys are kept at least %s, not %s", MinIdempotencyRetention, olderThan)
 	}
 	cutoff := timeKey(s.now().Add(-olderThan))
 	total := 0
+	var after []byte // keys up to here were kept as young on the monotonic clock
 	for {
 		n := 0
 		err := s.Update(ctx, func(tx *Tx) error {
 			n = 0
 			c := tx.btx.Bucket(bIdemTime).Cursor()
 			var victims [][]byte
-			for k, _ := c.First(); k != nil && len(victims) < 1000; k, _ = c.Next() {
+			k, _ := c.First()
+			if after != nil {
+				k, _ = c.Seek(after)
+				if bytes.Equal(k, after) {
+					k, _ = c.Next()
+				}
+			}
+			for ; k != nil && len(victims) < 1000; k, _ = c.Next() {
 				if len(k) < 8 || binary.BigEndian.Uint64(k) >= cutoff {
 					break
+				}
+				after = clone(k)
+				if s.idemYoung(k[8:], olderThan) {
+					continue
 				}
 				victims = append(victims, clone(k))
 			}
@@ -158,19 +215,19 @@ func (s *Store) PruneIdempotency(ctx context.Context, olderThan time.Duration) (
 		}
 		total += n
 		if n < 1000 {
+			s.forgetOldStamps(olderThan)
 			return total, nil
 		}
 	}
 }
 
 // RunIdempotencySweeper prunes keys older than olderThan every interval
-// until ctx ends. Errors are logged, not fatal.
+// (on the store clock's monotonic side) until ctx ends. Errors are logged,
+// not fatal.
 func (s *Store) RunIdempotencySweeper(ctx context.Context, interval, olderThan time.Duration) error {
 	if olderThan < MinIdempotencyRetention {
 		return fmt.Errorf("queue: idempotency keys are kept at least %s, not %s", MinIdempotencyRetention, olderThan)
 	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
 	for {
 		n, err := s.PruneIdempotency(ctx, olderThan)
 		switch {
@@ -182,7 +239,7 @@ func (s *Store) RunIdempotencySweeper(ctx context.Context, interval, olderThan t
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-t.C:
+		case <-s.clock.After(interval):
 		}
 	}
 }

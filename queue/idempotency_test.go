@@ -12,11 +12,9 @@ import (
 )
 
 func TestIdempotencyReplayMismatchExpiry(t *testing.T) {
-	now := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
-	var mu sync.Mutex
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
-	s := openTemp(t, Options{Now: clock})
+	clock := NewTestClock(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC))
+	advance := clock.Advance
+	s := openTemp(t, Options{Clock: clock})
 	ctx := context.Background()
 	hashA, hashB := []byte("sha256-of-body-A"), []byte("sha256-of-body-B")
 
@@ -41,7 +39,7 @@ func TestIdempotencyReplayMismatchExpiry(t *testing.T) {
 	}
 	// Replay: same body -> stored response, nothing new created.
 	rec, err := create("key-1", hashA, "pay-2")
-	if err != nil || rec == nil || rec.ResourceID != "pay-1" || rec.Status != 201 || string(rec.Body) != `{"id":"pay-1"}` || !rec.Created.Equal(now) {
+	if err != nil || rec == nil || rec.ResourceID != "pay-1" || rec.Status != 201 || string(rec.Body) != `{"id":"pay-1"}` || !rec.Created.Equal(clock.Now()) {
 		t.Fatalf("replay: %+v %v", rec, err)
 	}
 	// Mismatch: same key, other body.

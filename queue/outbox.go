@@ -33,6 +33,14 @@ type Message struct {
 	// RetriedAt is when a technician last retried it; the age limit
 	// counts from here when set.
 	RetriedAt time.Time
+	// Damaged marks a record that could not be decoded. Raw is then its
+	// bytes as found, for a technician; ID is its key in the store, Key
+	// is taken from the key index when it names the record, LastError
+	// holds the decode error, and the other fields are empty. The
+	// dispatcher parks such a message (it cannot be delivered nor
+	// retried, only dropped) and lets its key's later messages go on.
+	Damaged bool
+	Raw     []byte
 }
 
 // Limits on message fields.
@@ -41,6 +49,9 @@ const (
 	MaxKeyLen     = 1024
 	MaxPayloadLen = 1 << 20
 	maxErrorLen   = 2048
+	// maxRawLen bounds the bytes of a damaged record kept with it: more
+	// than any record this program writes.
+	maxRawLen = 2*MaxPayloadLen + 64<<10
 )
 
 // ErrInvalidMessage: Enqueue was given an unusable message.
@@ -48,6 +59,10 @@ var ErrInvalidMessage = errors.New("queue: invalid message")
 
 // ErrNotParked: RetryParked/DropParked on a message that is not parked.
 var ErrNotParked = errors.New("queue: message is not parked")
+
+// ErrDamagedMessage: RetryParked on a message whose record could not be
+// decoded; there is nothing to deliver, it can only be dropped.
+var ErrDamagedMessage = errors.New("queue: message record is damaged; it can only be dropped")
 
 const msgFormat = 1
 
@@ -63,7 +78,7 @@ func appendTime(b []byte, t time.Time) []byte {
 // encodeMessage is the on-disk form: a format byte, then fields as
 // uvarint-length strings and uvarint nanosecond times.
 func encodeMessage(m *Message) []byte {
-	b := make([]byte, 0, 64+len(m.Kind)+len(m.Key)+len(m.Payload)+len(m.LastError)+len(m.ParkedReason))
+	b := make([]byte, 0, 64+len(m.Kind)+len(m.Key)+len(m.Payload)+len(m.LastError)+len(m.ParkedReason)+len(m.Raw))
 	b = append(b, msgFormat)
 	b = binary.AppendUvarint(b, m.ID)
 	b = appendString(b, m.Kind)
@@ -78,10 +93,19 @@ func encodeMessage(m *Message) []byte {
 	if m.Parked {
 		flags |= 1
 	}
+	if m.Damaged {
+		flags |= 2
+	}
 	b = append(b, flags)
 	b = appendString(b, m.ParkedReason)
 	b = appendTime(b, m.ParkedAt)
 	b = appendTime(b, m.RetriedAt)
+	if m.Damaged {
+		// After every older field, so a program that does not know the
+		// flag still reads the rest.
+		b = binary.AppendUvarint(b, uint64(len(m.Raw)))
+		b = append(b, m.Raw...)
+	}
 	return b
 }
 
@@ -158,6 +182,10 @@ func decodeMessage(raw []byte) (Message, error) {
 	m.ParkedReason = string(d.bytes(maxErrorLen * 4))
 	m.ParkedAt = d.time()
 	m.RetriedAt = d.time()
+	if flags&2 != 0 {
+		m.Damaged = true
+		m.Raw = clone(d.bytes(maxRawLen))
+	}
 	if d.err != nil {
 		return Message{}, fmt.Errorf("queue: damaged message record: %w", d.err)
 	}
@@ -170,6 +198,31 @@ func decodeMessage(raw []byte) (Message, error) {
 		m.Payload = []byte{}
 	}
 	return m, nil
+}
+
+// damagedMessage stands for the record raw, stored under id, that
+// decodeMessage refused with err.
+func damagedMessage(id uint64, raw []byte, err error) Message {
+	if len(raw) > maxRawLen {
+		raw = raw[:maxRawLen]
+	}
+	return Message{ID: id, Damaged: true, Raw: clone(raw), Payload: []byte{}, LastError: err.Error()}
+}
+
+// keyOf finds the key whose index names message id. It walks the whole key
+// index, which is only done for a damaged record, whose own Key cannot be
+// trusted.
+func keyOf(btx *bolt.Tx, id uint64) (key string, ik []byte, ok bool) {
+	c := btx.Bucket(bOutKey).Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		if len(k) < 10 || binary.BigEndian.Uint64(k[len(k)-8:]) != id {
+			continue
+		}
+		if n := int(binary.BigEndian.Uint16(k)); n == len(k)-10 {
+			return string(k[2 : 2+n]), clone(k), true
+		}
+	}
+	return "", nil, false
 }
 
 // keyIndexKey orders messages per key: len(key) as 2 bytes, key, id.
@@ -312,7 +365,8 @@ func (t *Tx) promote(key string) error {
 	}
 	_, nextAttempt, parked, err := decodeIndexFields(raw)
 	if err != nil {
-		return err
+		// Due at once: the dispatcher meets it, parks it and goes on.
+		return t.put(bOutDue, dueKey(time.Time{}, id), nil)
 	}
 	if parked {
 		return nil
@@ -366,8 +420,9 @@ func deleteExact(c *bolt.Cursor, key []byte) error {
 //
 // It runs once per delivery, so it is built for cost: it reads only the
 // fields the indexes need, and it does every read and check before its
-// first write, so a damaged record fails it with nothing changed and
-// without an undo log. A write failing after that (bbolt refusing a write
+// first write, so a damaged record of its own fails it with nothing changed
+// and without an undo log. (A damaged next message does not fail it: that
+// one is made due so the dispatcher parks it.) A write failing after that (bbolt refusing a write
 // it accepted a moment ago) is returned wrapped in ErrAborted: the whole
 // transaction must then be dropped.
 func (t *Tx) markDone(id uint64) error {
@@ -403,10 +458,12 @@ func (t *Tx) markDone(id uint64) error {
 			return fmt.Errorf("%w: message %d", ErrNotFound, next)
 		}
 		_, at, nparked, err := decodeIndexFields(nraw)
-		if err != nil {
-			return err
-		}
-		if !nparked { // a parked head keeps its key blocked until a technician acts
+		switch {
+		case err != nil:
+			// An undecodable next is made due at once: the dispatcher
+			// parks it and lets the key go on (see parkDamaged).
+			nextDue = dueKey(time.Time{}, next)
+		case !nparked: // a parked head keeps its key blocked until a technician acts
 			nextDue = dueKey(at, next)
 		}
 	}
@@ -480,4 +537,53 @@ func (t *Tx) markFailed(id uint64, errText string, park bool, parkReason string,
 		return Message{}, err
 	}
 	return m, t.writeMessage(&m)
+}
+
+// parkDamaged handles a due-index entry dk naming message id whose record
+// is missing or does not decode. It reports what it did: a damaged record
+// is replaced by a parked Message holding its bytes and decode error
+// (damaged set); a missing one has its index entries removed (damaged
+// unset). Either way the entry leaves its key's line and the key's next
+// message becomes due: per-key order exists so that a confirm goes before
+// its fiscal message, but a record that can never be delivered would hold
+// its key forever, and the submissions behind it would be lost. A record
+// that decodes after all (nothing else writes it, so this does not happen)
+// is left alone, and ok is false.
+func (t *Tx) parkDamaged(id uint64, dk []byte, now time.Time) (m Message, damaged, ok bool, err error) {
+	raw := t.btx.Bucket(bOutMsg).Get(u64(id))
+	var derr error
+	if raw != nil {
+		if _, derr = decodeMessage(raw); derr == nil {
+			return Message{}, false, false, nil
+		}
+	}
+	if err := t.del(bOutDue, dk); err != nil {
+		return Message{}, false, false, err
+	}
+	key, ik, indexed := keyOf(t.btx, id)
+	if indexed {
+		if err := t.del(bOutKey, ik); err != nil {
+			return Message{}, false, false, err
+		}
+	}
+	m = Message{ID: id, Key: key}
+	if raw != nil {
+		m = damagedMessage(id, raw, derr)
+		m.Key = key
+		m.Parked = true
+		m.ParkedAt = now
+		m.ParkedReason = "undecodable record, kept as found; drop it once the payment is checked by hand"
+		if err := t.put(bOutParked, u64(id), nil); err != nil {
+			return Message{}, false, false, err
+		}
+		if err := t.writeMessage(&m); err != nil {
+			return Message{}, false, false, err
+		}
+	}
+	if indexed {
+		if err := t.promote(key); err != nil {
+			return Message{}, false, false, err
+		}
+	}
+	return m, raw != nil, true, nil
 }

@@ -45,8 +45,12 @@ type Options struct {
 	OnCorrupt string
 	// Logger receives store events; nil discards them.
 	Logger *slog.Logger
-	// Now is the store's clock (message and idempotency timestamps).
-	// nil means time.Now; tests inject their own.
+	// Clock is the store's clock: wall time for message and idempotency
+	// timestamps, monotonic time for ages within a run. nil means Now if
+	// set, else SystemClock.
+	Clock Clock
+	// Now, kept for older callers, sets only the wall clock (the monotonic
+	// one is the system's). Clock takes precedence.
 	Now func() time.Time
 }
 
@@ -90,7 +94,7 @@ type Store struct {
 	db        *bolt.DB
 	path      string
 	log       *slog.Logger
-	now       func() time.Time
+	clock     Clock
 	recovered *CorruptError
 
 	// group commit state, see commit.go
@@ -104,6 +108,11 @@ type Store struct {
 
 	seqMu sync.Mutex
 	seqs  map[string]*Sequence
+
+	// idemMono holds, for idempotency keys stamped by this run, the
+	// monotonic reading at their creation: see PruneIdempotency.
+	idemMu   sync.Mutex
+	idemMono map[string]time.Duration
 }
 
 // Bucket names. Records live in "rec:<collection>".
@@ -160,10 +169,8 @@ func Open(path string, opts Options) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	now := opts.Now
-	if now == nil {
-		now = time.Now
-	}
+	clock := pickClock(opts.Clock, opts.Now, SystemClock)
+	now := clock.Now
 
 	var recovered *CorruptError
 	fi, err := os.Stat(path)
@@ -205,10 +212,11 @@ func Open(path string, opts Options) (*Store, error) {
 		db:        db,
 		path:      path,
 		log:       log,
-		now:       now,
+		clock:     clock,
 		recovered: recovered,
 		wake:      make(chan struct{}, 1),
 		seqs:      make(map[string]*Sequence),
+		idemMono:  make(map[string]time.Duration),
 	}
 	s.idle = sync.NewCond(&s.gmu)
 	if err := s.migrate(); err != nil {
@@ -262,6 +270,12 @@ func (s *Store) SchemaVersionOf() (uint64, error) {
 // Recovered reports the damaged file that Open moved aside (move_aside
 // policy), or nil. The agent shows it in /v1/status and diagnostics.
 func (s *Store) Recovered() *CorruptError { return s.recovered }
+
+// Clock is the store's clock (Options.Clock, or the system clock). The
+// sale engine shares it so that all parts of the agent see one time.
+func (s *Store) Clock() Clock { return s.clock }
+
+func (s *Store) now() time.Time { return s.clock.Now() }
 
 // Path is the store file's path.
 func (s *Store) Path() string { return s.path }
