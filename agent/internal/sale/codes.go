@@ -705,7 +705,7 @@ func (e *Engine) sweepCodes(ctx context.Context) {
 	every := min(e.o.AbandonAfter/10, 5*time.Second)
 	var lastPrune time.Duration = -time.Hour
 	for sleep(ctx, every, nil) == nil {
-		prune := e.clock.Elapsed()-lastPrune >= time.Hour
+		prune := e.clock.Mono()-lastPrune >= time.Hour
 		var due bool
 		_ = e.store.View(func(r *queue.ReadTx) error {
 			held, err := heldCodes(r)
@@ -780,7 +780,7 @@ func (e *Engine) sweepCodes(ctx context.Context) {
 			continue
 		}
 		if prune {
-			lastPrune = e.clock.Elapsed()
+			lastPrune = e.clock.Mono()
 		}
 		if pruned > 0 {
 			e.log.Info("old Smart Pay code records pruned", "count", pruned, "older_than", codeRetention)

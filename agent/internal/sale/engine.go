@@ -64,7 +64,7 @@ type Options struct {
 	FiscalRetryMin     time.Duration // first receipt retry delay (2 s)
 	FiscalRetryMax     time.Duration // receipt retry cap (1 min)
 
-	Clock Clock // nil: the host's clock
+	Clock queue.Clock // nil: the store's clock
 }
 
 func (o *Options) defaults() {
@@ -91,7 +91,7 @@ func (o *Options) defaults() {
 		o.TaxSystem = fiscal.OSN
 	}
 	if o.Clock == nil {
-		o.Clock = SystemClock()
+		o.Clock = o.Store.Clock()
 	}
 }
 
@@ -118,9 +118,9 @@ type Engine struct {
 	wake    map[string]chan struct{}
 	running map[string]bool
 
-	clock    Clock
+	clock    queue.Clock
 	ages     *ages
-	bornAt   time.Duration // clock.Elapsed when this engine was made
+	bornAt   time.Duration // clock.Mono when this engine was made
 	inflight map[string]*flight
 	runCtx   context.Context
 	stopping bool            // set under mu once Run winds down: no new workers
@@ -148,7 +148,7 @@ func New(o Options) (*Engine, error) {
 	}
 	return &Engine{o: o, store: o.Store, log: o.Logger, hub: o.Hub, payIDs: pay, kpIDs: kp,
 		wake: map[string]chan struct{}{}, running: map[string]bool{}, clock: o.Clock, ages: newAges(o.Clock),
-		bornAt: o.Clock.Elapsed(), inflight: map[string]*flight{},
+		bornAt: o.Clock.Mono(), inflight: map[string]*flight{},
 		released: map[string]time.Duration{}, stopped: make(chan struct{})}, nil
 }
 

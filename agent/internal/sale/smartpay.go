@@ -199,7 +199,7 @@ func (e *Engine) release(ctx context.Context, p *Payment) {
 // follows it, and the note would never be dropped.
 func (e *Engine) releaseReturned(id string) {
 	e.mu.Lock()
-	e.released[id] = e.clock.Elapsed()
+	e.released[id] = e.clock.Mono()
 	e.mu.Unlock()
 }
 
@@ -214,7 +214,7 @@ func (e *Engine) settled(p *Payment) bool {
 	if !ok {
 		from = e.bornAt
 	}
-	return e.clock.Elapsed()-from >= e.o.SettleBeforeCancel
+	return e.clock.Mono()-from >= e.o.SettleBeforeCancel
 }
 
 // poll asks the status until the payment is decided.
