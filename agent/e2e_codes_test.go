@@ -169,3 +169,31 @@ func TestYesterdaysPaymentTakesNoCode(t *testing.T) {
 	require.NotNil(t, p.SmartPay, "the morning's code is held for the morning's sale")
 	assert.Equal(t, pur.ID, p.SmartPay.PurchaseID)
 }
+
+// TestPaymentWithItsCodeAgesOutAcrossRestart: the payment has its code but
+// the register cannot print; the agent is stopped and started again after
+// abandon_after with paper loaded. The buyer is long gone: nothing is released.
+func TestPaymentWithItsCodeAgesOutAcrossRestart(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	const abandon = 1500 * time.Millisecond
+	// Long sweeps: the restart, not the sweep, must find the payment too old.
+	tune := func(o *sale.Options) { o.AbandonAfter = abandon }
+	stop := r.runInProcess(tune)
+	p := r.create("k", saleBody(20480, milkReceipt))
+	r.till.Register.SetPaper(false)
+	code := r.showCode()
+	require.Eventually(t, func() bool {
+		var q apiPayment
+		r.call("GET", "/v1/payments/"+p.ID, "", "", &q)
+		return q.State == "committed"
+	}, 10*time.Second, 20*time.Millisecond)
+	stop()
+	time.Sleep(abandon + 200*time.Millisecond)
+	r.till.Register.SetPaper(true)
+	r.startInProcess(tune)
+	p = r.waitState(p.ID, "canceled", 10*time.Second)
+	require.NotNil(t, p.Error)
+	assert.Equal(t, "abandoned", p.Error.Code)
+	r.waitCancelled(code)
+	assert.Zero(t, r.till.Sandbox.Count(smartpay.OpRelease), "released after a restart past abandon_after")
+}
