@@ -43,16 +43,24 @@ func (t ReceiptType) String() string {
 	return "unknown"
 }
 
-// VATRate is the item's VAT rate, numbered as in the Shtrih-M FF46h command.
+// VATRate is the item's VAT rate. 1..6 are numbered as rows 1..6 of Shtrih-M
+// table 6 (and stored so in journals: never renumber); the rates added since keep
+// the numbers of the rows that hold them on Shtrih-M firmware (see the driver).
 type VATRate int
 
 const (
-	VAT20    VATRate = 1 // 20%
-	VAT10    VATRate = 2 // 10%
-	VAT0     VATRate = 3 // 0%
-	NoVAT    VATRate = 4 // без НДС
-	VAT20120 VATRate = 5 // 20/120
-	VAT10110 VATRate = 6 // 10/110
+	VAT20    VATRate = 1  // 20% (until 2025-12-31)
+	VAT10    VATRate = 2  // 10%
+	VAT0     VATRate = 3  // 0%
+	NoVAT    VATRate = 4  // без НДС
+	VAT20120 VATRate = 5  // 20/120 (until 2025-12-31)
+	VAT10110 VATRate = 6  // 10/110
+	VAT5     VATRate = 7  // 5% (УСН, since 2025)
+	VAT7     VATRate = 8  // 7% (УСН, since 2025)
+	VAT5105  VATRate = 9  // 5/105
+	VAT7107  VATRate = 10 // 7/107
+	VAT22    VATRate = 11 // 22% (since 2026-01-01)
+	VAT22122 VATRate = 12 // 22/122 (since 2026-01-01)
 )
 
 // PaymentMethod is tag 1214 (признак способа расчета).

@@ -25,6 +25,20 @@ type Options struct {
 	Limits                fiscal.Limits // zero = fiscal.DefaultLimits
 	Logger                *slog.Logger
 	Now                   func() time.Time
+	// Location is the zone of the register's clock. The FN keeps zone-less local
+	// times; every FN time the driver returns is read in this zone. nil = time.Local.
+	Location *time.Location
+	// OnShiftRenewed, when set, is called after an expired shift was closed by a
+	// Z report and a new one opened (AutoCloseExpiredShift), with both numbers.
+	OnShiftRenewed func(closed, opened int)
+	// VATMode is the register's setting T17П71: 1 (factory default) = the register
+	// itself turns row 1 (20 %) into 22 % and row 5 (20/120) into 22/122 from
+	// 2026-01-01, so 22 % is sent as row 1; 2 = the register uses exactly the row
+	// sent, so 22 % is sent as row 11 and 22/122 as row 12. 0 = 1.
+	VATMode int
+	// VATRows overrides the table-6 row sent for a rate (e.g. when a register's
+	// table 6 holds 5 % in another row than DefaultVATRows says).
+	VATRows map[fiscal.VATRate]byte
 }
 
 // Driver is a fiscal.Register speaking the Shtrih-M protocol over a Port.

@@ -96,7 +96,10 @@ type Register struct {
 	AutoOpenShift         bool     `toml:"auto_open_shift"`
 	AutoCloseExpiredShift bool     `toml:"auto_close_expired_shift"`
 	ByteTimeout           Duration `toml:"byte_timeout"`
+	Timezone              string   `toml:"timezone"`
 }
+
+func (r Register) Location() (*time.Location, error) { return time.Local, nil }
 
 // SmartPay configures the Smart Pay (SBP QR) kassa API.
 type SmartPay struct {

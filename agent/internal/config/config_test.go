@@ -127,3 +127,26 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestRegisterTimezoneAndShiftDefaults: the Z report after 24 h is on by default (a
+// receipt owed after payment must not wait for a person), and register.timezone
+// is an IANA zone checked at load.
+func TestRegisterTimezoneAndShiftDefaults(t *testing.T) {
+	c, err := Parse("example.toml", Example)
+	require.NoError(t, err)
+	assert.True(t, Default().Register.AutoCloseExpiredShift)
+	assert.True(t, c.Register.AutoCloseExpiredShift)
+	assert.Equal(t, "", c.Register.Timezone)
+
+	c, err = Parse("c.toml", []byte("[register]\nenabled = true\nport = \"/dev/ttyACM1\"\ntimezone = \"Asia/Vladivostok\"\n"))
+	require.NoError(t, err)
+	loc, err := c.Register.Location()
+	require.NoError(t, err)
+	assert.Equal(t, "Asia/Vladivostok", loc.String())
+
+	ps := problems(t, "[register]\nenabled = true\nport = \"/dev/ttyACM1\"\ntimezone = \"Europe/Atlantis\"\n")
+	require.Len(t, ps, 1)
+	assert.Equal(t, "register.timezone", ps[0].Key)
+	assert.Equal(t, 4, ps[0].Line)
+	assert.Contains(t, ps[0].Msg, "IANA")
+}
