@@ -47,14 +47,14 @@ func TestVATRatesOverTheWire(t *testing.T) {
 		{fiscal.VAT0, 10000, y2026, 0, 3, "НДС 0%"},
 		{fiscal.NoVAT, 10000, y2026, 0, 4, "БЕЗ НДС"},
 		// Rounding: just under and just over half a kopeck.
-		{fiscal.VAT22, 2, y2026, 0, 1, "НДС 22%"},   // 0.36
-		{fiscal.VAT22, 3, y2026, 1, 1, "НДС 22%"},   // 0.54
-		{fiscal.VAT10, 5, y2026, 0, 2, "НДС 10%"},   // 0.45
-		{fiscal.VAT10, 6, y2026, 1, 2, "НДС 10%"},   // 0.55
-		{fiscal.VAT5, 10, y2026, 0, 7, "НДС 5%"},    // 0.476
-		{fiscal.VAT5, 11, y2026, 1, 7, "НДС 5%"},    // 0.524
-		{fiscal.VAT7, 7, y2026, 0, 8, "НДС 7%"},     // 0.458
-		{fiscal.VAT7, 8, y2026, 1, 8, "НДС 7%"},     // 0.523
+		{fiscal.VAT22, 2, y2026, 0, 1, "НДС 22%"},       // 0.36
+		{fiscal.VAT22, 3, y2026, 1, 1, "НДС 22%"},       // 0.54
+		{fiscal.VAT10, 5, y2026, 0, 2, "НДС 10%"},       // 0.45
+		{fiscal.VAT10, 6, y2026, 1, 2, "НДС 10%"},       // 0.55
+		{fiscal.VAT5, 10, y2026, 0, 7, "НДС 5%"},        // 0.476
+		{fiscal.VAT5, 11, y2026, 1, 7, "НДС 5%"},        // 0.524
+		{fiscal.VAT7, 7, y2026, 0, 8, "НДС 7%"},         // 0.458
+		{fiscal.VAT7, 8, y2026, 1, 8, "НДС 7%"},         // 0.523
 		{fiscal.VAT22, 9999, y2026, 1803, 1, "НДС 22%"}, // 1803.1
 		// 2025: 20 % still applies; exact halves round up.
 		{fiscal.VAT20, 10000, y2025, 1667, 1, "НДС 20%"},

@@ -590,7 +590,7 @@ func (s *Sim) rate(n int) (taxRow, bool) {
 	if s.opt.VATMode == 1 && (n == 1 || n == 5) {
 		now := s.now()
 		if !time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC).Before(vat22From) {
-			r = tableSix[n+10]
+			r = tableSix[map[int]int{1: 11, 5: 12}[n]]
 		}
 	}
 	return r, ok
