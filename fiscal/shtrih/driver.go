@@ -31,11 +31,6 @@ type Options struct {
 	// OnShiftRenewed, when set, is called after an expired shift was closed by a
 	// Z report and a new one opened (AutoCloseExpiredShift), with both numbers.
 	OnShiftRenewed func(closed, opened int)
-	// VATMode is the register's setting T17П71: 1 (factory default) = the register
-	// itself turns row 1 (20 %) into 22 % and row 5 (20/120) into 22/122 from
-	// 2026-01-01, so 22 % is sent as row 1; 2 = the register uses exactly the row
-	// sent, so 22 % is sent as row 11 and 22/122 as row 12. 0 = 1.
-	VATMode int
 	// VATRows overrides the table-6 row sent for a rate (e.g. when a register's
 	// table 6 holds 5 % in another row than DefaultVATRows says).
 	VATRows map[fiscal.VATRate]byte
@@ -103,9 +98,6 @@ func New(port Port, opt Options) *Driver {
 	}
 	if opt.Location == nil {
 		opt.Location = time.Local
-	}
-	if opt.VATMode == 0 {
-		opt.VATMode = 1
 	}
 	return &Driver{l: &link{port: port, to: opt.Timeouts}, opt: opt, log: opt.Logger}
 }

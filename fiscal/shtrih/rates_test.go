@@ -36,8 +36,8 @@ func TestVATRatesOverTheWire(t *testing.T) {
 		row     int
 		printed string
 	}{
-		{fiscal.VAT22, 10000, y2026, 1803, 1, "НДС 22%"},
-		{fiscal.VAT22122, 10000, y2026, 1803, 5, "НДС 22/122"},
+		{fiscal.VAT22, 10000, y2026, 1803, 11, "НДС 22%"},
+		{fiscal.VAT22122, 10000, y2026, 1803, 12, "НДС 22/122"},
 		{fiscal.VAT10, 10000, y2026, 909, 2, "НДС 10%"},
 		{fiscal.VAT10110, 10000, y2026, 909, 6, "НДС 10/110"},
 		{fiscal.VAT5, 10000, y2026, 476, 7, "НДС 5%"},
@@ -47,15 +47,15 @@ func TestVATRatesOverTheWire(t *testing.T) {
 		{fiscal.VAT0, 10000, y2026, 0, 3, "НДС 0%"},
 		{fiscal.NoVAT, 10000, y2026, 0, 4, "БЕЗ НДС"},
 		// Rounding: just under and just over half a kopeck.
-		{fiscal.VAT22, 2, y2026, 0, 1, "НДС 22%"},       // 0.36
-		{fiscal.VAT22, 3, y2026, 1, 1, "НДС 22%"},       // 0.54
-		{fiscal.VAT10, 5, y2026, 0, 2, "НДС 10%"},       // 0.45
-		{fiscal.VAT10, 6, y2026, 1, 2, "НДС 10%"},       // 0.55
-		{fiscal.VAT5, 10, y2026, 0, 7, "НДС 5%"},        // 0.476
-		{fiscal.VAT5, 11, y2026, 1, 7, "НДС 5%"},        // 0.524
-		{fiscal.VAT7, 7, y2026, 0, 8, "НДС 7%"},         // 0.458
-		{fiscal.VAT7, 8, y2026, 1, 8, "НДС 7%"},         // 0.523
-		{fiscal.VAT22, 9999, y2026, 1803, 1, "НДС 22%"}, // 1803.1
+		{fiscal.VAT22, 2, y2026, 0, 11, "НДС 22%"},       // 0.36
+		{fiscal.VAT22, 3, y2026, 1, 11, "НДС 22%"},       // 0.54
+		{fiscal.VAT10, 5, y2026, 0, 2, "НДС 10%"},        // 0.45
+		{fiscal.VAT10, 6, y2026, 1, 2, "НДС 10%"},        // 0.55
+		{fiscal.VAT5, 10, y2026, 0, 7, "НДС 5%"},         // 0.476
+		{fiscal.VAT5, 11, y2026, 1, 7, "НДС 5%"},         // 0.524
+		{fiscal.VAT7, 7, y2026, 0, 8, "НДС 7%"},          // 0.458
+		{fiscal.VAT7, 8, y2026, 1, 8, "НДС 7%"},          // 0.523
+		{fiscal.VAT22, 9999, y2026, 1803, 11, "НДС 22%"}, // 1803.1
 		// 2025: 20 % still applies; exact halves round up.
 		{fiscal.VAT20, 10000, y2025, 1667, 1, "НДС 20%"},
 		{fiscal.VAT20, 3, y2025, 1, 1, "НДС 20%"}, // 0.5
@@ -105,33 +105,26 @@ func TestVAT20After2025Refused(t *testing.T) {
 	}
 }
 
-// TestVATExactMode: with T17П71 = 2 the register takes rows literally, so 22 % goes
-// as row 11 and 22/122 as row 12; a driver set for mode 1 against it is refused by
-// the device (its 20 % tax is not the host's 22 %) rather than printing 20 %.
-func TestVATExactMode(t *testing.T) {
-	r := newTCPRig(t, shtrihsim.Options{VATMode: 2}, shtrih.Options{AutoOpenShift: true, VATMode: 2})
-	r.at(time.Date(2026, 2, 1, 10, 0, 0, 0, time.Local))
-	rc := oneLine(fiscal.VAT22, 10000)
-	rc.Items = append(rc.Items, fiscal.Item{Name: "Аванс", Quantity: fiscal.QuantityOne, Price: 5000, VAT: fiscal.VAT22122})
-	rc.Payments[0].Amount = rc.Total()
-	if _, err := r.drv.PrintReceipt(context.Background(), "exact", rc); err != nil {
-		t.Fatal(err)
-	}
-	it := receipts(r.sim.Documents())[0].Items
-	if it[0].TaxRate != 11 || it[0].Tax != 1803 || it[1].TaxRate != 12 || it[1].Tax != 902 {
-		t.Fatalf("lines %+v", it)
-	}
-	if tape := r.sim.Tape(); !strings.Contains(tape, "СУММА НДС 22%") || !strings.Contains(tape, "=18.03") || !strings.Contains(tape, "СУММА НДС 22/122") {
-		t.Fatalf("tape:\n%s", tape)
-	}
-
-	wrong := newTCPRig(t, shtrihsim.Options{VATMode: 2}, shtrih.Options{AutoOpenShift: true})
-	wrong.at(time.Date(2026, 2, 1, 10, 0, 0, 0, time.Local))
-	if _, err := wrong.drv.PrintReceipt(context.Background(), "mode1", oneLine(fiscal.VAT22, 10000)); err == nil {
-		t.Fatal("a 22 % line sent as row 1 to a register in mode 2 was printed")
-	}
-	if n := len(receipts(wrong.sim.Documents())); n != 0 {
-		t.Fatalf("%d receipts printed", n)
+// TestVAT22InBothRegisterModes: 22 % and 22/122 go as rows 11 and 12, right
+// whether the register's T17П71 is 1 (it would turn row 1 into 22 % itself) or 2
+// (it uses exactly the row sent).
+func TestVAT22InBothRegisterModes(t *testing.T) {
+	for _, mode := range []int{1, 2} {
+		r := newTCPRig(t, shtrihsim.Options{VATMode: mode}, shtrih.Options{AutoOpenShift: true})
+		r.at(time.Date(2026, 2, 1, 10, 0, 0, 0, time.Local))
+		rc := oneLine(fiscal.VAT22, 10000)
+		rc.Items = append(rc.Items, fiscal.Item{Name: "Аванс", Quantity: fiscal.QuantityOne, Price: 5000, VAT: fiscal.VAT22122})
+		rc.Payments[0].Amount = rc.Total()
+		if _, err := r.drv.PrintReceipt(context.Background(), "v22", rc); err != nil {
+			t.Fatalf("mode %d: %v", mode, err)
+		}
+		it := receipts(r.sim.Documents())[0].Items
+		if it[0].TaxRate != 11 || it[0].Tax != 1803 || it[1].TaxRate != 12 || it[1].Tax != 902 {
+			t.Fatalf("mode %d: lines %+v", mode, it)
+		}
+		if tape := r.sim.Tape(); !strings.Contains(tape, "СУММА НДС 22%") || !strings.Contains(tape, "=18.03") || !strings.Contains(tape, "СУММА НДС 22/122") {
+			t.Fatalf("mode %d: tape:\n%s", mode, tape)
+		}
 	}
 }
 

@@ -129,24 +129,18 @@ func checkEncodable(r fiscal.Receipt) error {
 	return nil
 }
 
-// row is the table-6 row FF46h carries for a rate, given T17П71 (Options.VATMode).
-// Rows 1..6 also name FF45h's six tax sums (slot row-1); rates in rows 7..12 have
-// no sum there, and the register totals them from the lines.
+// row is the table-6 row FF46h carries for a rate. 22 % and 22/122 are rows 11
+// and 12 whatever the register's setting T17П71: in mode 1 the register would
+// also turn row 1 into 22 % from 2026, in mode 2 it would not, and row 11 means
+// 22 % in both (fr_drv_ng issue #328); 20 % is refused from 2026 before this.
+// Rows 1..6 also name FF45h's six tax sums (slot row-1); rows 7..12 have no sum
+// there and are left to the register to total from the lines' tax amounts.
 func (d *Driver) row(v fiscal.VATRate) (byte, error) {
 	if b, ok := d.opt.VATRows[v]; ok {
 		return b, nil
 	}
 	switch v {
-	case fiscal.VAT22, fiscal.VAT22122:
-		if d.opt.VATMode == 1 {
-			// The register turns rows 1 and 5 into 22 % and 22/122 itself.
-			if v == fiscal.VAT22 {
-				return byte(fiscal.VAT20), nil
-			}
-			return byte(fiscal.VAT20120), nil
-		}
-		return byte(v), nil
-	case fiscal.VAT20, fiscal.VAT10, fiscal.VAT0, fiscal.NoVAT, fiscal.VAT20120, fiscal.VAT10110:
+	case fiscal.VAT20, fiscal.VAT10, fiscal.VAT0, fiscal.NoVAT, fiscal.VAT20120, fiscal.VAT10110, fiscal.VAT22, fiscal.VAT22122:
 		return byte(v), nil
 	}
 	if b, ok := DefaultVATRows[v]; ok {

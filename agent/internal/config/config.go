@@ -99,9 +99,6 @@ type Register struct {
 	// Timezone is the IANA zone of the register's clock ("" = the host's): the FN
 	// keeps zone-less local times.
 	Timezone string `toml:"timezone"`
-	// VATMode is the register's setting T17П71 (1: the register turns 20 % into
-	// 22 % itself from 2026; 2: it uses exactly the rate row sent).
-	VATMode int `toml:"vat_mode"`
 	// VATRows maps vat5, vat7, vat5_105, vat7_107 to the register's table-6 rows.
 	VATRows map[string]int `toml:"vat_rows"`
 }
@@ -228,8 +225,8 @@ func Default() Config {
 			Port:     Port{Driver: "bugst", Baud: 115200},
 			Password: 30, Cashier: "", TaxSystem: "osn",
 			AutoOpenShift: true, AutoCloseExpiredShift: true,
-			ByteTimeout: Duration(100 * time.Millisecond), VATMode: 1,
-			VATRows: map[string]int{"vat5": 7, "vat7": 8, "vat5_105": 9, "vat7_107": 10},
+			ByteTimeout: Duration(100 * time.Millisecond),
+			VATRows:     map[string]int{"vat5": 7, "vat7": 8, "vat5_105": 9, "vat7_107": 10},
 		},
 		SmartPay: SmartPay{
 			RequestTimeout: Duration(15 * time.Second), PollDeadline: Duration(3 * time.Minute),
@@ -491,9 +488,6 @@ func (c *Config) check() []Problem {
 		positive("register.byte_timeout", c.Register.ByteTimeout, "100ms")
 		if _, err := c.Register.Location(); err != nil {
 			add("register.timezone", "%q is not an IANA time zone name; use e.g. \"Europe/Moscow\" or \"Asia/Vladivostok\", or \"\" for this computer's zone", c.Register.Timezone)
-		}
-		if c.Register.VATMode != 1 && c.Register.VATMode != 2 {
-			add("register.vat_mode", "must be the register's setting T17П71: 1 (the register turns 20 %% into 22 %% itself, the factory default) or 2 (it uses exactly the rate sent)")
 		}
 		for k, v := range c.Register.VATRows {
 			known := false

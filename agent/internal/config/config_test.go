@@ -34,7 +34,7 @@ func TestExampleHasEveryKey(t *testing.T) {
 		"scanner.baud", "scanner.suffix", "scanner.idle_gap", "scanner.prefix", "scanner.max_length", "scanner.double_read_window",
 		"register.enabled", "register.protocol", "register.transport", "register.address", "register.password",
 		"register.cashier", "register.tax_system", "register.auto_open_shift", "register.auto_close_expired_shift",
-		"register.byte_timeout", "register.baud", "register.timezone", "register.vat_mode", "register.vat_rows",
+		"register.byte_timeout", "register.baud", "register.timezone", "register.vat_rows",
 		"smartpay.enabled", "smartpay.base_url", "smartpay.cert_file", "smartpay.key_file", "smartpay.ca_file",
 		"smartpay.code_pattern", "smartpay.request_timeout", "smartpay.poll_deadline", "smartpay.abandon_after",
 		"alif.enabled", "alif.token_file", "alikassa.enabled", "alikassa.account",
