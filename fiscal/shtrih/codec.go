@@ -14,6 +14,7 @@ const (
 	CmdShortStatus    uint16 = 0x10
 	CmdStatus         uint16 = 0x11
 	CmdPrintLine      uint16 = 0x17
+	CmdReadTable      uint16 = 0x1F
 	CmdCut            uint16 = 0x25
 	CmdXReport        uint16 = 0x40
 	CmdZReport        uint16 = 0x41
@@ -496,3 +497,27 @@ func GetUint(b []byte) uint64 { return getUint(b) }
 func Password(pw uint32) []byte { return password(pw) }
 
 func encodeWin1251Rune(r rune) (byte, bool) { return charmap.Windows1251.EncodeRune(r) }
+
+// EncodeReadTable builds the params of 1Fh: password, table, row (2), field.
+func EncodeReadTable(pw uint32, table byte, row uint16, field byte) []byte {
+	b := password(pw)
+	b = append(b, table)
+	b = binary.LittleEndian.AppendUint16(b, row)
+	return append(b, field)
+}
+
+// TableTaxes is table 6 (tax rates): field 1 of a row is its rate in hundredths of
+// a percent, field 2 its name.
+const (
+	TableTaxes   = 6
+	FieldTaxRate = 1
+	FieldTaxName = 2
+)
+
+// DecodeTaxRate reads a 1Fh reply holding table 6 field 1.
+func DecodeTaxRate(d []byte) (int, error) {
+	if len(d) < 2 {
+		return 0, short("tax rate", 2, len(d))
+	}
+	return int(binary.LittleEndian.Uint16(d[:2])), nil
+}

@@ -43,7 +43,9 @@ type Driver struct {
 	opt   Options
 	info  *deviceInfo
 	ident *fiscal.Identity // set only when complete: a partial one is read again
-	log   *slog.Logger
+	// rowRates caches table 6's rate (hundredths of a percent) per row checked.
+	rowRates map[byte]int
+	log      *slog.Logger
 }
 
 var _ fiscal.Register = (*Driver)(nil)

@@ -166,3 +166,26 @@ func TestPrintTextRefusesControlCharacters(t *testing.T) {
 		t.Fatal("text with control characters reached the device")
 	}
 }
+
+// TestVATRowsCheckedAgainstTableSix: the rows of 5 %, 7 %, 5/105, 7/107 are not in
+// a vendor document, so the driver reads the rate the register's table 6 holds in
+// the row before using it; a mismatch is refused before anything prints, and
+// Options.VATRows (config register.vat_rows) names the right row.
+func TestVATRowsCheckedAgainstTableSix(t *testing.T) {
+	sim := shtrihsim.Options{TaxRows: map[int]int{7: 7, 8: 5}} // 5 % and 7 % swapped
+	r := newTCPRig(t, sim, shtrih.Options{AutoOpenShift: true})
+	_, err := r.drv.PrintReceipt(context.Background(), "swapped", oneLine(fiscal.VAT5, 10000))
+	if !errors.Is(err, fiscal.ErrBadReceipt) || !strings.Contains(err.Error(), "table 6 row 7 holds 7.00 %") {
+		t.Fatalf("vat5 in a row holding 7 %%: %v", err)
+	}
+	if n := len(receipts(r.sim.Documents())); n != 0 || r.sim.Snapshot().ReceiptOpen {
+		t.Fatalf("%d receipts printed", n)
+	}
+	r = newTCPRig(t, sim, shtrih.Options{AutoOpenShift: true, VATRows: map[fiscal.VATRate]byte{fiscal.VAT5: 8, fiscal.VAT7: 7}})
+	if _, err := r.drv.PrintReceipt(context.Background(), "mapped", oneLine(fiscal.VAT5, 10000)); err != nil {
+		t.Fatal(err)
+	}
+	if it := receipts(r.sim.Documents())[0].Items[0]; it.TaxRate != 8 || it.Tax != 476 {
+		t.Fatalf("line %+v", it)
+	}
+}

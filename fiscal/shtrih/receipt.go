@@ -50,7 +50,8 @@ func (d *Driver) PrintReceipt(ctx context.Context, id string, r fiscal.Receipt) 
 	if err := r.CheckRatesAt(d.now()); err != nil {
 		return fiscal.Document{}, err
 	}
-	if _, err := d.rows(r); err != nil {
+	rows, err := d.rows(r)
+	if err != nil {
 		return fiscal.Document{}, err
 	}
 	// Others' pending receipts must be settled before the device is touched.
@@ -61,6 +62,9 @@ func (d *Driver) PrintReceipt(ctx context.Context, id string, r fiscal.Receipt) 
 	// refused. Read them before anything prints; failing, nothing is printed.
 	in, err := d.identity(ctx)
 	if err != nil {
+		return fiscal.Document{}, err
+	}
+	if err := d.checkRows(ctx, r, rows); err != nil {
 		return fiscal.Document{}, err
 	}
 	if _, err := d.prepare(ctx); err != nil {
@@ -160,6 +164,39 @@ func (d *Driver) rows(r fiscal.Receipt) ([]byte, error) {
 		out[i] = b
 	}
 	return out, nil
+}
+
+// checkRows reads, once per row, the rate that table 6 holds in each row chosen
+// by DefaultVATRows or Options.VATRows (the rows no vendor document settles), and
+// refuses the receipt before anything prints when it is not the rate asked for.
+func (d *Driver) checkRows(ctx context.Context, r fiscal.Receipt, rows []byte) error {
+	for i, it := range r.Items {
+		switch it.VAT {
+		case fiscal.VAT5, fiscal.VAT7, fiscal.VAT5105, fiscal.VAT7107:
+		default:
+			if _, set := d.opt.VATRows[it.VAT]; !set {
+				continue
+			}
+		}
+		want := int(it.VAT.Percent()) * 100
+		got, ok := d.rowRates[rows[i]]
+		if !ok {
+			v, err := query(ctx, d, CmdReadTable, EncodeReadTable(d.opt.Password, TableTaxes, uint16(rows[i]), FieldTaxRate), DecodeTaxRate)
+			if err != nil {
+				return err
+			}
+			if d.rowRates == nil {
+				d.rowRates = map[byte]int{}
+			}
+			d.rowRates[rows[i]], got = v, v
+		}
+		if it.VAT.Percent() >= 0 && got != want {
+			return &fiscal.Error{Code: fiscal.CodeBadReceipt, Field: fmt.Sprintf("items[%d].vat", i),
+				Text: fmt.Sprintf("items[%d].vat: the register's table 6 row %d holds %d.%02d %%, not %d %%; set register.vat_rows to the row that holds it",
+					i, rows[i], got/100, got%100, want/100)}
+		}
+	}
+	return nil
 }
 
 // withIdentity completes a stored document that lacks РН or ФН (kept by an older

@@ -81,6 +81,21 @@ func (s *Sim) run(cmd uint16, p []byte) (byte, []byte) {
 		return 0, binary.LittleEndian.AppendUint32(d, r.FP)
 	case shtrih.CmdFNFindDocument:
 		return s.find(p)
+	case shtrih.CmdReadTable:
+		if len(p) < 4 {
+			return shtrih.ErrCodeBadParams, nil
+		}
+		row, ok := s.row(int(binary.LittleEndian.Uint16(p[1:3])))
+		if p[0] != shtrih.TableTaxes || !ok {
+			return shtrih.ErrCodeBadParams, nil
+		}
+		switch p[3] {
+		case shtrih.FieldTaxRate:
+			return 0, binary.LittleEndian.AppendUint16(nil, uint16(max(row.pct, 0)*100))
+		case shtrih.FieldTaxName:
+			return 0, pad(string(shtrih.Win1251(row.name)), 60)
+		}
+		return shtrih.ErrCodeBadParams, nil
 	case shtrih.CmdFNOFDStatus:
 		return 0, s.ofd()
 	case shtrih.CmdFNShiftParams:
@@ -583,10 +598,19 @@ var tableSix = map[int]taxRow{
 	7: {5, "НДС 5%"}, 8: {7, "НДС 7%"}, 9: {5, "НДС 5/105"}, 10: {7, "НДС 7/107"}, 11: {22, "НДС 22%"}, 12: {22, "НДС 22/122"},
 }
 
+// row is row n of table 6 as configured (Options.TaxRows).
+func (s *Sim) row(n int) (taxRow, bool) {
+	if pct, ok := s.opt.TaxRows[n]; ok {
+		return taxRow{pct: int64(pct), name: fmt.Sprintf("НДС %d%%", pct)}, true
+	}
+	r, ok := tableSix[n]
+	return r, ok
+}
+
 // rate is table-6 row n on the device's date: with T17П71 = 1 rows 1 and 5 turn
 // into 22 % and 22/122 on 2026-01-01 (device clock).
 func (s *Sim) rate(n int) (taxRow, bool) {
-	r, ok := tableSix[n]
+	r, ok := s.row(n)
 	if s.opt.VATMode == 1 && (n == 1 || n == 5) {
 		now := s.now()
 		if !time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC).Before(vat22From) {

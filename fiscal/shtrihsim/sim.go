@@ -86,6 +86,9 @@ type Options struct {
 	// VATMode is setting T17П71: 1 (the factory default) = rows 1 and 5 mean 22 % and
 	// 22/122 from 2026-01-01 on; 2 = every row means exactly its own rate. 0 = 1.
 	VATMode int
+	// TaxRows overrides rows of table 6: row → rate in percent (as a firmware that
+	// numbers its rates otherwise).
+	TaxRows map[int]int
 }
 
 // Item is a receipt line as the FN recorded it.
