@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"unicode"
 
 	"kassa-agent/fiscal"
 	"kassa-agent/fiscal/fiscaltest"
@@ -106,4 +107,28 @@ func TestValidateRefusesControlCharacters(t *testing.T) {
 	if err := r.Validate(fiscal.DefaultLimits); err != nil {
 		t.Fatalf("GS in a marking code: %v", err)
 	}
+}
+
+// FuzzValidateText: whatever the text fields hold, a receipt Validate accepts
+// carries no control character to the register (a marking code: none but GS).
+func FuzzValidateText(f *testing.F) {
+	f.Add("Хлеб", "+79161234567", "Иванова А.", "0104601234567890215abc\x1d93dGVz")
+	f.Add("\x1b[2J", "a@b.ru\r\n", "\a", "\x7f")
+	f.Add("x\u0085", "", "\u009b", "\x1d\x1d")
+	f.Add("\xff\xfe", "@", "\x00", "")
+	f.Fuzz(func(t *testing.T, name, buyer, cashier, marking string) {
+		r := good()
+		r.Items = append([]fiscal.Item(nil), r.Items...)
+		r.Items[0].Name, r.Items[0].MarkingCode, r.Buyer, r.Cashier = name, marking, buyer, cashier
+		if r.Validate(fiscal.DefaultLimits) != nil {
+			return
+		}
+		for _, s := range []string{name, buyer, cashier, strings.ReplaceAll(marking, "\x1d", "")} {
+			for _, c := range s {
+				if unicode.IsControl(c) {
+					t.Fatalf("accepted %U in %q", c, s)
+				}
+			}
+		}
+	})
 }
