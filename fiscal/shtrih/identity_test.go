@@ -101,3 +101,36 @@ func TestRecoveredDocumentGetsIdentity(t *testing.T) {
 }
 
 func errorsAs(err error, fe **fiscal.Error) bool { return errors.As(err, fe) }
+
+// TestUnregisteredRegisterRefusesReceipts: a register without a registration
+// number has no business printing fiscal receipts; it says so, and is not ready.
+func TestUnregisteredRegisterRefusesReceipts(t *testing.T) {
+	r := newTCPRig(t, shtrihsim.Options{Unregistered: true}, shtrih.Options{AutoOpenShift: true})
+	ctx := context.Background()
+	st, err := r.drv.Status(ctx)
+	if err != nil || !errors.Is(st.Ready, fiscal.ErrNotRegistered) || st.RegNumber != "" {
+		t.Fatalf("status %+v %v", st, err)
+	}
+	if _, err := r.drv.PrintReceipt(ctx, "x", oneLine(fiscal.VAT10, 1000)); !errors.Is(err, fiscal.ErrNotRegistered) {
+		t.Fatalf("print on an unregistered register: %v", err)
+	}
+	if _, err := r.drv.Identity(ctx); !errors.Is(err, fiscal.ErrNotRegistered) {
+		t.Fatalf("identity: %v", err)
+	}
+	if n := len(receipts(r.sim.Documents())); n != 0 || r.sim.Snapshot().ReceiptOpen {
+		t.Fatalf("%d receipts printed", n)
+	}
+}
+
+// TestIdentityMethod: the agent can learn the identity for a stored document.
+func TestIdentityMethod(t *testing.T) {
+	r := newTCPRig(t, shtrihsim.Options{}, shtrih.Options{})
+	r.sim.Inject(shtrihsim.Fault{Kind: shtrihsim.DeviceError, Command: shtrih.CmdFNFiscalResult, Code: shtrih.FNErrFailure})
+	if _, err := r.drv.Identity(context.Background()); !errors.Is(err, fiscal.ErrIdentity) {
+		t.Fatalf("identity with FF09h failing: %v", err)
+	}
+	id, err := r.drv.Identity(context.Background())
+	if err != nil || id != (fiscal.Identity{RegNumber: simRN, FNNumber: simFN, INN: "7701234567"}) {
+		t.Fatalf("identity %+v %v", id, err)
+	}
+}

@@ -62,7 +62,11 @@ func (s *Sim) run(cmd uint16, p []byte) (byte, []byte) {
 	case shtrih.CmdStatus:
 		return 0, s.fullStatus(op)
 	case shtrih.CmdFNStatus:
-		d := []byte{3, 0, 0, b2b(s.st.ShiftOpen), 0}
+		phase := byte(3) // fiscal mode
+		if s.opt.Unregistered {
+			phase = 1 // ready for fiscalization
+		}
+		d := []byte{phase, 0, 0, b2b(s.st.ShiftOpen), 0}
 		d = shtrih.PutFNTime(d, s.now())
 		d = append(d, pad(s.opt.FNNumber, 16)...)
 		return 0, binary.LittleEndian.AppendUint32(d, s.lastFD())
@@ -72,6 +76,9 @@ func (s *Sim) run(cmd uint16, p []byte) (byte, []byte) {
 		t := s.local(s.st.Docs[0].Time).AddDate(1, 1, 0)
 		return 0, []byte{byte(t.Year() % 100), byte(t.Month()), byte(t.Day()), 11, 1}
 	case shtrih.CmdFNFiscalResult:
+		if s.opt.Unregistered {
+			return shtrih.FNErrState, nil
+		}
 		r := s.st.Docs[0]
 		d := shtrih.PutFNTime(nil, s.local(r.Time))
 		d = append(d, padSpace(s.opt.INN, 12)...)

@@ -89,6 +89,9 @@ type Options struct {
 	// TaxRows overrides rows of table 6: row → rate in percent (as a firmware that
 	// numbers its rates otherwise).
 	TaxRows map[int]int
+	// Unregistered: the FN is ready for fiscalization but not registered (phase
+	// 1): FF09h fails and there is no registration number.
+	Unregistered bool
 }
 
 // Item is a receipt line as the FN recorded it.
