@@ -222,10 +222,25 @@ func registerPort(c config.Register) shtrih.Port {
 func registerOptions(c config.Register, j fiscal.Journal, log *slog.Logger) shtrih.Options {
 	t := shtrih.DefaultTimeouts
 	t.Byte = c.ByteTimeout.D()
+	loc, err := c.Location()
+	if err != nil { // checked at config load
+		loc = time.Local
+	}
+	rows := map[fiscal.VATRate]byte{}
+	for name, rate := range map[string]fiscal.VATRate{"vat5": fiscal.VAT5, "vat7": fiscal.VAT7, "vat5_105": fiscal.VAT5105, "vat7_107": fiscal.VAT7107} {
+		if v, ok := c.VATRows[name]; ok {
+			rows[rate] = byte(v)
+		}
+	}
+	rlog := log.With("device", "register")
 	return shtrih.Options{
 		Password: uint32(c.Password), Journal: j, Timeouts: t,
 		AutoOpenShift: c.AutoOpenShift, AutoCloseExpiredShift: c.AutoCloseExpiredShift,
-		Logger: log.With("device", "register"),
+		Logger: rlog, Location: loc, VATRows: rows,
+		OnShiftRenewed: func(closed, opened int) {
+			rlog.Warn("the shift was over 24 hours: Z report printed and a new shift opened before the receipt",
+				"closed_shift", closed, "opened_shift", opened)
+		},
 	}
 }
 

@@ -229,7 +229,7 @@ func (c *crashRig) newSale() apiPayment {
 	c.t.Helper()
 	c.seq++
 	amount := int64(10000 + c.seq*137)
-	receipt := fmt.Sprintf(`{"items":[{"name":"Товар %d","quantity":1000,"price":%d,"vat":"vat20"}]}`, c.seq, amount)
+	receipt := fmt.Sprintf(`{"items":[{"name":"Товар %d","quantity":1000,"price":%d,"vat":"vat22"}]}`, c.seq, amount)
 	return c.create(fmt.Sprintf("crash-sale-%d", c.seq), saleBody(amount, receipt))
 }
 

@@ -138,10 +138,10 @@ func TestBadPaymentRequestsChangeNothing(t *testing.T) {
 		{"total differs", "k11", saleBody(100, milkReceipt), 422, "validation_failed"},
 		{"empty receipt", "k12", saleBody(100, `{"items":[]}`), 422, "validation_failed"},
 		{"bad vat", "k13", saleBody(100, `{"items":[{"name":"x","quantity":1000,"price":100,"vat":"vat18"}]}`), 422, "validation_failed"},
-		{"zero quantity", "k14", saleBody(100, `{"items":[{"name":"x","quantity":0,"price":100,"vat":"vat20"}]}`), 422, "validation_failed"},
-		{"empty name", "k15", saleBody(100, `{"items":[{"name":" ","quantity":1000,"price":100,"vat":"vat20"}]}`), 422, "validation_failed"},
-		{"name too long", "k16", saleBody(100, fmt.Sprintf(`{"items":[{"name":"%0200d","quantity":1000,"price":100,"vat":"vat20"}]}`, 0)), 422, "validation_failed"},
-		{"bad receipt type", "k17", saleBody(100, `{"type":"gift","items":[{"name":"x","quantity":1000,"price":100,"vat":"vat20"}]}`), 422, "validation_failed"},
+		{"zero quantity", "k14", saleBody(100, `{"items":[{"name":"x","quantity":0,"price":100,"vat":"vat22"}]}`), 422, "validation_failed"},
+		{"empty name", "k15", saleBody(100, `{"items":[{"name":" ","quantity":1000,"price":100,"vat":"vat22"}]}`), 422, "validation_failed"},
+		{"name too long", "k16", saleBody(100, fmt.Sprintf(`{"items":[{"name":"%0200d","quantity":1000,"price":100,"vat":"vat22"}]}`, 0)), 422, "validation_failed"},
+		{"bad receipt type", "k17", saleBody(100, `{"type":"gift","items":[{"name":"x","quantity":1000,"price":100,"vat":"vat22"}]}`), 422, "validation_failed"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -376,7 +376,7 @@ func TestUnprintableReceiptRefusedUpFront(t *testing.T) {
 	r := newRig(t, rigOptions{})
 	r.startInProcess()
 	var e apiError
-	body := saleBody(100, `{"items":[{"name":"Кофе ☕","quantity":1000,"price":100,"vat":"vat20"}]}`)
+	body := saleBody(100, `{"items":[{"name":"Кофе ☕","quantity":1000,"price":100,"vat":"vat22"}]}`)
 	assert.Equal(t, 422, r.call("POST", "/v1/payments", "k", body, &e))
 	assert.Equal(t, "validation_failed", e.Error.Code)
 	assert.Contains(t, e.Error.Message, "cannot print")

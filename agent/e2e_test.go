@@ -188,7 +188,7 @@ type apiError struct {
 	} `json:"error"`
 }
 
-const milkReceipt = `{"items":[{"name":"Молоко 3,2%","quantity":2000,"price":7990,"vat":"vat10"},{"name":"Хлеб","quantity":1000,"price":4500,"vat":"vat20"}]}`
+const milkReceipt = `{"items":[{"name":"Молоко 3,2%","quantity":2000,"price":7990,"vat":"vat10"},{"name":"Хлеб","quantity":1000,"price":4500,"vat":"vat22"}]}`
 
 func saleBody(amount int64, receipt string) string {
 	if receipt == "" {

@@ -13,6 +13,8 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	// Windows tills have no zoneinfo: register.timezone must still load.
+	_ "time/tzdata"
 )
 
 // Set at build time with -ldflags "-X main.version=… -X main.commit=…".

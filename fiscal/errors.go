@@ -7,20 +7,22 @@ import (
 
 // Stable error codes. They are part of the agent's API: never rename one.
 const (
-	CodeUnavailable    = "register_unavailable"     // no link to the register
-	CodeBusy           = "register_busy"            // still printing / busy for longer than we waited
-	CodePaperOut       = "register_paper_out"       // no receipt paper
-	CodeShiftExpired   = "register_shift_expired"   // shift is over 24 h, Z report needed
-	CodeShiftClosed    = "register_shift_closed"    // shift is closed and auto-open is off
-	CodeReceiptOpen    = "register_receipt_open"    // a receipt is open on the device
-	CodeBadReceipt     = "register_bad_receipt"     // receipt rejected before anything was sent
-	CodeRejected       = "register_rejected"        // the device refused a command (bad parameters, mode)
-	CodeFNError        = "register_fn_error"        // the fiscal drive reported a failure
-	CodeFNExhausted    = "register_fn_exhausted"    // fiscal drive lifetime over or archive full
-	CodeNotSupported   = "register_not_supported"   // command not supported by this model
-	CodeOutcomeUnknown = "register_outcome_unknown" // the reply was lost and recovery could not yet tell; retry with the same id
-	CodeJournal        = "register_journal"         // the write-ahead journal failed; nothing was sent
-	CodeProtocol       = "register_protocol"        // malformed reply from the device
+	CodeUnavailable    = "register_unavailable"      // no link to the register
+	CodeBusy           = "register_busy"             // still printing / busy for longer than we waited
+	CodePaperOut       = "register_paper_out"        // no receipt paper
+	CodeShiftExpired   = "register_shift_expired"    // shift is over 24 h, Z report needed
+	CodeShiftClosed    = "register_shift_closed"     // shift is closed and auto-open is off
+	CodeReceiptOpen    = "register_receipt_open"     // a receipt is open on the device
+	CodeBadReceipt     = "register_bad_receipt"      // receipt rejected before anything was sent
+	CodeRejected       = "register_rejected"         // the device refused a command (bad parameters, mode)
+	CodeFNError        = "register_fn_error"         // the fiscal drive reported a failure
+	CodeFNExhausted    = "register_fn_exhausted"     // fiscal drive lifetime over or archive full
+	CodeNotSupported   = "register_not_supported"    // command not supported by this model
+	CodeOutcomeUnknown = "register_outcome_unknown"  // the reply was lost and recovery could not yet tell; retry with the same id
+	CodeJournal        = "register_journal"          // the write-ahead journal failed; nothing was sent
+	CodeProtocol       = "register_protocol"         // malformed reply from the device
+	CodeNotRegistered  = "register_not_registered"   // the register is not registered with the tax service: no fiscal receipts
+	CodeIdentity       = "register_identity_unknown" // the registration or FN number could not be read; nothing was printed
 )
 
 // CodeInfo describes one stable error code.
@@ -47,12 +49,15 @@ var Codes = []CodeInfo{
 	{CodeOutcomeUnknown, true, "The register's answer was lost; retry with the same id to learn the outcome."},
 	{CodeJournal, true, "The local fiscal journal could not be written; nothing was sent."},
 	{CodeProtocol, true, "The register sent a malformed answer."},
+	{CodeNotRegistered, false, "The register is not registered (no registration number); it cannot print fiscal receipts."},
+	{CodeIdentity, true, "The register's registration or FN number could not be read; nothing was printed. Retry."},
 }
 
 // Error is the one error type of fiscal registers. Device is the raw device or FN
 // error code (0 when the error did not come from the device).
 type Error struct {
 	Code    string
+	Field   string // the receipt field at fault ("items[0].name"), when there is one
 	Device  byte
 	Command uint16 // the protocol command that failed, 0 if none
 	Text    string
@@ -114,6 +119,8 @@ var (
 	ErrOutcomeUnknown = &Error{Code: CodeOutcomeUnknown}
 	ErrJournal        = &Error{Code: CodeJournal}
 	ErrProtocol       = &Error{Code: CodeProtocol}
+	ErrNotRegistered  = &Error{Code: CodeNotRegistered}
+	ErrIdentity       = &Error{Code: CodeIdentity}
 )
 
 // CodeOf returns the stable code of err, or "" when err is not a fiscal error.
@@ -125,6 +132,8 @@ func CodeOf(err error) string {
 	return ""
 }
 
-func badReceipt(format string, a ...any) error {
-	return &Error{Code: CodeBadReceipt, Text: fmt.Sprintf(format, a...)}
+// badField is a register_bad_receipt error about one field; its text starts
+// with the field's name so it reads well on its own.
+func badField(field, format string, a ...any) error {
+	return &Error{Code: CodeBadReceipt, Field: field, Text: field + ": " + fmt.Sprintf(format, a...)}
 }

@@ -10,6 +10,7 @@ package fiscal
 
 import (
 	"context"
+	"fmt"
 	"math/bits"
 	"strings"
 	"time"
@@ -43,16 +44,24 @@ func (t ReceiptType) String() string {
 	return "unknown"
 }
 
-// VATRate is the item's VAT rate, numbered as in the Shtrih-M FF46h command.
+// VATRate is the item's VAT rate. 1..6 are numbered as rows 1..6 of Shtrih-M
+// table 6 (and stored so in journals: never renumber); the rates added since keep
+// the numbers of the rows that hold them on Shtrih-M firmware (see the driver).
 type VATRate int
 
 const (
-	VAT20    VATRate = 1 // 20%
-	VAT10    VATRate = 2 // 10%
-	VAT0     VATRate = 3 // 0%
-	NoVAT    VATRate = 4 // без НДС
-	VAT20120 VATRate = 5 // 20/120
-	VAT10110 VATRate = 6 // 10/110
+	VAT20    VATRate = 1  // 20% (until 2025-12-31)
+	VAT10    VATRate = 2  // 10%
+	VAT0     VATRate = 3  // 0%
+	NoVAT    VATRate = 4  // без НДС
+	VAT20120 VATRate = 5  // 20/120 (until 2025-12-31)
+	VAT10110 VATRate = 6  // 10/110
+	VAT5     VATRate = 7  // 5% (УСН, since 2025)
+	VAT7     VATRate = 8  // 7% (УСН, since 2025)
+	VAT5105  VATRate = 9  // 5/105
+	VAT7107  VATRate = 10 // 7/107
+	VAT22    VATRate = 11 // 22% (since 2026-01-01)
+	VAT22122 VATRate = 12 // 22/122 (since 2026-01-01)
 )
 
 // PaymentMethod is tag 1214 (признак способа расчета).
@@ -174,82 +183,92 @@ var DefaultLimits = Limits{
 }
 
 // Validate checks the receipt before anything is sent. Every failure is a
-// register_bad_receipt *Error saying what is wrong.
+// register_bad_receipt *Error saying what is wrong; Field names the offending
+// field ("items[0].name", "buyer", …) when there is one.
 func (r Receipt) Validate(l Limits) error {
 	switch r.Type {
 	case Sale, SaleReturn, Purchase, PurchaseReturn:
 	default:
-		return badReceipt("unknown receipt type %d", r.Type)
+		return badField("type", "unknown receipt type %d", r.Type)
 	}
 	if len(r.Items) == 0 {
-		return badReceipt("receipt has no items")
+		return badField("items", "receipt has no items")
 	}
 	if l.MaxItems > 0 && len(r.Items) > l.MaxItems {
-		return badReceipt("receipt has %d items, the device takes at most %d", len(r.Items), l.MaxItems)
+		return badField("items", "receipt has %d items, the device takes at most %d", len(r.Items), l.MaxItems)
 	}
 	if r.TaxSystem != 0 && (r.TaxSystem&(r.TaxSystem-1) != 0 || r.TaxSystem > PSN || r.TaxSystem < 0) {
-		return badReceipt("tax system must be exactly one of the known systems")
+		return badField("tax_system", "tax system must be exactly one of the known systems")
 	}
 	var total int64
 	for i, it := range r.Items {
+		at := func(f string) string { return fmt.Sprintf("items[%d].%s", i, f) }
 		name := strings.TrimSpace(it.Name)
 		if name == "" {
-			return badReceipt("item %d: empty name", i+1)
+			return badField(at("name"), "empty name")
+		}
+		if err := CheckText(at("name"), it.Name); err != nil {
+			return err
 		}
 		if n := utf8.RuneCountInString(it.Name); l.MaxNameLen > 0 && n > l.MaxNameLen {
-			return badReceipt("item %d: name is %d characters, the device takes at most %d", i+1, n, l.MaxNameLen)
+			return badField(at("name"), "name is %d characters, the device takes at most %d", n, l.MaxNameLen)
 		}
 		if it.Quantity <= 0 {
-			return badReceipt("item %d: quantity must be positive", i+1)
+			return badField(at("quantity"), "quantity must be positive")
 		}
 		if it.Quantity > l.MaxQuantity {
-			return badReceipt("item %d: quantity %d overflows the device field", i+1, it.Quantity)
+			return badField(at("quantity"), "quantity %d overflows the device field", it.Quantity)
 		}
 		if it.Price < 0 || it.Price > l.MaxAmount {
-			return badReceipt("item %d: price %d out of range", i+1, it.Price)
+			return badField(at("price"), "price %d out of range", it.Price)
 		}
 		if hi, _ := bits.Mul64(uint64(it.Price), uint64(it.Quantity)); hi >= uint64(QuantityOne) {
-			return badReceipt("item %d: price × quantity overflows", i+1)
+			return badField(at("price"), "price × quantity overflows")
 		}
 		s := it.Sum()
 		if s > l.MaxAmount {
-			return badReceipt("item %d: sum %d overflows the device field", i+1, s)
+			return badField(at("price"), "sum %d overflows the device field", s)
 		}
-		if it.VAT < VAT20 || it.VAT > VAT10110 {
-			return badReceipt("item %d: unknown VAT rate %d", i+1, it.VAT)
+		if it.VAT < VAT20 || it.VAT > VAT22122 {
+			return badField(at("vat"), "unknown VAT rate %d", it.VAT)
 		}
 		if it.Method < 0 || it.Method > CreditPayment {
-			return badReceipt("item %d: unknown payment method %d", i+1, it.Method)
+			return badField(at("payment_method"), "unknown payment method %d", it.Method)
 		}
 		if it.Object < 0 || it.Object > 26 {
-			return badReceipt("item %d: unknown payment object %d", i+1, it.Object)
+			return badField(at("payment_object"), "unknown payment object %d", it.Object)
 		}
 		if it.Department < 0 || it.Department > 16 {
-			return badReceipt("item %d: department %d out of range 0..16", i+1, it.Department)
+			return badField(at("department"), "department %d out of range 0..16", it.Department)
 		}
 		if len(it.MarkingCode) > l.MaxMarkingCode {
-			return badReceipt("item %d: marking code too long", i+1)
+			return badField(at("marking_code"), "marking code too long")
+		}
+		// A marking code carries GS (0x1D) between its application identifiers;
+		// nothing else unprintable belongs in it.
+		if err := CheckText(at("marking_code"), strings.ReplaceAll(it.MarkingCode, "\x1d", "")); err != nil {
+			return err
 		}
 		total += s
 		if total > l.MaxAmount {
-			return badReceipt("receipt total overflows the device field")
+			return badField("items", "receipt total overflows the device field")
 		}
 	}
 	if total == 0 {
-		return badReceipt("receipt total is zero")
+		return badField("items", "receipt total is zero")
 	}
 	var paid, cash int64
 	seen := map[PaymentKind]bool{}
 	for _, p := range r.Payments {
 		if p.Kind < 1 || p.Kind > 16 {
-			return badReceipt("unknown payment kind %d", p.Kind)
+			return badField("payments", "unknown payment kind %d", p.Kind)
 		}
 		if seen[p.Kind] {
-			return badReceipt("payment kind %d given twice", p.Kind)
+			return badField("payments", "payment kind %d given twice", p.Kind)
 		}
 		seen[p.Kind] = true
 		if p.Amount < 0 || p.Amount > l.MaxAmount {
-			return badReceipt("payment %d out of range", p.Amount)
+			return badField("payments", "payment %d out of range", p.Amount)
 		}
 		paid += p.Amount
 		if p.Kind == Cash {
@@ -257,19 +276,91 @@ func (r Receipt) Validate(l Limits) error {
 		}
 	}
 	if paid < total {
-		return badReceipt("payments %d are less than the total %d", paid, total)
+		return badField("payments", "payments %d are less than the total %d", paid, total)
 	}
 	if paid-cash > total {
-		return badReceipt("non-cash payments %d exceed the total %d (change is given only from cash)", paid-cash, total)
+		return badField("payments", "non-cash payments %d exceed the total %d (change is given only from cash)", paid-cash, total)
+	}
+	if err := CheckText("buyer", r.Buyer); err != nil {
+		return err
 	}
 	if n := utf8.RuneCountInString(r.Buyer); n > l.MaxBuyerLen {
-		return badReceipt("buyer contact too long")
+		return badField("buyer", "buyer contact too long")
 	}
 	if r.Buyer != "" && !strings.Contains(r.Buyer, "@") && !isPhone(r.Buyer) {
-		return badReceipt("buyer contact must be a phone (+7…) or an e-mail")
+		return badField("buyer", "buyer contact must be a phone (+7…) or an e-mail")
+	}
+	if err := CheckText("cashier", r.Cashier); err != nil {
+		return err
 	}
 	if n := utf8.RuneCountInString(r.Cashier); n > l.MaxCashierLen {
-		return badReceipt("cashier name too long")
+		return badField("cashier", "cashier name too long")
+	}
+	return nil
+}
+
+// CheckText refuses text bound for the register that holds a control character
+// (C0, DEL or C1): the register would print it raw into the fiscal document, or
+// act on it. field names the text in the error.
+func CheckText(field, s string) error {
+	for i, c := range s {
+		if c == utf8.RuneError {
+			if _, n := utf8.DecodeRuneInString(s[i:]); n <= 1 {
+				return badField(field, "is not valid UTF-8")
+			}
+		}
+		if c < 0x20 || (c >= 0x7F && c <= 0x9F) {
+			return badField(field, "contains control character U+%04X", c)
+		}
+	}
+	return nil
+}
+
+// VAT22From is the first day of 22 % (Federal Law 425-FZ): from then on 20 % and
+// 20/120 are wrong on a receipt, and before it 22 % is.
+var VAT22From = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// Percent is the rate in percent; -1 for NoVAT.
+func (v VATRate) Percent() int64 {
+	switch v {
+	case VAT20, VAT20120:
+		return 20
+	case VAT10, VAT10110:
+		return 10
+	case VAT0:
+		return 0
+	case VAT5, VAT5105:
+		return 5
+	case VAT7, VAT7107:
+		return 7
+	case VAT22, VAT22122:
+		return 22
+	}
+	return -1
+}
+
+// Tax is the VAT included in a line sum (prices include VAT):
+// round_half_up(sum × rate / (100 + rate)); 0 for 0 % and no VAT.
+func (v VATRate) Tax(sum int64) int64 {
+	p := v.Percent()
+	if p <= 0 {
+		return 0
+	}
+	return (2*sum*p + 100 + p) / (2 * (100 + p))
+}
+
+// CheckRatesAt refuses a rate not in force on the till's local date of at: 20 %
+// and 20/120 from 2026-01-01, 22 % and 22/122 before it.
+func (r Receipt) CheckRatesAt(at time.Time) error {
+	day := time.Date(at.Year(), at.Month(), at.Day(), 0, 0, 0, 0, time.UTC)
+	for i, it := range r.Items {
+		field := fmt.Sprintf("items[%d].vat", i)
+		switch {
+		case (it.VAT == VAT20 || it.VAT == VAT20120) && !day.Before(VAT22From):
+			return badField(field, "20 %% VAT ended on 2025-12-31; use vat22 (or vat22_122 for 20/120)")
+		case (it.VAT == VAT22 || it.VAT == VAT22122) && day.Before(VAT22From):
+			return badField(field, "22 %% VAT applies from 2026-01-01; use vat20 (or vat20_120) before then")
+		}
 	}
 	return nil
 }
@@ -337,9 +428,25 @@ type Status struct {
 	Ready error
 }
 
+// Identity is what names the register in a fiscal document the OFD and payment
+// providers accept: the registration number (РН ККТ), the FN's serial number and
+// the user's INN.
+type Identity struct {
+	RegNumber string `json:"reg_number"`
+	FNNumber  string `json:"fn_number"`
+	INN       string `json:"inn"`
+}
+
+// Complete is true when nothing a fiscal submission needs is missing.
+func (id Identity) Complete() bool { return id.RegNumber != "" && id.FNNumber != "" }
+
 // Register is a fiscal register. Implementations serialise calls internally.
 type Register interface {
 	Status(ctx context.Context) (Status, error)
+	// Identity reads the registration number, the FN number and the INN. It fails
+	// (register_identity_unknown, retryable) rather than return an incomplete one;
+	// an unregistered register is register_not_registered.
+	Identity(ctx context.Context) (Identity, error)
 	OpenShift(ctx context.Context) error
 	CloseShift(ctx context.Context) error // Z report
 	XReport(ctx context.Context) error

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"unicode"
 
 	"kassa-agent/fiscal"
 	"kassa-agent/fiscal/fiscaltest"
@@ -44,7 +45,7 @@ func TestValidate(t *testing.T) {
 		"product overflow":  func(r *fiscal.Receipt) { r.Items[0].Price, r.Items[0].Quantity = 1<<39, 1<<47 },
 		"sum overflow":      func(r *fiscal.Receipt) { r.Items[0].Price, r.Items[0].Quantity = 1<<39, 1<<22 },
 		"negative quantity": func(r *fiscal.Receipt) { r.Items[0].Quantity = -1 },
-		"bad vat":           func(r *fiscal.Receipt) { r.Items[0].VAT = 9 },
+		"bad vat":           func(r *fiscal.Receipt) { r.Items[0].VAT = 13 },
 		"bad type":          func(r *fiscal.Receipt) { r.Type = 7 },
 		"two tax systems":   func(r *fiscal.Receipt) { r.TaxSystem = fiscal.OSN | fiscal.PSN },
 		"bad buyer":         func(r *fiscal.Receipt) { r.Buyer = "call me" },
@@ -79,4 +80,55 @@ func TestErrorCodesDocumented(t *testing.T) {
 		e.Error() != "register_paper_out (device 0x6B, command 0xFF46): no receipt paper" {
 		t.Fatalf("%v", e)
 	}
+}
+
+// TestValidateRefusesControlCharacters: no C0, DEL or C1 character reaches the
+// register in any text field; marking codes keep their GS (0x1D) separators.
+func TestValidateRefusesControlCharacters(t *testing.T) {
+	bad := []string{"\x00", "\x1b[2J", "\r\n", "\a", "\x7f", "\u0085", "\u009b", "\t"}
+	for _, c := range bad {
+		for field, mod := range map[string]func(*fiscal.Receipt){
+			"items[0].name":         func(r *fiscal.Receipt) { r.Items[0].Name = "Хлеб" + c + "x" },
+			"buyer":                 func(r *fiscal.Receipt) { r.Buyer = "a" + c + "@b.ru" },
+			"cashier":               func(r *fiscal.Receipt) { r.Cashier = "Иванова" + c },
+			"items[0].marking_code": func(r *fiscal.Receipt) { r.Items[0].MarkingCode = "0104601234567890" + c + "21abc" },
+		} {
+			r := good()
+			r.Items = append([]fiscal.Item(nil), r.Items...)
+			mod(&r)
+			err := r.Validate(fiscal.DefaultLimits)
+			if !errors.Is(err, fiscal.ErrBadReceipt) || !strings.Contains(err.Error(), field) {
+				t.Errorf("%s with %q: %v", field, c, err)
+			}
+		}
+	}
+	r := good()
+	r.Items[0].MarkingCode = "010460406000600021N4N57RSCBUZTQ\x1d2403004002910161218"
+	if err := r.Validate(fiscal.DefaultLimits); err != nil {
+		t.Fatalf("GS in a marking code: %v", err)
+	}
+}
+
+// FuzzValidateText: whatever the text fields hold, a receipt Validate accepts
+// carries no control character to the register (a marking code: none but GS).
+func FuzzValidateText(f *testing.F) {
+	f.Add("Хлеб", "+79161234567", "Иванова А.", "0104601234567890215abc\x1d93dGVz")
+	f.Add("\x1b[2J", "a@b.ru\r\n", "\a", "\x7f")
+	f.Add("x\u0085", "", "\u009b", "\x1d\x1d")
+	f.Add("\xff\xfe", "@", "\x00", "")
+	f.Fuzz(func(t *testing.T, name, buyer, cashier, marking string) {
+		r := good()
+		r.Items = append([]fiscal.Item(nil), r.Items...)
+		r.Items[0].Name, r.Items[0].MarkingCode, r.Buyer, r.Cashier = name, marking, buyer, cashier
+		if r.Validate(fiscal.DefaultLimits) != nil {
+			return
+		}
+		for _, s := range []string{name, buyer, cashier, strings.ReplaceAll(marking, "\x1d", "")} {
+			for _, c := range s {
+				if unicode.IsControl(c) {
+					t.Fatalf("accepted %U in %q", c, s)
+				}
+			}
+		}
+	})
 }

@@ -65,7 +65,7 @@ func (j *memJournal) Pending(context.Context) ([]fiscal.Pending, error) {
 func tenItems() fiscal.Receipt {
 	r := fiscal.Receipt{Type: fiscal.Sale}
 	for i := range 10 {
-		r.Items = append(r.Items, fiscal.Item{Name: fmt.Sprintf("Товар номер %d", i+1), Quantity: fiscal.QuantityOne, Price: int64(1000 + 37*i), VAT: fiscal.VAT20})
+		r.Items = append(r.Items, fiscal.Item{Name: fmt.Sprintf("Товар номер %d", i+1), Quantity: fiscal.QuantityOne, Price: int64(1000 + 37*i), VAT: fiscal.VAT22})
 	}
 	r.Payments = []fiscal.Payment{{Kind: fiscal.Electronic, Amount: r.Total()}}
 	return r

@@ -14,6 +14,7 @@ const (
 	CmdShortStatus    uint16 = 0x10
 	CmdStatus         uint16 = 0x11
 	CmdPrintLine      uint16 = 0x17
+	CmdReadTable      uint16 = 0x1F
 	CmdCut            uint16 = 0x25
 	CmdXReport        uint16 = 0x40
 	CmdZReport        uint16 = 0x41
@@ -128,12 +129,24 @@ func TLV(tag uint16, value []byte) []byte {
 	return append(b, value...)
 }
 
-// FNTime decodes the FN's 5-byte date-time YY MM DD hh mm (local time of the till).
+// FNTime decodes the FN's 5-byte date-time YY MM DD hh mm. The FN keeps the
+// till's wall clock without a zone; it is returned as that wall clock in UTC, and
+// the driver places it in the register's zone (InZone), so no host zone and no
+// daylight-saving gap of the host can shift it.
 func FNTime(b []byte) time.Time {
 	if len(b) < 5 || b[1] == 0 || b[2] == 0 {
 		return time.Time{}
 	}
-	return time.Date(2000+int(b[0]), time.Month(b[1]), int(b[2]), int(b[3]), int(b[4]), 0, 0, time.Local)
+	return time.Date(2000+int(b[0]), time.Month(b[1]), int(b[2]), int(b[3]), int(b[4]), 0, 0, time.UTC)
+}
+
+// InZone reads the wall clock of a decoded FN time (see FNTime) in loc.
+func InZone(t time.Time, loc *time.Location) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	t = t.UTC()
+	return time.Date(t.Year(), t.Month(), t.Day(), t.Hour(), t.Minute(), t.Second(), 0, loc)
 }
 
 // PutFNTime encodes t as YY MM DD hh mm.
@@ -258,7 +271,7 @@ func DecodeFNExpiry(d []byte) (time.Time, error) {
 	if d[1] == 0 || d[1] > 12 || d[2] == 0 {
 		return time.Time{}, nil
 	}
-	return time.Date(2000+int(d[0]), time.Month(d[1]), int(d[2]), 0, 0, 0, 0, time.Local), nil
+	return time.Date(2000+int(d[0]), time.Month(d[1]), int(d[2]), 0, 0, 0, 0, time.UTC), nil // wall clock, see FNTime
 }
 
 // FiscalResult is the FF09h reply (the registration).
@@ -484,3 +497,27 @@ func GetUint(b []byte) uint64 { return getUint(b) }
 func Password(pw uint32) []byte { return password(pw) }
 
 func encodeWin1251Rune(r rune) (byte, bool) { return charmap.Windows1251.EncodeRune(r) }
+
+// EncodeReadTable builds the params of 1Fh: password, table, row (2), field.
+func EncodeReadTable(pw uint32, table byte, row uint16, field byte) []byte {
+	b := password(pw)
+	b = append(b, table)
+	b = binary.LittleEndian.AppendUint16(b, row)
+	return append(b, field)
+}
+
+// TableTaxes is table 6 (tax rates): field 1 of a row is its rate in hundredths of
+// a percent, field 2 its name.
+const (
+	TableTaxes   = 6
+	FieldTaxRate = 1
+	FieldTaxName = 2
+)
+
+// DecodeTaxRate reads a 1Fh reply holding table 6 field 1.
+func DecodeTaxRate(d []byte) (int, error) {
+	if len(d) < 2 {
+		return 0, short("tax rate", 2, len(d))
+	}
+	return int(binary.LittleEndian.Uint16(d[:2])), nil
+}

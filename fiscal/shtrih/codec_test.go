@@ -106,7 +106,7 @@ func TestDecodeFoundDocument(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := time.Date(2017, 3, 24, 20, 53, 0, 0, time.Local)
+	want := time.Date(2017, 3, 24, 20, 53, 0, 0, time.UTC)
 	if f.Type != 3 || f.SentToOFD || f.FD != 163 || f.FP != 0x2E4BEAEB || f.Operation != 1 || f.Total != 20000 || !f.Time.Equal(want) {
 		t.Fatalf("decoded %+v", f)
 	}
@@ -136,7 +136,7 @@ func TestOperationAndCloseRoundTrip(t *testing.T) {
 		t.Fatalf("close round trip %+v %v", c2, err)
 	}
 	cr, err := DecodeCloseResult(unhex(t, "10 27 00 00 00 2A 00 00 00 78 56 34 12 1A 05 11 0C 1E"))
-	if err != nil || cr.Change != 10000 || cr.FD != 42 || cr.FP != 0x12345678 || !cr.Time.Equal(time.Date(2026, 5, 17, 12, 30, 0, 0, time.Local)) {
+	if err != nil || cr.Change != 10000 || cr.FD != 42 || cr.FP != 0x12345678 || !cr.Time.Equal(time.Date(2026, 5, 17, 12, 30, 0, 0, time.UTC)) {
 		t.Fatalf("close result %+v %v", cr, err)
 	}
 	if tlv := TLV(TagBuyerContact, CP866("a@b.ru")); !bytes.Equal(tlv, unhex(t, "F0 03 06 00 61 40 62 2E 72 75")) {
@@ -230,6 +230,8 @@ func FuzzDecoders(f *testing.F) {
 	f.Add(unhex(f, "1E 92 02 08 00 01 9F E5 18 01 00 8B 02 00"))
 	f.Add(unhex(f, "03 00 11 03 18 14 35 A3 00 00 00 EB EA 4B 2E 01 20 4E 00 00 00"))
 	f.Add(make([]byte, 60))
+	f.Add([]byte{0xD0, 0x07}) // table 6 field 1: 20.00 %
+	f.Add([]byte{0x1A, 0x0C, 0x01, 0x17, 0x3B})
 	f.Fuzz(func(t *testing.T, d []byte) {
 		_, _ = DecodeShortStatus(d)
 		_, _ = DecodeFullStatus(d)
@@ -242,6 +244,12 @@ func FuzzDecoders(f *testing.F) {
 		_, _ = DecodeOFDStatus(d)
 		_, _ = DecodeShiftParams(d)
 		_, _ = DecodeCloseResult(d)
+		if v, err := DecodeTaxRate(d); err == nil && (v < 0 || v > 0xFFFF) {
+			t.Fatalf("tax rate %d from %x", v, d)
+		}
+		if tm := FNTime(d); !tm.IsZero() && tm.Location() != time.UTC {
+			t.Fatalf("FN time %s is not a UTC wall clock", tm)
+		}
 		_, _, _ = DecodeOperation(d)
 		_, _, _ = DecodeClose(d)
 		_, _, _, _ = SplitReply(d)

@@ -25,23 +25,45 @@ type Options struct {
 	Limits                fiscal.Limits // zero = fiscal.DefaultLimits
 	Logger                *slog.Logger
 	Now                   func() time.Time
+	// Location is the zone of the register's clock. The FN keeps zone-less local
+	// times; every FN time the driver returns is read in this zone. nil = time.Local.
+	Location *time.Location
+	// OnShiftRenewed, when set, is called after an expired shift was closed by a
+	// Z report and a new one opened (AutoCloseExpiredShift), with both numbers.
+	OnShiftRenewed func(closed, opened int)
+	// VATRows overrides the table-6 row sent for a rate (e.g. when a register's
+	// table 6 holds 5 % in another row than DefaultVATRows says).
+	VATRows map[fiscal.VATRate]byte
 }
 
 // Driver is a fiscal.Register speaking the Shtrih-M protocol over a Port.
 type Driver struct {
-	mu   sync.Mutex
-	l    *link
-	opt  Options
-	info *deviceInfo
-	log  *slog.Logger
+	mu    sync.Mutex
+	l     *link
+	opt   Options
+	info  *deviceInfo
+	ident *fiscal.Identity // set only when complete: a partial one is read again
+	// rowRates caches table 6's rate (hundredths of a percent) per row checked.
+	rowRates map[byte]int
+	log      *slog.Logger
 }
 
 var _ fiscal.Register = (*Driver)(nil)
 
+// deviceInfo is what the status report shows and no fiscal document carries.
 type deviceInfo struct {
-	model, serial, firmware, inn, fn, rn string
-	expiry                               time.Time
+	model, serial, firmware, inn string
+	expiry                       time.Time
 }
+
+// DefaultVATRows are the table-6 rows the driver sends for the УСН rates. The
+// vendor's answer in fr_drv_ng issue #328 settles only rows 11 (22 %) and 12
+// (22/122); 7..10 follow tag 1199's order and the DrvFR Tax1 numbering seen in host
+// software, not a vendor document: an assumption, overridable per register by
+// Options.VATRows (config register.vat_rows). The simulator refuses a line whose
+// tax does not match the row's rate, so a wrong row shows as a refusal, not as a
+// wrong rate on paper, on a register that checks likewise.
+var DefaultVATRows = map[fiscal.VATRate]byte{fiscal.VAT5: 7, fiscal.VAT7: 8, fiscal.VAT5105: 9, fiscal.VAT7107: 10}
 
 // New makes a driver over port. It does no I/O until the first call.
 func New(port Port, opt Options) *Driver {
@@ -75,6 +97,9 @@ func New(port Port, opt Options) *Driver {
 	}
 	if opt.Now == nil {
 		opt.Now = time.Now
+	}
+	if opt.Location == nil {
+		opt.Location = time.Local
 	}
 	return &Driver{l: &link{port: port, to: opt.Timeouts}, opt: opt, log: opt.Logger}
 }
@@ -185,7 +210,8 @@ func (d *Driver) shiftParams(ctx context.Context) (ShiftParams, error) {
 	return query(ctx, d, CmdFNShiftParams, d.pw(), DecodeShiftParams)
 }
 
-// deviceInfo reads (once) what does not change while the agent runs.
+// deviceInfo reads (once) what does not change while the agent runs and no
+// fiscal document carries; see identity for what documents carry.
 func (d *Driver) deviceInfo(ctx context.Context) (*deviceInfo, error) {
 	if d.info != nil {
 		return d.info, nil
@@ -204,24 +230,83 @@ func (d *Driver) deviceInfo(ctx context.Context) (*deviceInfo, error) {
 	if s, err := DecodeFullStatus(data); err == nil {
 		in.firmware, in.serial, in.inn = s.Firmware, s.Serial, s.INN
 	}
-	if data, err = d.do(ctx, CmdFNNumber, d.pw(), d.opt.Timeouts.Reply); err != nil {
-		return nil, err
-	}
-	in.fn, _ = DecodeFNNumber(data)
 	if data, err = d.do(ctx, CmdFNExpiry, d.pw(), d.opt.Timeouts.Reply); err == nil {
-		in.expiry, _ = DecodeFNExpiry(data)
-	}
-	// An unregistered device answers FF09h with an FN error; it then has no РН.
-	if data, err = d.do(ctx, CmdFNFiscalResult, d.pw(), d.opt.Timeouts.Reply); err == nil {
-		if r, err := DecodeFiscalResult(data); err == nil {
-			in.rn = r.RegNumber
+		if t, err := DecodeFNExpiry(data); err == nil {
+			in.expiry = InZone(t, d.opt.Location)
 		}
-	} else if fiscal.CodeOf(err) == fiscal.CodeUnavailable {
-		return nil, err
 	}
 	d.info = in
 	return in, nil
 }
+
+// fnPhaseFiscal is the FN phase "fiscal mode" (FF01h): registered, issuing documents.
+const fnPhaseFiscal = 3
+
+// identity returns the registration number, FN number and INN, read from the
+// device until all were read once; only a complete identity is kept. A device
+// error on the way is register_identity_unknown (retryable); an FN that is not in
+// fiscal mode (not registered, or closed) is register_not_registered.
+func (d *Driver) identity(ctx context.Context) (fiscal.Identity, error) {
+	if d.ident != nil {
+		return *d.ident, nil
+	}
+	unknown := func(what string, err error) error {
+		if c := fiscal.CodeOf(err); c == fiscal.CodeUnavailable || c == fiscal.CodeProtocol || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return err
+		}
+		return &fiscal.Error{Code: fiscal.CodeIdentity, Text: what + " could not be read; nothing was printed", Err: err}
+	}
+	var id fiscal.Identity
+	data, err := d.do(ctx, CmdFNNumber, d.pw(), d.opt.Timeouts.Reply)
+	if err != nil {
+		return id, unknown("the FN number", err)
+	}
+	if id.FNNumber, err = DecodeFNNumber(data); err != nil || id.FNNumber == "" {
+		return fiscal.Identity{}, unknown("the FN number", err)
+	}
+	data, rerr := d.do(ctx, CmdFNFiscalResult, d.pw(), d.opt.Timeouts.Reply)
+	if rerr == nil {
+		if r, err := DecodeFiscalResult(data); err == nil {
+			id.RegNumber, id.INN = r.RegNumber, r.INN
+		}
+	} else if c := fiscal.CodeOf(rerr); c == fiscal.CodeUnavailable {
+		return fiscal.Identity{}, rerr
+	}
+	if id.RegNumber == "" {
+		// An unregistered FN answers FF09h with an error too: its phase tells a
+		// register that has no РН from one whose answer failed this time.
+		fn, err := d.fnStatus(ctx)
+		if err != nil {
+			return fiscal.Identity{}, unknown("the registration number", err)
+		}
+		if fn.Phase != fnPhaseFiscal {
+			return fiscal.Identity{}, &fiscal.Error{Code: fiscal.CodeNotRegistered,
+				Text: fmt.Sprintf("the FN is in phase %d, not in fiscal mode: the register is not registered, fiscal receipts cannot be printed", fn.Phase)}
+		}
+		if rerr == nil {
+			rerr = errors.New("empty registration number in FF09h")
+		}
+		return fiscal.Identity{}, unknown("the registration number", rerr)
+	}
+	if id.INN == "" {
+		if in, err := d.deviceInfo(ctx); err == nil {
+			id.INN = in.inn
+		}
+	}
+	d.ident = &id
+	return id, nil
+}
+
+// Identity reads the registration number, the FN number and the INN (see
+// fiscal.Register). The agent asks it when a stored document lacks them.
+func (d *Driver) Identity(ctx context.Context) (fiscal.Identity, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.identity(ctx)
+}
+
+// now is the register's clock in its zone (for rate dates and fallbacks).
+func (d *Driver) now() time.Time { return d.opt.Now().In(d.opt.Location) }
 
 // Status reads the register's state.
 func (d *Driver) Status(ctx context.Context) (fiscal.Status, error) {
@@ -232,7 +317,17 @@ func (d *Driver) Status(ctx context.Context) (fiscal.Status, error) {
 	if err != nil {
 		return st, err
 	}
-	st.Model, st.Serial, st.Firmware, st.INN, st.FNNumber, st.RegNumber, st.FNExpiry = in.model, in.serial, in.firmware, in.inn, in.fn, in.rn, in.expiry
+	st.Model, st.Serial, st.Firmware, st.INN, st.FNExpiry = in.model, in.serial, in.firmware, in.inn, in.expiry
+	// An identity that cannot be read now makes the register not ready (no
+	// receipt may print without it), not the status unreadable.
+	id, idErr := d.identity(ctx)
+	if fiscal.CodeOf(idErr) == fiscal.CodeUnavailable {
+		return st, idErr
+	}
+	st.FNNumber, st.RegNumber = id.FNNumber, id.RegNumber
+	if id.INN != "" {
+		st.INN = id.INN
+	}
 	ss, err := d.shortStatus(ctx)
 	if err != nil {
 		return st, err
@@ -260,13 +355,16 @@ func (d *Driver) Status(ctx context.Context) (fiscal.Status, error) {
 		if o, err := DecodeOFDStatus(data); err == nil {
 			st.OFDBacklog = o.Waiting
 			if o.Waiting > 0 {
-				st.OFDOldest = o.FirstTime
+				st.OFDOldest = InZone(o.FirstTime, d.opt.Location)
 			}
 		}
 	} else if fiscal.CodeOf(err) == fiscal.CodeUnavailable {
 		return st, err
 	}
 	st.Ready = d.readiness(ss)
+	if st.Ready == nil && idErr != nil {
+		st.Ready = idErr
+	}
 	return st, nil
 }
 
@@ -339,9 +437,27 @@ func (d *Driver) prepare(ctx context.Context) (ShortStatus, error) {
 			if !d.opt.AutoCloseExpiredShift {
 				return ss, &fiscal.Error{Code: fiscal.CodeShiftExpired, Text: "shift is over 24 hours, a Z report is needed"}
 			}
-			d.log.Info("shift over 24 h: Z report")
+			closed := 0
+			if sp, err := d.shiftParams(ctx); err == nil {
+				closed = sp.Number
+			}
+			d.log.Info("shift over 24 h: Z report", "shift", closed)
 			if err := d.closeShift(ctx); err != nil {
 				return ss, err
+			}
+			if !d.opt.AutoOpenShift {
+				continue // reported as shift closed on the next pass
+			}
+			if err := d.openShift(ctx); err != nil {
+				return ss, err
+			}
+			opened := 0
+			if sp, err := d.shiftParams(ctx); err == nil {
+				opened = sp.Number
+			}
+			d.log.Info("expired shift closed with a Z report and a new shift opened", "closed", closed, "opened", opened)
+			if d.opt.OnShiftRenewed != nil {
+				d.opt.OnShiftRenewed(closed, opened)
 			}
 		default:
 			return ss, &fiscal.Error{Code: fiscal.CodeRejected, Text: fmt.Sprintf("register is in mode %d", ss.ModeNumber())}
@@ -474,7 +590,7 @@ func (d *Driver) FindDocument(ctx context.Context, fd uint32) (fiscal.FoundDocum
 	if err != nil {
 		return fiscal.FoundDocument{}, err
 	}
-	return fiscal.FoundDocument{FD: f.FD, FP: f.FP, Kind: int(f.Type), Time: f.Time, Operation: fiscal.ReceiptType(f.Operation),
+	return fiscal.FoundDocument{FD: f.FD, FP: f.FP, Kind: int(f.Type), Time: InZone(f.Time, d.opt.Location), Operation: fiscal.ReceiptType(f.Operation),
 		Total: f.Total, SentToOFD: f.SentToOFD}, nil
 }
 
@@ -494,6 +610,13 @@ const LineWidth = 40
 
 // PrintText prints non-fiscal lines (e.g. a payment link), wrapping long lines.
 func (d *Driver) PrintText(ctx context.Context, lines []string) error {
+	// Control characters would reach the tape raw (or drive the printer): refuse
+	// the whole text before any of it prints.
+	for i, line := range lines {
+		if err := fiscal.CheckText(fmt.Sprintf("lines[%d]", i), line); err != nil {
+			return err
+		}
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, line := range lines {

@@ -32,7 +32,7 @@ func (d *Driver) PrintReceipt(ctx context.Context, id string, r fiscal.Receipt) 
 	e, err := j.Get(ctx, id)
 	switch {
 	case err == nil && e.Done:
-		return e.Doc, nil
+		return d.withIdentity(ctx, e.Doc)
 	case err == nil:
 		doc, printed, err := d.resolve(ctx, e.Op)
 		if err != nil {
@@ -45,12 +45,26 @@ func (d *Driver) PrintReceipt(ctx context.Context, id string, r fiscal.Receipt) 
 	case !errors.Is(err, fiscal.ErrJournalNotFound):
 		return fiscal.Document{}, &fiscal.Error{Code: fiscal.CodeJournal, Err: err}
 	}
+	// A new receipt: its rates must be in force on the register's date. (A receipt
+	// already printed or pending is settled above whatever the date now.)
+	if err := r.CheckRatesAt(d.now()); err != nil {
+		return fiscal.Document{}, err
+	}
+	rows, err := d.rows(r)
+	if err != nil {
+		return fiscal.Document{}, err
+	}
 	// Others' pending receipts must be settled before the device is touched.
 	if err := d.resolvePending(ctx, nil); err != nil {
 		return fiscal.Document{}, err
 	}
-	in, err := d.deviceInfo(ctx)
+	// Every document must carry РН and ФН: without them the fiscal submission is
+	// refused. Read them before anything prints; failing, nothing is printed.
+	in, err := d.identity(ctx)
 	if err != nil {
+		return fiscal.Document{}, err
+	}
+	if err := d.checkRows(ctx, r, rows); err != nil {
 		return fiscal.Document{}, err
 	}
 	if _, err := d.prepare(ctx); err != nil {
@@ -119,18 +133,101 @@ func checkEncodable(r fiscal.Receipt) error {
 	return nil
 }
 
-var vatDivisors = [7][2]int64{1: {20, 120}, 2: {10, 110}, 5: {20, 120}, 6: {10, 110}}
+// row is the table-6 row FF46h carries for a rate. 22 % and 22/122 are rows 11
+// and 12 whatever the register's setting T17П71: in mode 1 the register would
+// also turn row 1 into 22 % from 2026, in mode 2 it would not, and row 11 means
+// 22 % in both (fr_drv_ng issue #328); 20 % is refused from 2026 before this.
+// Rows 1..6 also name FF45h's six tax sums (slot row-1); rows 7..12 have no sum
+// there and are left to the register to total from the lines' tax amounts.
+func (d *Driver) row(v fiscal.VATRate) (byte, error) {
+	if b, ok := d.opt.VATRows[v]; ok {
+		return b, nil
+	}
+	switch v {
+	case fiscal.VAT20, fiscal.VAT10, fiscal.VAT0, fiscal.NoVAT, fiscal.VAT20120, fiscal.VAT10110, fiscal.VAT22, fiscal.VAT22122:
+		return byte(v), nil
+	}
+	if b, ok := DefaultVATRows[v]; ok {
+		return b, nil
+	}
+	return 0, &fiscal.Error{Code: fiscal.CodeBadReceipt, Text: fmt.Sprintf("VAT rate %d has no table-6 row", v)}
+}
 
-// taxIndex maps a VAT rate to its slot among FF45h's six tax sums.
-var taxIndex = [7]int{1: 0, 2: 1, 3: 2, 4: 3, 5: 4, 6: 5}
+// rows maps every line's rate to its row.
+func (d *Driver) rows(r fiscal.Receipt) ([]byte, error) {
+	out := make([]byte, len(r.Items))
+	for i, it := range r.Items {
+		b, err := d.row(it.VAT)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = b
+	}
+	return out, nil
+}
 
-func (d *Driver) printBody(ctx context.Context, r fiscal.Receipt, in *deviceInfo) (fiscal.Document, error) {
+// checkRows reads, once per row, the rate that table 6 holds in each row chosen
+// by DefaultVATRows or Options.VATRows (the rows no vendor document settles), and
+// refuses the receipt before anything prints when it is not the rate asked for.
+func (d *Driver) checkRows(ctx context.Context, r fiscal.Receipt, rows []byte) error {
+	for i, it := range r.Items {
+		switch it.VAT {
+		case fiscal.VAT5, fiscal.VAT7, fiscal.VAT5105, fiscal.VAT7107:
+		default:
+			if _, set := d.opt.VATRows[it.VAT]; !set {
+				continue
+			}
+		}
+		want := int(it.VAT.Percent()) * 100
+		got, ok := d.rowRates[rows[i]]
+		if !ok {
+			v, err := query(ctx, d, CmdReadTable, EncodeReadTable(d.opt.Password, TableTaxes, uint16(rows[i]), FieldTaxRate), DecodeTaxRate)
+			if err != nil {
+				return err
+			}
+			if d.rowRates == nil {
+				d.rowRates = map[byte]int{}
+			}
+			d.rowRates[rows[i]], got = v, v
+		}
+		if it.VAT.Percent() >= 0 && got != want {
+			return &fiscal.Error{Code: fiscal.CodeBadReceipt, Field: fmt.Sprintf("items[%d].vat", i),
+				Text: fmt.Sprintf("items[%d].vat: the register's table 6 row %d holds %d.%02d %%, not %d %%; set register.vat_rows to the row that holds it",
+					i, rows[i], got/100, got%100, want/100)}
+		}
+	}
+	return nil
+}
+
+// withIdentity completes a stored document that lacks РН or ФН (kept by an older
+// version) from the register, when it is of the FN now in the register.
+func (d *Driver) withIdentity(ctx context.Context, doc fiscal.Document) (fiscal.Document, error) {
+	if doc.RegNumber != "" && doc.FNNumber != "" {
+		return doc, nil
+	}
+	id, err := d.identity(ctx)
+	if err != nil {
+		return fiscal.Document{}, err
+	}
+	if doc.FNNumber != "" && doc.FNNumber != id.FNNumber {
+		return fiscal.Document{}, &fiscal.Error{Code: fiscal.CodeFNError,
+			Text: fmt.Sprintf("document %d of FN %s lacks the registration number and the register now has FN %s; complete it by hand", doc.FD, doc.FNNumber, id.FNNumber)}
+	}
+	doc.RegNumber, doc.FNNumber = id.RegNumber, id.FNNumber
+	return doc, nil
+}
+
+func (d *Driver) printBody(ctx context.Context, r fiscal.Receipt, in fiscal.Identity) (fiscal.Document, error) {
+	rows, err := d.rows(r)
+	if err != nil {
+		return fiscal.Document{}, err
+	}
 	pw := d.pw()
 	if _, err := d.do(ctx, CmdOpenReceipt, append(pw, openType(r.Type)), d.opt.Timeouts.Reply); err != nil {
 		return fiscal.Document{}, err
 	}
 	var c Close
-	for _, it := range r.Items {
+	for i, it := range r.Items {
 		method, object, dep := it.Method, it.Object, it.Department
 		if method == 0 {
 			method = fiscal.FullPayment
@@ -142,16 +239,16 @@ func (d *Driver) printBody(ctx context.Context, r fiscal.Receipt, in *deviceInfo
 			dep = 1
 		}
 		sum := it.Sum()
-		var tax int64
-		if dv := vatDivisors[it.VAT]; dv[1] != 0 {
-			tax = (sum*dv[0]*2 + dv[1]) / (dv[1] * 2) // rounded half up
-		}
-		c.Taxes[taxIndex[it.VAT]] += tax
-		if it.VAT == fiscal.VAT0 || it.VAT == fiscal.NoVAT {
-			c.Taxes[taxIndex[it.VAT]] += sum - tax // turnover
+		tax := it.VAT.Tax(sum)
+		if slot := int(rows[i]) - 1; slot >= 0 && slot < len(c.Taxes) {
+			if it.VAT == fiscal.VAT0 || it.VAT == fiscal.NoVAT {
+				c.Taxes[slot] += sum // turnover
+			} else {
+				c.Taxes[slot] += tax
+			}
 		}
 		op := Operation{Type: byte(r.Type), Quantity: it.Quantity, Price: it.Price, Sum: sum, Tax: tax,
-			TaxRate: byte(it.VAT), Department: byte(dep), Method: byte(method), Object: byte(object), Name: it.Name}
+			TaxRate: rows[i], Department: byte(dep), Method: byte(method), Object: byte(object), Name: it.Name}
 		if _, err := d.do(ctx, CmdFNOperation, EncodeOperation(d.opt.Password, op), d.opt.Timeouts.Reply); err != nil {
 			return fiscal.Document{}, err
 		}
@@ -184,11 +281,11 @@ func (d *Driver) printBody(ctx context.Context, r fiscal.Receipt, in *deviceInfo
 		// The document is closed but the reply is unreadable: recovery reads it back.
 		return fiscal.Document{}, &fiscal.Error{Code: fiscal.CodeOutcomeUnknown, Command: CmdFNCloseReceipt, Err: err}
 	}
-	t := cr.Time
+	t := InZone(cr.Time, d.opt.Location)
 	if t.IsZero() {
-		t = d.opt.Now()
+		t = d.now()
 	}
-	return fiscal.Document{FD: cr.FD, FP: cr.FP, FNNumber: in.fn, RegNumber: in.rn, Time: t, Total: r.Total(), Type: r.Type}, nil
+	return fiscal.Document{FD: cr.FD, FP: cr.FP, FNNumber: in.FNNumber, RegNumber: in.RegNumber, Time: t, Total: r.Total(), Type: r.Type}, nil
 }
 
 // resolvePending resolves every pending journal entry except skip.
@@ -225,7 +322,9 @@ func (d *Driver) resolvePending(ctx context.Context, rep *fiscal.RecoveryReport)
 func (d *Driver) resolve(ctx context.Context, op fiscal.Pending) (fiscal.Document, bool, error) {
 	j := d.opt.Journal
 	log := d.log.With("payment_id", op.ID)
-	in, err := d.deviceInfo(ctx)
+	// A document found below is recorded with the register's identity: read it
+	// first, so a failing read leaves the entry pending rather than blank.
+	in, err := d.identity(ctx)
 	if err != nil {
 		return fiscal.Document{}, false, err
 	}
@@ -272,8 +371,12 @@ func (d *Driver) resolve(ctx context.Context, op fiscal.Pending) (fiscal.Documen
 		if f.Type != 3 || f.Operation != byte(op.Receipt.Type) || f.Total != total {
 			continue
 		}
-		doc := fiscal.Document{FD: f.FD, FP: f.FP, FNNumber: fn.Number, RegNumber: in.rn, Time: f.Time, Total: total,
-			Type: op.Receipt.Type, Recovered: true}
+		fnNumber := fn.Number
+		if fnNumber == "" {
+			fnNumber = in.FNNumber
+		}
+		doc := fiscal.Document{FD: f.FD, FP: f.FP, FNNumber: fnNumber, RegNumber: in.RegNumber, Time: InZone(f.Time, d.opt.Location),
+			Total: total, Type: op.Receipt.Type, Recovered: true}
 		if sp, err := d.shiftParams(ctx); err == nil {
 			doc.Shift = sp.Number
 			if fd == fn.LastFD {

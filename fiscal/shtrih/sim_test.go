@@ -151,7 +151,7 @@ func fullShift(t *testing.T, r *rig) {
 	r1 := fiscal.Receipt{Type: fiscal.Sale, TaxSystem: fiscal.OSN,
 		Items: []fiscal.Item{
 			{Name: "Молоко 3,2% 1 л", Quantity: 2 * fiscal.QuantityOne, Price: 8990, VAT: fiscal.VAT10},
-			{Name: "Кофе молотый", Quantity: fiscal.QuantityOne, Price: 45000, VAT: fiscal.VAT20},
+			{Name: "Кофе молотый", Quantity: fiscal.QuantityOne, Price: 45000, VAT: fiscal.VAT22},
 		},
 		Payments: []fiscal.Payment{{Kind: fiscal.Cash, Amount: 70000}}}
 	r2 := fiscal.Receipt{Type: fiscal.Sale, TaxSystem: fiscal.USNIncome, Buyer: "+79161234567", Cashier: "Иванова А.",
@@ -159,11 +159,11 @@ func fullShift(t *testing.T, r *rig) {
 			{Name: "Яблоки", Quantity: 1_234_000, Price: 12990, VAT: fiscal.VAT10, Object: fiscal.Goods},
 			{Name: "Доставка", Quantity: fiscal.QuantityOne, Price: 25000, VAT: fiscal.NoVAT, Object: fiscal.Service},
 			{Name: "Экспорт", Quantity: fiscal.QuantityOne, Price: 1000, VAT: fiscal.VAT0},
-			{Name: "Туфли", Quantity: fiscal.QuantityOne, Price: 399000, VAT: fiscal.VAT20, MarkingCode: "010460406000600021N4N57RSCBUZTQ\x1d2403004002910161218"},
+			{Name: "Туфли", Quantity: fiscal.QuantityOne, Price: 399000, VAT: fiscal.VAT22, MarkingCode: "010460406000600021N4N57RSCBUZTQ\x1d2403004002910161218"},
 		}}
 	r2.Payments = []fiscal.Payment{{Kind: fiscal.Electronic, Amount: r2.Total()}}
 	r3 := fiscal.Receipt{Type: fiscal.SaleReturn, TaxSystem: fiscal.OSN,
-		Items:    []fiscal.Item{{Name: "Кофе молотый", Quantity: fiscal.QuantityOne, Price: 45000, VAT: fiscal.VAT20120}},
+		Items:    []fiscal.Item{{Name: "Кофе молотый", Quantity: fiscal.QuantityOne, Price: 45000, VAT: fiscal.VAT22122}},
 		Payments: []fiscal.Payment{{Kind: fiscal.Cash, Amount: 5000}, {Kind: fiscal.Electronic, Amount: 40000}}}
 	var docs []fiscal.Document
 	for i, rc := range []fiscal.Receipt{r1, r2, r3} {
@@ -257,7 +257,7 @@ func sameDoc(a, b fiscal.Document) bool {
 }
 
 func sale(amount int64) fiscal.Receipt {
-	return fiscal.Receipt{Type: fiscal.Sale, Items: []fiscal.Item{{Name: "Товар", Quantity: fiscal.QuantityOne, Price: amount, VAT: fiscal.VAT20}},
+	return fiscal.Receipt{Type: fiscal.Sale, Items: []fiscal.Item{{Name: "Товар", Quantity: fiscal.QuantityOne, Price: amount, VAT: fiscal.VAT22}},
 		Payments: []fiscal.Payment{{Kind: fiscal.Electronic, Amount: amount}}}
 }
 

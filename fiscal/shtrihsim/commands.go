@@ -14,6 +14,9 @@ const adminPassword = 30
 // execute runs one command and returns the reply body. Called with s.mu held.
 func (s *Sim) execute(cmd uint16, p []byte, f Fault) []byte {
 	s.commands++
+	if f.Kind == DeviceError {
+		return shtrih.ReplyBody(cmd, f.Code, nil)
+	}
 	code, data := s.run(cmd, p)
 	if f.Kind == PaperOut && code == shtrih.ErrCodeStillPrinting {
 		// Not run yet: the fault waits for the retry.
@@ -59,18 +62,25 @@ func (s *Sim) run(cmd uint16, p []byte) (byte, []byte) {
 	case shtrih.CmdStatus:
 		return 0, s.fullStatus(op)
 	case shtrih.CmdFNStatus:
-		d := []byte{3, 0, 0, b2b(s.st.ShiftOpen), 0}
+		phase := byte(3) // fiscal mode
+		if s.opt.Unregistered {
+			phase = 1 // ready for fiscalization
+		}
+		d := []byte{phase, 0, 0, b2b(s.st.ShiftOpen), 0}
 		d = shtrih.PutFNTime(d, s.now())
 		d = append(d, pad(s.opt.FNNumber, 16)...)
 		return 0, binary.LittleEndian.AppendUint32(d, s.lastFD())
 	case shtrih.CmdFNNumber:
 		return 0, pad(s.opt.FNNumber, 16)
 	case shtrih.CmdFNExpiry:
-		t := s.st.Docs[0].Time.AddDate(1, 1, 0)
+		t := s.local(s.st.Docs[0].Time).AddDate(1, 1, 0)
 		return 0, []byte{byte(t.Year() % 100), byte(t.Month()), byte(t.Day()), 11, 1}
 	case shtrih.CmdFNFiscalResult:
+		if s.opt.Unregistered {
+			return shtrih.FNErrState, nil
+		}
 		r := s.st.Docs[0]
-		d := shtrih.PutFNTime(nil, r.Time)
+		d := shtrih.PutFNTime(nil, s.local(r.Time))
 		d = append(d, padSpace(s.opt.INN, 12)...)
 		d = append(d, padSpace(s.opt.RegNumber, 20)...)
 		d = append(d, 1, 0)
@@ -78,6 +88,21 @@ func (s *Sim) run(cmd uint16, p []byte) (byte, []byte) {
 		return 0, binary.LittleEndian.AppendUint32(d, r.FP)
 	case shtrih.CmdFNFindDocument:
 		return s.find(p)
+	case shtrih.CmdReadTable:
+		if len(p) < 4 {
+			return shtrih.ErrCodeBadParams, nil
+		}
+		row, ok := s.row(int(binary.LittleEndian.Uint16(p[1:3])))
+		if p[0] != shtrih.TableTaxes || !ok {
+			return shtrih.ErrCodeBadParams, nil
+		}
+		switch p[3] {
+		case shtrih.FieldTaxRate:
+			return 0, binary.LittleEndian.AppendUint16(nil, uint16(max(row.pct, 0)*100))
+		case shtrih.FieldTaxName:
+			return 0, pad(string(shtrih.Win1251(row.name)), 60)
+		}
+		return shtrih.ErrCodeBadParams, nil
 	case shtrih.CmdFNOFDStatus:
 		return 0, s.ofd()
 	case shtrih.CmdFNShiftParams:
@@ -195,7 +220,7 @@ func (s *Sim) find(p []byte) (byte, []byte) {
 			continue
 		}
 		d := []byte{byte(doc.Type), b2b(doc.SentToOFD)}
-		d = shtrih.PutFNTime(d, doc.Time)
+		d = shtrih.PutFNTime(d, s.local(doc.Time))
 		d = binary.LittleEndian.AppendUint32(d, doc.FD)
 		d = binary.LittleEndian.AppendUint32(d, doc.FP)
 		switch doc.Type {
@@ -227,7 +252,7 @@ func (s *Sim) ofd() []byte {
 		return append(d, make([]byte, 9)...)
 	}
 	d = binary.LittleEndian.AppendUint32(d, first.FD)
-	return shtrih.PutFNTime(d, first.Time)
+	return shtrih.PutFNTime(d, s.local(first.Time))
 }
 
 // commit appends an FN document.
@@ -363,7 +388,8 @@ func (s *Sim) operation(p []byte) (byte, []byte) {
 	if err != nil {
 		return shtrih.ErrCodeBadParams, nil
 	}
-	if int(o.Type) != opOf(s.st.Receipt.Type) || o.Quantity <= 0 || o.TaxRate < 1 || o.TaxRate > 6 || len(p) > 26+128 ||
+	rate, ok := s.rate(int(o.TaxRate))
+	if int(o.Type) != opOf(s.st.Receipt.Type) || o.Quantity <= 0 || !ok || len(p) > 26+128 ||
 		strings.TrimSpace(o.Name) == "" || o.Department > 16 {
 		return shtrih.ErrCodeBadParams, nil
 	}
@@ -371,14 +397,21 @@ func (s *Sim) operation(p []byte) (byte, []byte) {
 	if sum < 0 {
 		sum = (o.Price*o.Quantity + 500_000) / 1_000_000
 	}
-	tax := o.Tax
-	if tax < 0 {
-		tax = 0
+	// The device computes the line's tax itself; a host that sends a different
+	// one computed it at another rate (e.g. 20 % after the switch to 22 %), and the
+	// simulator refuses it so that shows in tests rather than on paper.
+	tax := rate.tax(sum)
+	if o.Tax >= 0 && o.Tax != tax {
+		return shtrih.ErrCodeBadParams, nil
 	}
 	it := Item{Name: o.Name, Quantity: o.Quantity, Price: o.Price, Sum: sum, Tax: tax, TaxRate: int(o.TaxRate),
-		Method: int(o.Method), Object: int(o.Object), Department: int(o.Department)}
+		Method: int(o.Method), Object: int(o.Object), Department: int(o.Department), RateName: rate.name}
 	s.st.Receipt.Items = append(s.st.Receipt.Items, it)
-	s.print(it.Name, rightKV(fmt.Sprintf("%s x %s", qty(it.Quantity), money(it.Price)), "="+money(it.Sum)), "   "+vatName(it.TaxRate))
+	taxLine := "   " + rate.name
+	if rate.pct > 0 {
+		taxLine = kv(taxLine, "="+money(tax))
+	}
+	s.print(it.Name, rightKV(fmt.Sprintf("%s x %s", qty(it.Quantity), money(it.Price)), "="+money(it.Sum)), taxLine)
 	s.printed()
 	return 0, nil
 }
@@ -443,6 +476,24 @@ func (s *Sim) closeReceipt(p []byte) (byte, []byte) {
 	if c.TaxSystem != 0 && c.TaxSystem&(c.TaxSystem-1) != 0 {
 		return shtrih.ErrCodeBadParams, nil
 	}
+	// FF45h's six tax sums belong to rows 1..6; a non-zero one must be what the
+	// device itself computes from the lines (zero leaves it to the device).
+	var want [6]int64
+	for _, it := range r.Items {
+		if it.TaxRate < 1 || it.TaxRate > 6 {
+			continue
+		}
+		if it.TaxRate == 3 || it.TaxRate == 4 {
+			want[it.TaxRate-1] += it.Sum // turnover
+		} else {
+			want[it.TaxRate-1] += it.Tax
+		}
+	}
+	for i, t := range c.Taxes {
+		if t != 0 && t != want[i] {
+			return shtrih.ErrCodeBadParams, nil
+		}
+	}
 	s.st.ShiftReceipts++
 	s.st.Cash += c.Payments[0] - change
 	if op := opOf(r.Type); op == 2 || op == 3 { // sale return and purchase pay cash out
@@ -465,10 +516,8 @@ func (s *Sim) closeReceipt(p []byte) (byte, []byte) {
 	if change > 0 {
 		lines = append(lines, kv("СДАЧА", "="+money(change)))
 	}
-	for i, t := range c.Taxes {
-		if t != 0 {
-			lines = append(lines, kv([]string{"СУММА НДС 20%", "СУММА НДС 10%", "СУММА С НДС 0%", "СУММА БЕЗ НДС", "СУММА НДС 20/120", "СУММА НДС 10/110"}[i], "="+money(t)))
-		}
+	for _, t := range taxTotals(r.Items) {
+		lines = append(lines, kv(t.label, "="+money(t.sum)))
 	}
 	if v := r.Tags[shtrih.TagCashier]; v != "" {
 		lines = append(lines, kv("КАССИР", v))
@@ -482,7 +531,7 @@ func (s *Sim) closeReceipt(p []byte) (byte, []byte) {
 	d := shtrih.Money5(change)
 	d = binary.LittleEndian.AppendUint32(d, doc.FD)
 	d = binary.LittleEndian.AppendUint32(d, doc.FP)
-	return 0, shtrih.PutFNTime(d, doc.Time)
+	return 0, shtrih.PutFNTime(d, s.local(doc.Time))
 }
 
 // Tape layout helpers: 40 columns, as the device prints.
@@ -490,7 +539,7 @@ const width = 40
 
 func (s *Sim) footer(doc Document) []string {
 	return []string{
-		kv("ДАТА ВРЕМЯ", doc.Time.Format("02.01.06 15:04")),
+		kv("ДАТА ВРЕМЯ", s.local(doc.Time).Format("02.01.06 15:04")),
 		kv("РН ККТ", s.opt.RegNumber),
 		kv("ФН", s.opt.FNNumber),
 		kv("ФД", fmt.Sprint(doc.FD)),
@@ -530,8 +579,81 @@ func qty(q int64) string {
 	return s
 }
 
-func vatName(r int) string {
-	return [...]string{"", "НДС 20%", "НДС 10%", "НДС 0%", "БЕЗ НДС", "НДС 20/120", "НДС 10/110"}[r]
+// taxRow is one row of table 6 (tax rates) as it applies to a line now.
+type taxRow struct {
+	pct  int64 // percent; -1 = no VAT
+	name string
+}
+
+// tax is the VAT included in sum: sum × pct / (100 + pct), rounded half up.
+func (r taxRow) tax(sum int64) int64 {
+	if r.pct <= 0 {
+		return 0
+	}
+	return (2*sum*r.pct + 100 + r.pct) / (2 * (100 + r.pct))
+}
+
+// vat22From is when 22 % replaced 20 % (Federal Law 425-FZ).
+var vat22From = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// tableSix are the rows of Shtrih-M table 6. Rows 11 and 12 (22 %, 22/122) are the
+// vendor's (fr_drv_ng issue #328); rows 7..10 (5 %, 7 %, 5/105, 7/107) follow the
+// order of tag 1199 and the DrvFR Tax1 numbering seen in host software — the same
+// assumption as the driver's defaults, which a register may configure differently.
+var tableSix = map[int]taxRow{
+	1: {20, "НДС 20%"}, 2: {10, "НДС 10%"}, 3: {0, "НДС 0%"}, 4: {-1, "БЕЗ НДС"}, 5: {20, "НДС 20/120"}, 6: {10, "НДС 10/110"},
+	7: {5, "НДС 5%"}, 8: {7, "НДС 7%"}, 9: {5, "НДС 5/105"}, 10: {7, "НДС 7/107"}, 11: {22, "НДС 22%"}, 12: {22, "НДС 22/122"},
+}
+
+// row is row n of table 6 as configured (Options.TaxRows).
+func (s *Sim) row(n int) (taxRow, bool) {
+	if pct, ok := s.opt.TaxRows[n]; ok {
+		return taxRow{pct: int64(pct), name: fmt.Sprintf("НДС %d%%", pct)}, true
+	}
+	r, ok := tableSix[n]
+	return r, ok
+}
+
+// rate is table-6 row n on the device's date: with T17П71 = 1 rows 1 and 5 turn
+// into 22 % and 22/122 on 2026-01-01 (device clock).
+func (s *Sim) rate(n int) (taxRow, bool) {
+	r, ok := s.row(n)
+	if s.opt.VATMode == 1 && (n == 1 || n == 5) {
+		now := s.now()
+		if !time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC).Before(vat22From) {
+			r = tableSix[map[int]int{1: 11, 5: 12}[n]]
+		}
+	}
+	return r, ok
+}
+
+type taxTotal struct {
+	label string
+	sum   int64
+}
+
+// taxTotals are the receipt's tax sums (turnover for 0 % and no VAT) per rate, in
+// row order, as printed under the total.
+func taxTotals(items []Item) []taxTotal {
+	var out []taxTotal
+	idx := map[string]int{}
+	for _, it := range items {
+		label, v := "СУММА "+it.RateName, it.Tax
+		switch it.RateName {
+		case "НДС 0%":
+			label, v = "СУММА С НДС 0%", it.Sum
+		case "БЕЗ НДС":
+			label, v = "СУММА БЕЗ НДС", it.Sum
+		}
+		i, ok := idx[label]
+		if !ok {
+			i = len(out)
+			idx[label] = i
+			out = append(out, taxTotal{label: label})
+		}
+		out[i].sum += v
+	}
+	return out
 }
 
 func opName(t int) string {

@@ -47,10 +47,13 @@ const (
 	PowerCutAfterClose
 	// CorruptReply: the reply arrives with a bad LRC (the device still holds it).
 	CorruptReply
+	// DeviceError: the command is not run; the reply carries error Fault.Code, as
+	// when the FN answers a read (FF09h, FF02h) with a transient failure.
+	DeviceError
 )
 
 func (k FaultKind) String() string {
-	return [...]string{"none", "nak", "garbage", "drop_reply", "delay_reply", "paper_out", "power_cut", "corrupt_reply"}[k]
+	return [...]string{"none", "nak", "garbage", "drop_reply", "delay_reply", "paper_out", "power_cut", "corrupt_reply", "device_error"}[k]
 }
 
 // Fault is one injected failure. It fires on the next frames with code Command
@@ -61,6 +64,7 @@ type Fault struct {
 	Count   int
 	After   int
 	Delay   time.Duration
+	Code    byte // DeviceError: the error code replied
 }
 
 // Options configure a simulator.
@@ -76,6 +80,18 @@ type Options struct {
 	INN       string
 	Serial    uint32
 	OFDOnline bool // documents count as sent to the OFD at once
+	// Location is the zone of the device clock: the FN keeps zone-less wall-clock
+	// times, written here in this zone. nil = time.Local.
+	Location *time.Location
+	// VATMode is setting T17П71: 1 (the factory default) = rows 1 and 5 mean 22 % and
+	// 22/122 from 2026-01-01 on; 2 = every row means exactly its own rate. 0 = 1.
+	VATMode int
+	// TaxRows overrides rows of table 6: row → rate in percent (as a firmware that
+	// numbers its rates otherwise).
+	TaxRows map[int]int
+	// Unregistered: the FN is ready for fiscalization but not registered (phase
+	// 1): FF09h fails and there is no registration number.
+	Unregistered bool
 }
 
 // Item is a receipt line as the FN recorded it.
@@ -90,6 +106,7 @@ type Item struct {
 	Object     int    `json:"object"`
 	Department int    `json:"department"`
 	Marking    string `json:"marking,omitempty"`
+	RateName   string `json:"rate_name,omitempty"` // the rate the row meant when printed
 }
 
 // Document types in the FN.
@@ -169,6 +186,12 @@ func New(opt Options) (*Sim, error) {
 	}
 	if opt.Serial == 0 {
 		opt.Serial = 12345678
+	}
+	if opt.Location == nil {
+		opt.Location = time.Local
+	}
+	if opt.VATMode == 0 {
+		opt.VATMode = 1
 	}
 	s := &Sim{opt: opt, rnd: rand.New(rand.NewPCG(1, 2))}
 	if opt.StatePath != "" {
@@ -271,7 +294,10 @@ func (s *Sim) Tape() string {
 	return s.tape.String()
 }
 
-func (s *Sim) now() time.Time { return s.opt.Now() }
+func (s *Sim) now() time.Time { return s.opt.Now().In(s.opt.Location) }
+
+// local is t on the device's clock.
+func (s *Sim) local(t time.Time) time.Time { return t.In(s.opt.Location) }
 
 func (s *Sim) lastFD() uint32 { return s.st.Docs[len(s.st.Docs)-1].FD }
 

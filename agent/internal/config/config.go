@@ -96,7 +96,27 @@ type Register struct {
 	AutoOpenShift         bool     `toml:"auto_open_shift"`
 	AutoCloseExpiredShift bool     `toml:"auto_close_expired_shift"`
 	ByteTimeout           Duration `toml:"byte_timeout"`
+	// Timezone is the IANA zone of the register's clock ("" = the host's): the FN
+	// keeps zone-less local times.
+	Timezone string `toml:"timezone"`
+	// VATRows maps vat5, vat7, vat5_105, vat7_107 to the register's table-6 rows.
+	VATRows map[string]int `toml:"vat_rows"`
 }
+
+// Location is the register's time zone: Timezone, or the host's when empty.
+func (r Register) Location() (*time.Location, error) {
+	if r.Timezone == "" {
+		return time.Local, nil
+	}
+	loc, err := time.LoadLocation(r.Timezone)
+	if err != nil {
+		return nil, fmt.Errorf("register.timezone %q: %w", r.Timezone, err)
+	}
+	return loc, nil
+}
+
+// VATRowKeys are the rates whose table-6 row register.vat_rows may set.
+var VATRowKeys = []string{"vat5", "vat7", "vat5_105", "vat7_107"}
 
 // SmartPay configures the Smart Pay (SBP QR) kassa API.
 type SmartPay struct {
@@ -204,8 +224,9 @@ func Default() Config {
 			Protocol: "shtrih", Transport: "serial",
 			Port:     Port{Driver: "bugst", Baud: 115200},
 			Password: 30, Cashier: "", TaxSystem: "osn",
-			AutoOpenShift: true, AutoCloseExpiredShift: false,
+			AutoOpenShift: true, AutoCloseExpiredShift: true,
 			ByteTimeout: Duration(100 * time.Millisecond),
+			VATRows:     map[string]int{"vat5": 7, "vat7": 8, "vat5_105": 9, "vat7_107": 10},
 		},
 		SmartPay: SmartPay{
 			RequestTimeout: Duration(15 * time.Second), PollDeadline: Duration(3 * time.Minute),
@@ -465,6 +486,20 @@ func (c *Config) check() []Problem {
 			add("register.tax_system", "%q is not a tax system; use osn, usn_income, usn_income_outcome, envd, esn or patent", c.Register.TaxSystem)
 		}
 		positive("register.byte_timeout", c.Register.ByteTimeout, "100ms")
+		if _, err := c.Register.Location(); err != nil {
+			add("register.timezone", "%q is not an IANA time zone name; use e.g. \"Europe/Moscow\" or \"Asia/Vladivostok\", or \"\" for this computer's zone", c.Register.Timezone)
+		}
+		for k, v := range c.Register.VATRows {
+			known := false
+			for _, name := range VATRowKeys {
+				known = known || k == name
+			}
+			if !known {
+				add("register.vat_rows", "%q is not a rate set here; use vat5, vat7, vat5_105 or vat7_107", k)
+			} else if v < 1 || v > 16 {
+				add("register.vat_rows", "%s = %d is not a row of the register's table 6 (1..16)", k, v)
+			}
+		}
 	}
 
 	// smartpay

@@ -34,7 +34,7 @@ func TestExampleHasEveryKey(t *testing.T) {
 		"scanner.baud", "scanner.suffix", "scanner.idle_gap", "scanner.prefix", "scanner.max_length", "scanner.double_read_window",
 		"register.enabled", "register.protocol", "register.transport", "register.address", "register.password",
 		"register.cashier", "register.tax_system", "register.auto_open_shift", "register.auto_close_expired_shift",
-		"register.byte_timeout", "register.baud",
+		"register.byte_timeout", "register.baud", "register.timezone", "register.vat_rows",
 		"smartpay.enabled", "smartpay.base_url", "smartpay.cert_file", "smartpay.key_file", "smartpay.ca_file",
 		"smartpay.code_pattern", "smartpay.request_timeout", "smartpay.poll_deadline", "smartpay.abandon_after",
 		"alif.enabled", "alif.token_file", "alikassa.enabled", "alikassa.account",
@@ -126,4 +126,27 @@ func FuzzParse(f *testing.F) {
 			t.Fatal("accepted a config without api.listen")
 		}
 	})
+}
+
+// TestRegisterTimezoneAndShiftDefaults: the Z report after 24 h is on by default (a
+// receipt owed after payment must not wait for a person), and register.timezone
+// is an IANA zone checked at load.
+func TestRegisterTimezoneAndShiftDefaults(t *testing.T) {
+	c, err := Parse("example.toml", Example)
+	require.NoError(t, err)
+	assert.True(t, Default().Register.AutoCloseExpiredShift)
+	assert.True(t, c.Register.AutoCloseExpiredShift)
+	assert.Equal(t, "", c.Register.Timezone)
+
+	c, err = Parse("c.toml", []byte("[register]\nenabled = true\nport = \"/dev/ttyACM1\"\ntimezone = \"Asia/Vladivostok\"\n"))
+	require.NoError(t, err)
+	loc, err := c.Register.Location()
+	require.NoError(t, err)
+	assert.Equal(t, "Asia/Vladivostok", loc.String())
+
+	ps := problems(t, "[register]\nenabled = true\nport = \"/dev/ttyACM1\"\ntimezone = \"Europe/Atlantis\"\n")
+	require.Len(t, ps, 1)
+	assert.Equal(t, "register.timezone", ps[0].Key)
+	assert.Equal(t, 4, ps[0].Line)
+	assert.Contains(t, ps[0].Msg, "IANA")
 }

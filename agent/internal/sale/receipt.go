@@ -1,7 +1,10 @@
 package sale
 
 import (
+	"errors"
 	"fmt"
+	"strings"
+	"time"
 
 	"kassa-agent/fiscal"
 )
@@ -21,7 +24,7 @@ type ItemIn struct {
 	Name          string `json:"name"`
 	Quantity      int64  `json:"quantity"`                 // thousandths
 	Price         int64  `json:"price"`                    // kopecks per unit
-	VAT           string `json:"vat"`                      // vat20, vat10, vat0, none, vat20_120, vat10_110
+	VAT           string `json:"vat"`                      // vat22, vat10, vat5, vat7, vat0, none, vat22_122, vat10_110, vat5_105, vat7_107
 	PaymentMethod string `json:"payment_method,omitempty"` // full_payment (default), full_prepayment, …
 	PaymentObject string `json:"payment_object,omitempty"` // goods (default), service, work, excise, payment, composite, other
 	MarkingCode   string `json:"marking_code,omitempty"`
@@ -30,8 +33,12 @@ type ItemIn struct {
 var (
 	receiptTypes = map[string]fiscal.ReceiptType{"": fiscal.Sale, "sale": fiscal.Sale, "sale_return": fiscal.SaleReturn,
 		"purchase": fiscal.Purchase, "purchase_return": fiscal.PurchaseReturn}
-	vatRates = map[string]fiscal.VATRate{"vat20": fiscal.VAT20, "vat10": fiscal.VAT10, "vat0": fiscal.VAT0,
-		"none": fiscal.NoVAT, "vat20_120": fiscal.VAT20120, "vat10_110": fiscal.VAT10110}
+	// vat20 and vat20_120 stay known so a receipt dated before 2026 still converts;
+	// from 2026-01-01 fiscal.Receipt.CheckRatesAt refuses them, naming vat22.
+	vatRates = map[string]fiscal.VATRate{"vat22": fiscal.VAT22, "vat22_122": fiscal.VAT22122,
+		"vat10": fiscal.VAT10, "vat10_110": fiscal.VAT10110, "vat5": fiscal.VAT5, "vat5_105": fiscal.VAT5105,
+		"vat7": fiscal.VAT7, "vat7_107": fiscal.VAT7107, "vat0": fiscal.VAT0, "none": fiscal.NoVAT,
+		"vat20": fiscal.VAT20, "vat20_120": fiscal.VAT20120}
 	methods = map[string]fiscal.PaymentMethod{"": fiscal.FullPayment, "full_payment": fiscal.FullPayment,
 		"full_prepayment": fiscal.FullPrepayment, "partial_prepayment": fiscal.PartialPrepayment,
 		"advance": fiscal.Advance, "partial_payment": fiscal.PartialPayment,
@@ -47,14 +54,54 @@ var (
 // maxQuantityThousandths keeps the conversion to millionths from overflowing.
 const maxQuantityThousandths = (1<<63 - 1) / 1000
 
-// toFiscal converts and validates the POS's receipt; paid is the whole amount
-// settled electronically by the provider.
+// ProviderReceiptTypes are the receipt types of a payment taken from a buyer by
+// a provider: money received is a sale (приход) and nothing else.
+var ProviderReceiptTypes = []fiscal.ReceiptType{fiscal.Sale}
+
+// AllReceiptTypes are every calculation sign, for receipts the POS itself settles
+// (returns, purchases).
+var AllReceiptTypes = []fiscal.ReceiptType{fiscal.Sale, fiscal.SaleReturn, fiscal.Purchase, fiscal.PurchaseReturn}
+
+// receiptOptions are what a conversion needs beyond the POS's receipt.
+type receiptOptions struct {
+	tax     fiscal.TaxSystem // default tax system
+	cashier string           // default cashier
+	payment fiscal.PaymentKind
+	paid    int64                // the whole amount, paid as payment
+	types   []fiscal.ReceiptType // the receipt types allowed here
+	at      time.Time            // the receipt's date, for the VAT rates in force
+}
+
+// toFiscal converts and validates the receipt of a provider payment; paid is the
+// whole amount settled electronically by the provider. Only a sale is allowed.
 func (r ReceiptIn) toFiscal(defTax fiscal.TaxSystem, defCashier string, paid int64) (fiscal.Receipt, error) {
-	t, ok := receiptTypes[r.Type]
-	if !ok {
-		return fiscal.Receipt{}, fmt.Errorf("receipt.type %q is not one of sale, sale_return, purchase, purchase_return", r.Type)
+	return r.convert(receiptOptions{tax: defTax, cashier: defCashier, payment: fiscal.Electronic, paid: paid,
+		types: ProviderReceiptTypes, at: time.Now()})
+}
+
+func typeNames(ts []fiscal.ReceiptType) string {
+	var names []string
+	for _, t := range ts {
+		names = append(names, t.String())
 	}
-	out := fiscal.Receipt{Type: t, TaxSystem: defTax, Buyer: r.Buyer, Cashier: defCashier}
+	return strings.Join(names, ", ")
+}
+
+// convert converts and validates the POS's receipt. Error messages name the
+// field as the POS sent it ("receipt.items[0].name").
+func (r ReceiptIn) convert(o receiptOptions) (fiscal.Receipt, error) {
+	t, ok := receiptTypes[r.Type]
+	allowed := false
+	for _, a := range o.types {
+		allowed = allowed || (ok && a == t)
+	}
+	if !allowed {
+		if len(o.types) == 1 {
+			return fiscal.Receipt{}, fmt.Errorf("receipt.type %q is not allowed here: a payment taken from a buyer prints a %s receipt only", r.Type, typeNames(o.types))
+		}
+		return fiscal.Receipt{}, fmt.Errorf("receipt.type %q is not one of %s", r.Type, typeNames(o.types))
+	}
+	out := fiscal.Receipt{Type: t, TaxSystem: o.tax, Buyer: r.Buyer, Cashier: o.cashier}
 	if r.TaxSystem != "" {
 		ts, ok := TaxSystems[r.TaxSystem]
 		if !ok {
@@ -69,13 +116,13 @@ func (r ReceiptIn) toFiscal(defTax fiscal.TaxSystem, defCashier string, paid int
 		at := func(f string) string { return fmt.Sprintf("receipt.items[%d].%s", i, f) }
 		vat, ok := vatRates[it.VAT]
 		if !ok {
-			return fiscal.Receipt{}, fmt.Errorf("%s %q is not one of vat20, vat10, vat0, none, vat20_120, vat10_110", at("vat"), it.VAT)
+			return fiscal.Receipt{}, fmt.Errorf("%s %q is not one of vat22, vat10, vat5, vat7, vat0, none, vat22_122, vat10_110, vat5_105, vat7_107", at("vat"), it.VAT)
 		}
 		m, ok := methods[it.PaymentMethod]
 		if !ok {
 			return fiscal.Receipt{}, fmt.Errorf("%s %q is not a known payment method", at("payment_method"), it.PaymentMethod)
 		}
-		o, ok := objects[it.PaymentObject]
+		obj, ok := objects[it.PaymentObject]
 		if !ok {
 			return fiscal.Receipt{}, fmt.Errorf("%s %q is not a known payment object", at("payment_object"), it.PaymentObject)
 		}
@@ -87,12 +134,38 @@ func (r ReceiptIn) toFiscal(defTax fiscal.TaxSystem, defCashier string, paid int
 		}
 		out.Items = append(out.Items, fiscal.Item{
 			Name: it.Name, Quantity: it.Quantity * 1000, Price: it.Price,
-			VAT: vat, Method: m, Object: o, MarkingCode: it.MarkingCode,
+			VAT: vat, Method: m, Object: obj, MarkingCode: it.MarkingCode,
 		})
 	}
-	out.Payments = []fiscal.Payment{{Kind: fiscal.Electronic, Amount: paid}}
+	out.Payments = []fiscal.Payment{{Kind: o.payment, Amount: o.paid}}
 	if err := out.Validate(fiscal.DefaultLimits); err != nil {
-		return fiscal.Receipt{}, err
+		return fiscal.Receipt{}, receiptErr(err)
+	}
+	if err := out.CheckRatesAt(o.at); err != nil {
+		return fiscal.Receipt{}, receiptErr(err)
 	}
 	return out, nil
 }
+
+// receiptErr names the field of a fiscal validation error as the POS sent it:
+// fiscal says "items[0].name: …", the API "receipt.items[0].name: …".
+func receiptErr(err error) error {
+	var fe *fiscal.Error
+	if errors.As(err, &fe) && fe.Code == fiscal.CodeBadReceipt {
+		if fe.Field != "" {
+			return &fieldError{msg: "receipt." + fe.Text, err: err}
+		}
+		return &fieldError{msg: "receipt: " + fe.Text, err: err}
+	}
+	return err
+}
+
+// fieldError is a fiscal validation error worded for the API; it still unwraps
+// to the *fiscal.Error.
+type fieldError struct {
+	msg string
+	err error
+}
+
+func (e *fieldError) Error() string { return e.msg }
+func (e *fieldError) Unwrap() error { return e.err }
