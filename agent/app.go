@@ -104,6 +104,11 @@ func openApp(ctx context.Context, cfg config.Config, log *slog.Logger, tune ...f
 		opts.CodePattern = regexp.MustCompile(pattern) // checked by config
 	}
 	regOpts := registerOptions(cfg.Register, sale.NewJournal(st), log)
+	logRenewal := regOpts.OnShiftRenewed
+	regOpts.OnShiftRenewed = func(closed, opened int) {
+		logRenewal(closed, opened)
+		a.hub.Publish("register", shiftRenewed{Event: "shift_renewed", ClosedShift: closed, OpenedShift: opened})
+	}
 	tu := &tuning{Sale: &opts, Register: &regOpts}
 	for _, f := range tune {
 		f(tu)
@@ -217,6 +222,14 @@ func registerPort(c config.Register) shtrih.Port {
 		return shtrih.NewTCPPort(c.Address, 5*time.Second)
 	}
 	return newReopeningPort(device.PortConfig{Driver: c.Driver, Name: c.Port.Port, VID: c.VID, PID: c.PID, Serial: c.Serial, Baud: c.Baud})
+}
+
+// shiftRenewed is the event of an automatic Z report: the shift was over 24
+// hours, so the register closed it and opened a new one before a receipt.
+type shiftRenewed struct {
+	Event       string `json:"event"` // shift_renewed
+	ClosedShift int    `json:"closed_shift"`
+	OpenedShift int    `json:"opened_shift"`
 }
 
 func registerOptions(c config.Register, j fiscal.Journal, log *slog.Logger) shtrih.Options {

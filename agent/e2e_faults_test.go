@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"kassa-agent/agent/internal/sale"
+	"kassa-agent/fiscal/shtrih"
 	"kassa-agent/fiscal/shtrihsim"
 	"kassa-agent/payments/smartpay"
 	"kassa-agent/payments/smartpay/sandbox"
@@ -165,4 +166,21 @@ func TestRegisterReplyLostAtClose(t *testing.T) {
 			assert.Len(t, receiptsOf(r.till.Register.Documents()), 1, "printed twice")
 		})
 	}
+}
+
+// TestRegisterIdentityReadFails: the register answers its first fiscal-result
+// read (FF09h, the registration number) with a transient FN error. The sale
+// must still end with a receipt that carries the registration number and a
+// fiscal submission that reaches Smart Pay, never one parked with an empty
+// registration number.
+func TestRegisterIdentityReadFails(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	r.till.Register.Inject(shtrihsim.Fault{Kind: shtrihsim.DeviceError, Command: shtrih.CmdFNFiscalResult, Code: shtrih.FNErrFailure})
+	r.startInProcess()
+	p := r.create("k", saleBody(20480, milkReceipt))
+	r.showCode()
+	p = r.waitState(p.ID, "completed", 15*time.Second)
+	require.NotNil(t, p.Fiscal.Document)
+	assert.NotEmpty(t, p.Fiscal.Document.RegNumber, "receipt recorded without the registration number")
+	r.checkSettled(p)
 }

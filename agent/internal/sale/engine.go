@@ -39,6 +39,9 @@ type Register interface {
 	// print r (its limits, its code page).
 	CheckReceipt(r fiscal.Receipt) error
 	PrintReceipt(ctx context.Context, id string, r fiscal.Receipt) (fiscal.Document, error)
+	// Identity reads the register's registration number and fiscal drive
+	// number (a fiscal submission needs both).
+	Identity(ctx context.Context) (fiscal.Identity, error)
 }
 
 // Options configure an Engine.

@@ -530,18 +530,18 @@ func (e *Engine) fiscalData(ctx context.Context, id string) (smartpay.FiscalData
 		if e.o.Register == nil {
 			return smartpay.FiscalData{}, errIdentityUnknown
 		}
-		st, err := e.o.Register.Status(ctx)
+		id0, err := e.o.Register.Identity(ctx)
 		if err != nil {
 			return smartpay.FiscalData{}, fmt.Errorf("%w: %w", errIdentityUnknown, err)
 		}
-		if st.LastFD < doc.FD || (doc.FNNumber != "" && st.FNNumber != doc.FNNumber) {
-			return smartpay.FiscalData{}, queue.Permanent(fmt.Errorf("the receipt (FD %d) lacks the register's identity and the register now runs on another fiscal drive; a technician must enter it", doc.FD))
+		if doc.FNNumber != "" && id0.FNNumber != doc.FNNumber {
+			return smartpay.FiscalData{}, queue.Permanent(fmt.Errorf("the receipt (FD %d) lacks the register's registration number and the register now runs on another fiscal drive; a technician must look at it", doc.FD))
 		}
-		if st.RegNumber == "" || st.FNNumber == "" {
+		if id0.RegNumber == "" || id0.FNNumber == "" {
 			return smartpay.FiscalData{}, errIdentityUnknown
 		}
 		fill := *doc
-		fill.RegNumber, fill.FNNumber = st.RegNumber, st.FNNumber
+		fill.RegNumber, fill.FNNumber = id0.RegNumber, id0.FNNumber
 		if _, err := e.change(ctx, id, func(q *Payment, tx *queue.Tx) error {
 			q.Fiscal.Document = &fill
 			return nil
