@@ -32,7 +32,13 @@ type Options struct {
 	WriteTimeout time.Duration
 	// ReadHeaderTimeout cuts off clients that send headers slowly (default 5 s).
 	ReadHeaderTimeout time.Duration
+	MaxConns          int
+	IdleTimeout       time.Duration
+	AnonIdleTimeout   time.Duration
+	MaxStreams        int
 }
+
+func (s *Server) Stream(h http.HandlerFunc) http.HandlerFunc { return h }
 
 // Server is the local API. Features add their endpoints with Handle before Serve.
 type Server struct {
