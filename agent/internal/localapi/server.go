@@ -250,3 +250,24 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, grace time.Duration
 	}
 	return err
 }
+
+// MaxIdempotencyKey is the longest Idempotency-Key accepted, in bytes.
+const MaxIdempotencyKey = 255
+
+// IdempotencyKey reads the Idempotency-Key header of a creating call. A header
+// that is absent and one that is present but empty are different mistakes.
+func IdempotencyKey(r *http.Request) (string, error) {
+	const use = "a fresh unique value per new payment, the same value when retrying"
+	v, ok := r.Header["Idempotency-Key"]
+	switch {
+	case !ok:
+		return "", Errorf("idempotency_key_missing", "send an Idempotency-Key header ("+use+")")
+	case len(v) != 1:
+		return "", Errorf("idempotency_key_invalid", "send one Idempotency-Key header, not several")
+	case v[0] == "":
+		return "", Errorf("idempotency_key_invalid", "the Idempotency-Key header is empty; send "+use)
+	case len(v[0]) > MaxIdempotencyKey:
+		return "", Errorf("idempotency_key_invalid", fmt.Sprintf("Idempotency-Key is %d bytes long; at most %d bytes are accepted", len(v[0]), MaxIdempotencyKey))
+	}
+	return v[0], nil
+}
