@@ -44,7 +44,7 @@ var Codes = []CodeInfo{
 	{"conflict", 409, false, "The resource is in a state that does not allow this operation."},
 	{"body_too_large", 413, false, "The request body is larger than 1 MiB."},
 	{"unsupported_media_type", 415, false, "The body must be sent with Content-Type: application/json."},
-	{"idempotency_key_reused", 422, false, "The Idempotency-Key was already used with a different request body."},
+	{"idempotency_key_reused", 422, false, "The Idempotency-Key was already used with a different request (compared by meaning: whitespace and key order do not count)."},
 	{"validation_failed", 422, false, "The request is well-formed but its values are not acceptable (the message says which)."},
 	{"provider_disabled", 422, false, "The payment provider is not enabled in this agent's configuration."},
 	{"register_unavailable", 503, true, "The fiscal register does not answer or is not configured; no money was taken."},
