@@ -166,7 +166,8 @@ func openApp(ctx context.Context, cfg config.Config, log *slog.Logger, tune ...f
 	if cfg.API.AllowRemote {
 		log.Warn("local API is bound to a non-loopback address as configured (api.allow_remote = true); anyone on the network who has the token can take payments", "listen", cfg.API.Listen)
 	}
-	a.api = localapi.New(localapi.Options{Token: token, Port: port, Logger: log, Status: a.status})
+	a.api = localapi.New(localapi.Options{Token: token, Port: port, Logger: log, Status: a.status,
+		MaxConns: cfg.API.MaxConnections})
 	a.engine.Routes(a.api)
 	a.outboxRoutes(a.api)
 	a.api.Handle("GET /v1/openapi.json", serveOpenAPI)

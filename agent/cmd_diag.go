@@ -281,7 +281,12 @@ func (d *diagnosis) store(ctx context.Context, cfg config.Config) *agentView {
 }
 
 func (d *diagnosis) runningAgent(ctx context.Context, cfg config.Config) *agentView {
+	const newToken = "restart the agent: it reads the token file at start and makes a new token if there is none; then give the token in the file to the POS"
 	c, err := newLocalClient(cfg)
+	if errors.Is(err, os.ErrNotExist) {
+		d.fail("agent", "running (it holds the store), but its API token file "+cfg.API.TokenFile+" is missing (deleted while the agent runs?)", newToken)
+		return nil
+	}
 	if err != nil {
 		d.fail("agent", "running (it holds the store), but "+err.Error(), "run diag as root or as the agent's user")
 		return nil
@@ -289,7 +294,10 @@ func (d *diagnosis) runningAgent(ctx context.Context, cfg config.Config) *agentV
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	var v agentView
-	if err := c.call(ctx, "GET", "/v1/status", &v.status); err != nil {
+	if err := c.call(ctx, "GET", "/v1/status", &v.status); remoteCode(err) == "unauthorized" {
+		d.fail("agent", "running, but it refused the token in "+cfg.API.TokenFile+": the file does not match the token the agent started with (it was changed or replaced while the agent runs)", newToken)
+		return nil
+	} else if err != nil {
 		d.fail("agent", "the store is locked, so the agent runs, but it does not answer: "+err.Error(),
 			"it may be starting or stuck: see its log (journalctl -u kassa-agent, or the Windows event log)")
 		return nil

@@ -39,6 +39,9 @@ type API struct {
 	Listen      string `toml:"listen"`
 	AllowRemote bool   `toml:"allow_remote"`
 	TokenFile   string `toml:"token_file"`
+	// MaxConnections bounds the connections the API holds open; a quarter is
+	// kept for clients that show the token.
+	MaxConnections int `toml:"max_connections"`
 }
 
 // Store configures the data directory and the bbolt file in it.
@@ -208,7 +211,7 @@ func programData() string {
 // Default returns the configuration used for every key the file leaves out.
 func Default() Config {
 	return Config{
-		API:   API{Listen: "127.0.0.1:8717"},
+		API:   API{Listen: "127.0.0.1:8717", MaxConnections: 256},
 		Store: Store{Dir: DefaultDataDir(), OnCorrupt: "refuse", OpenTimeout: Duration(time.Second)},
 		Outbox: Outbox{
 			BaseDelay: Duration(time.Second), MaxDelay: Duration(5 * time.Minute),
@@ -405,6 +408,10 @@ func (c *Config) check() []Problem {
 		if !isLoopback(host) && !c.API.AllowRemote {
 			add("api.listen", "%q is not a loopback address; the till's API must not be reachable from the network. Use 127.0.0.1, or set api.allow_remote = true if you really mean it", host)
 		}
+	}
+
+	if c.API.MaxConnections < 16 || c.API.MaxConnections > 4096 {
+		add("api.max_connections", "must be from 16 to 4096 (default 256); each connection holds a file descriptor")
 	}
 
 	// store

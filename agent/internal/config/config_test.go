@@ -26,7 +26,7 @@ func TestExampleHasEveryKey(t *testing.T) {
 	c := Default()
 	_ = c
 	for _, key := range []string{
-		"api.listen", "api.allow_remote", "api.token_file",
+		"api.listen", "api.allow_remote", "api.token_file", "api.max_connections",
 		"store.dir", "store.on_corrupt", "store.open_timeout",
 		"outbox.base_delay", "outbox.max_delay", "outbox.max_attempts", "outbox.max_age",
 		"log.level", "log.format",
@@ -65,6 +65,7 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 		{"missing required", "[smartpay]\nenabled = true\nbase_url = \"https://x\"\nkey_file = \"k\"\n", "smartpay.cert_file", 0, "client certificate"},
 		{"impossible combination", "[scanner]\nenabled = true\nport = \"/dev/ttyACM0\"\nvid = \"0c2e\"\npid = \"0b61\"\n", "scanner.vid", 4, "not both"},
 		{"remote without allow", "[api]\nlisten = \"0.0.0.0:8717\"\n", "api.listen", 2, "allow_remote"},
+		{"too few connections", "[api]\nmax_connections = 3\n", "api.max_connections", 2, "16 to 4096"},
 		{"bad enum", "[store]\non_corrupt = \"ignore\"\n", "store.on_corrupt", 2, "refuse"},
 		{"tcp needs address", "[register]\nenabled = true\ntransport = \"tcp\"\n", "register.address", 0, "host:port"},
 		{"bad pattern", "[smartpay]\nenabled = true\nbase_url = \"https://x\"\ncert_file = \"c\"\nkey_file = \"k\"\ncode_pattern = \"([\"\n", "smartpay.code_pattern", 6, "regular expression"},

@@ -33,9 +33,9 @@ type CodeInfo struct {
 // and the OpenAPI document are generated from, or checked against, this table.
 var Codes = []CodeInfo{
 	{"bad_request", 400, false, "The request is malformed: bad JSON, a missing or invalid field. The message names the field."},
-	{"unknown_field", 400, false, "The JSON body has a field the API does not know (check the spelling)."},
+	{"unknown_field", 400, false, "The JSON body has a field the API does not know; names are case-sensitive (check the spelling)."},
 	{"idempotency_key_missing", 400, false, "A creating call was sent without an Idempotency-Key header."},
-	{"idempotency_key_invalid", 400, false, "The Idempotency-Key is empty or longer than 255 characters."},
+	{"idempotency_key_invalid", 400, false, "The Idempotency-Key header is present but empty, or longer than 255 bytes."},
 	{"unauthorized", 401, false, "No or wrong bearer token. The token is in the agent's data directory (api-token)."},
 	{"forbidden_host", 403, false, "The Host header is not 127.0.0.1, localhost or [::1] with the agent's port."},
 	{"forbidden_origin", 403, false, "The request carries an Origin header: browser pages may not drive the till."},
@@ -43,8 +43,8 @@ var Codes = []CodeInfo{
 	{"method_not_allowed", 405, false, "The endpoint exists but not with this method."},
 	{"conflict", 409, false, "The resource is in a state that does not allow this operation."},
 	{"body_too_large", 413, false, "The request body is larger than 1 MiB."},
-	{"unsupported_media_type", 415, false, "The body must be application/json."},
-	{"idempotency_key_reused", 422, false, "The Idempotency-Key was already used with a different request body."},
+	{"unsupported_media_type", 415, false, "The body must be sent with Content-Type: application/json."},
+	{"idempotency_key_reused", 422, false, "The Idempotency-Key was already used with a different request (compared by meaning: whitespace and key order do not count)."},
 	{"validation_failed", 422, false, "The request is well-formed but its values are not acceptable (the message says which)."},
 	{"provider_disabled", 422, false, "The payment provider is not enabled in this agent's configuration."},
 	{"register_unavailable", 503, true, "The fiscal register does not answer or is not configured; no money was taken."},
@@ -54,6 +54,7 @@ var Codes = []CodeInfo{
 	{"provider_unavailable", 503, true, "The payment provider cannot be reached; no new payment was started."},
 	{"provider_error", 502, false, "The payment provider refused the request."},
 	{"store_unavailable", 503, true, "The agent's store cannot be written; nothing was changed."},
+	{"busy", 503, true, "The agent has as many connections or event streams open as it serves; close ones the POS no longer uses and retry."},
 	{"shutting_down", 503, true, "The agent is stopping; retry after it restarts."},
 	{"internal", 500, true, "An unexpected error; the agent's log has the details."},
 }

@@ -7,12 +7,9 @@ package localapi
 import (
 	"context"
 	"crypto/subtle"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"mime"
 	"net"
 	"net/http"
 	"strings"
@@ -32,7 +29,22 @@ type Options struct {
 	WriteTimeout time.Duration
 	// ReadHeaderTimeout cuts off clients that send headers slowly (default 5 s).
 	ReadHeaderTimeout time.Duration
+	// MaxConns bounds the connections held open (default DefaultMaxConns);
+	// a quarter of them is kept for connections that showed the token.
+	MaxConns int
+	// IdleTimeout closes a keep-alive connection that showed the token after
+	// this long without a request (default 30 s).
+	IdleTimeout time.Duration
+	// AnonIdleTimeout closes a connection that has not shown the token after
+	// this long without a request (default 5 s).
+	AnonIdleTimeout time.Duration
+	// MaxStreams bounds the event streams open at once (default 16).
+	MaxStreams int
 }
+
+// DefaultMaxConns is the connection limit when none is configured: far more
+// than a POS uses, far fewer than the descriptors the agent may open.
+const DefaultMaxConns = 256
 
 // Server is the local API. Features add their endpoints with Handle before Serve.
 type Server struct {
@@ -42,6 +54,7 @@ type Server struct {
 	started time.Time
 	routes  []string
 	stop    chan struct{}
+	streams chan struct{} // one token per open stream
 }
 
 // New returns a server with /v1/health and /v1/status registered.
@@ -55,7 +68,20 @@ func New(opts Options) *Server {
 	if opts.WriteTimeout == 0 {
 		opts.WriteTimeout = 75 * time.Second
 	}
-	s := &Server{opts: opts, mux: http.NewServeMux(), log: opts.Logger, started: time.Now(), stop: make(chan struct{})}
+	if opts.MaxConns <= 0 {
+		opts.MaxConns = DefaultMaxConns
+	}
+	if opts.IdleTimeout <= 0 {
+		opts.IdleTimeout = 30 * time.Second
+	}
+	if opts.AnonIdleTimeout <= 0 {
+		opts.AnonIdleTimeout = 5 * time.Second
+	}
+	if opts.MaxStreams <= 0 {
+		opts.MaxStreams = 16
+	}
+	s := &Server{opts: opts, mux: http.NewServeMux(), log: opts.Logger, started: time.Now(), stop: make(chan struct{}),
+		streams: make(chan struct{}, opts.MaxStreams)}
 	s.Handle("GET /v1/health", func(w http.ResponseWriter, r *http.Request) {
 		WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -78,6 +104,22 @@ func (s *Server) Handle(pattern string, h http.HandlerFunc) {
 	s.mux.HandleFunc(pattern, h)
 }
 
+// Stream wraps a handler that holds its request open (an event stream) so
+// that at most MaxStreams run at once; beyond that the answer is 503 busy.
+// Each stream holds a connection and a subscriber until the client goes away.
+func (s *Server) Stream(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case s.streams <- struct{}{}:
+		default:
+			WriteError(w, Errorf("busy", fmt.Sprintf("%d event streams are open already, the most the agent serves; close one the POS no longer reads", cap(s.streams))))
+			return
+		}
+		defer func() { <-s.streams }()
+		h(w, r)
+	}
+}
+
 // Stopping is closed when the server begins to shut down. Handlers that wait
 // (long-polls, event streams) end on it; Shutdown does not cancel them.
 func (s *Server) Stopping() <-chan struct{} { return s.stop }
@@ -88,27 +130,43 @@ func (s *Server) Routes() []string { return append([]string(nil), s.routes...) }
 // Handler is the whole API with its security checks in front.
 func (s *Server) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := s.admit(r); err != nil {
+		authed, err := s.admit(r)
+		if err != nil {
 			s.log.Warn("local API request refused", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "code", err.Code)
 			WriteError(w, err)
+			return
+		}
+		if gc := connOf(r); authed && gc != nil {
+			gc.g.authenticated(gc)
+		}
+		// Refused before the body is read, so a client that asked for
+		// "100 Continue" is not invited to send it.
+		if r.ContentLength > MaxBody {
+			WriteError(w, Errorf("body_too_large", fmt.Sprintf("the body is larger than %d bytes (1 MiB)", MaxBody)))
 			return
 		}
 		if r.Body != nil {
 			r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
 		}
-		// ServeMux answers 405 in plain text; keep our JSON shape instead.
+		// ServeMux answers 404 and 405 in plain text (CONNECT, whose target is
+		// not a path, finds no pattern at all); keep our JSON shape instead.
 		if _, pattern := s.mux.Handler(r); pattern == "" || pattern == "/" {
 			if allowed := s.allowedMethods(r); allowed != "" {
 				w.Header().Set("Allow", allowed)
 				WriteError(w, Errorf("method_not_allowed", r.Method+" is not allowed on "+r.URL.Path+"; use "+allowed))
 				return
 			}
+			WriteError(w, Errorf("not_found", "no endpoint "+r.Method+" "+r.URL.Path+"; see /v1/openapi.json"))
+			return
 		}
 		s.mux.ServeHTTP(w, r)
 	})
 }
 
 func (s *Server) allowedMethods(r *http.Request) string {
+	if !strings.HasPrefix(r.URL.Path, "/") {
+		return "" // CONNECT's host:port target names no endpoint
+	}
 	var allowed []string
 	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete} {
 		if m == r.Method {
@@ -123,24 +181,30 @@ func (s *Server) allowedMethods(r *http.Request) string {
 	return strings.Join(allowed, ", ")
 }
 
-// admit applies the rules every request must pass, in the order that leaks least.
-func (s *Server) admit(r *http.Request) *Error {
+// admit applies the rules every request must pass, in the order that leaks
+// least. authed tells whether the request showed the token.
+func (s *Server) admit(r *http.Request) (authed bool, _ *Error) {
 	if !s.hostAllowed(r.Host) {
-		return Errorf("forbidden_host", fmt.Sprintf("Host %q is not allowed; call http://127.0.0.1:%d", r.Host, s.opts.Port))
+		return false, Errorf("forbidden_host", fmt.Sprintf("Host %q is not allowed; call http://127.0.0.1:%d", r.Host, s.opts.Port))
 	}
 	if _, ok := r.Header["Origin"]; ok {
-		return Errorf("forbidden_origin", "requests from web pages are refused")
+		return false, Errorf("forbidden_origin", "requests from web pages are refused")
 	}
-	if r.URL.Path == "/v1/health" {
-		return nil
+	authed = s.tokenOK(r.Header.Get("Authorization"))
+	if !authed && r.URL.Path != "/v1/health" {
+		return false, Errorf("unauthorized", "send Authorization: Bearer <token from the agent's api-token file>")
 	}
-	const prefix = "Bearer "
-	h := r.Header.Get("Authorization")
-	if !strings.HasPrefix(h, prefix) || s.opts.Token == "" ||
-		subtle.ConstantTimeCompare([]byte(strings.TrimPrefix(h, prefix)), []byte(s.opts.Token)) != 1 {
-		return Errorf("unauthorized", "send Authorization: Bearer <token from the agent's api-token file>")
+	return authed, nil
+}
+
+// tokenOK checks "Bearer <token>"; the scheme is case-insensitive (RFC 9110).
+func (s *Server) tokenOK(h string) bool {
+	scheme, tok, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || s.opts.Token == "" {
+		return false
 	}
-	return nil
+	tok = strings.TrimLeft(tok, " ")
+	return subtle.ConstantTimeCompare([]byte(tok), []byte(s.opts.Token)) == 1
 }
 
 func (s *Server) hostAllowed(host string) bool {
@@ -148,24 +212,28 @@ func (s *Server) hostAllowed(host string) bool {
 	if err != nil || p != fmt.Sprint(s.opts.Port) {
 		return false
 	}
-	return h == "127.0.0.1" || h == "localhost" || h == "::1"
+	// Host names are case-insensitive; the IP literals have one spelling.
+	return h == "127.0.0.1" || strings.EqualFold(h, "localhost") || h == "::1"
 }
 
 // Serve answers on ln until ctx ends, then lets in-flight requests finish for up
 // to grace before closing them.
 func (s *Server) Serve(ctx context.Context, ln net.Listener, grace time.Duration) error {
+	g := newConnGuard(ln, s.opts.MaxConns, s.opts.AnonIdleTimeout, s.log)
 	srv := &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: s.opts.ReadHeaderTimeout,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      s.opts.WriteTimeout,
-		IdleTimeout:       120 * time.Second,
+		IdleTimeout:       s.opts.IdleTimeout,
+		ConnState:         g.state,
+		ConnContext:       connContext,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- srv.Serve(g) }()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("local API: %w", err)
@@ -183,42 +251,23 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, grace time.Duration
 	return err
 }
 
-// DecodeJSON reads a strict JSON body into v: application/json only, unknown
-// fields and trailing data refused, size capped. The error is ready to answer.
-func DecodeJSON(r *http.Request, v any) error {
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || mt != "application/json" {
-			return Errorf("unsupported_media_type", "send Content-Type: application/json")
-		}
-	}
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return jsonError(err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return Errorf("bad_request", "the body must hold exactly one JSON object")
-	}
-	return nil
-}
+// MaxIdempotencyKey is the longest Idempotency-Key accepted, in bytes.
+const MaxIdempotencyKey = 255
 
-func jsonError(err error) error {
-	var tooBig *http.MaxBytesError
-	var syn *json.SyntaxError
-	var typ *json.UnmarshalTypeError
+// IdempotencyKey reads the Idempotency-Key header of a creating call. A header
+// that is absent and one that is present but empty are different mistakes.
+func IdempotencyKey(r *http.Request) (string, error) {
+	const use = "a fresh unique value per new payment, the same value when retrying"
+	v, ok := r.Header["Idempotency-Key"]
 	switch {
-	case errors.As(err, &tooBig):
-		return Wrap("body_too_large", fmt.Sprintf("the body is larger than %d bytes", MaxBody), err)
-	case errors.Is(err, io.EOF):
-		return Errorf("bad_request", "the body is empty; send a JSON object")
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		return Wrap("unknown_field", strings.TrimPrefix(err.Error(), "json: ")+" (check the spelling)", err)
-	case errors.As(err, &syn):
-		return Wrap("bad_request", fmt.Sprintf("invalid JSON at byte %d: %v", syn.Offset, err), err)
-	case errors.As(err, &typ):
-		return Wrap("bad_request", fmt.Sprintf("field %q must be a %s", typ.Field, typ.Type), err)
-	default:
-		return Wrap("bad_request", "invalid JSON: "+err.Error(), err)
+	case !ok:
+		return "", Errorf("idempotency_key_missing", "send an Idempotency-Key header ("+use+")")
+	case len(v) != 1:
+		return "", Errorf("idempotency_key_invalid", "send one Idempotency-Key header, not several")
+	case v[0] == "":
+		return "", Errorf("idempotency_key_invalid", "the Idempotency-Key header is empty; send "+use)
+	case len(v[0]) > MaxIdempotencyKey:
+		return "", Errorf("idempotency_key_invalid", fmt.Sprintf("Idempotency-Key is %d bytes long; at most %d bytes are accepted", len(v[0]), MaxIdempotencyKey))
 	}
+	return v[0], nil
 }

@@ -11,6 +11,22 @@ import (
 	"strings"
 )
 
+// tokenBytes is the token's entropy: the agent makes 32 random bytes.
+const tokenBytes = 32
+
+// checkTokenFormat refuses a token the agent did not make: one a person typed
+// ("x", "1234") can be guessed, and then anyone on the till can take payments.
+func checkTokenFormat(tok string) error {
+	raw, err := base64.RawURLEncoding.Strict().DecodeString(tok)
+	if err != nil {
+		return errors.New("does not hold a token this agent made (base64url, no padding)")
+	}
+	if len(raw) < tokenBytes {
+		return fmt.Errorf("holds a token of %d bytes; the agent's tokens have %d random bytes", len(raw), tokenBytes)
+	}
+	return nil
+}
+
 // LoadOrCreateToken returns the install's bearer token, creating it on first start:
 // 32 random bytes, base64url, in a file only the service's user can read.
 func LoadOrCreateToken(path string) (string, error) {
@@ -19,6 +35,9 @@ func LoadOrCreateToken(path string) (string, error) {
 		tok := strings.TrimSpace(string(b))
 		if tok == "" {
 			return "", fmt.Errorf("API token file %s is empty: delete it and restart the agent to make a new one (then give the new token to the POS)", path)
+		}
+		if err := checkTokenFormat(tok); err != nil {
+			return "", fmt.Errorf("API token file %s %w: delete it and restart the agent to make a new one (then give the new token to the POS)", path, err)
 		}
 		if err := checkPrivate(path); err != nil {
 			return "", err

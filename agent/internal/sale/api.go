@@ -26,7 +26,7 @@ func (e *Engine) Routes(s *localapi.Server) {
 	s.Handle("POST /v1/payments/{id}/cancel", e.apiCancel)
 	s.Handle("POST /v1/scanner/codes", e.apiScan)
 	s.Handle("POST /v1/smartpay/held/release", e.apiReleaseHeld)
-	s.Handle("GET /v1/events", e.apiEvents)
+	s.Handle("GET /v1/events", s.Stream(e.apiEvents))
 }
 
 func (e *Engine) apiCreate(w http.ResponseWriter, r *http.Request) {
@@ -46,7 +46,12 @@ func (e *Engine) apiCreate(w http.ResponseWriter, r *http.Request) {
 		localapi.WriteError(w, err)
 		return
 	}
-	p, created, err := e.Create(r.Context(), r.Header.Get("Idempotency-Key"), body, req)
+	key, err := localapi.IdempotencyKey(r)
+	if err != nil {
+		localapi.WriteError(w, err)
+		return
+	}
+	p, created, err := e.Create(r.Context(), key, body, req)
 	if err != nil {
 		localapi.WriteError(w, err)
 		return

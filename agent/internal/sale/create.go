@@ -2,7 +2,6 @@ package sale
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"strconv"
@@ -32,10 +31,10 @@ func (e *Engine) Create(ctx context.Context, key string, body []byte, req Create
 	if len(key) == 0 {
 		return nil, false, localapi.Errorf("idempotency_key_missing", "send an Idempotency-Key header (a fresh unique value per new payment, the same value when retrying)")
 	}
-	if len(key) > 255 {
-		return nil, false, localapi.Errorf("idempotency_key_invalid", "Idempotency-Key is longer than 255 characters")
+	if len(key) > localapi.MaxIdempotencyKey {
+		return nil, false, localapi.Errorf("idempotency_key_invalid", fmt.Sprintf("Idempotency-Key is longer than %d bytes", localapi.MaxIdempotencyKey))
 	}
-	hash := sha256.Sum256(body)
+	hash := e.requestHash(key, body, req)
 
 	// A replay is answered before anything else is checked: the first answer
 	// stands even if the register has since run out of paper.
