@@ -414,38 +414,24 @@ func (e *Engine) tellWaiting(tx *queue.Tx, c *codeRecord, cerr error, now time.T
 	if err != nil || p == nil || p.State != payments.Committing {
 		return err
 	}
-	p.Error = &ErrorInfo{Code: commitErrorCode(cerr), Message: commitMessage(cerr)}
+	p.Error = commitError(cerr)
 	*touched = append(*touched, p)
 	return touchPayment(tx, p, now)
 }
 
-func commitErrorCode(err error) string {
+// commitError is what a waiting payment shows when its code's commit failed.
+func commitError(err error) *ErrorInfo {
 	switch {
 	case errors.Is(err, errRepeatRefused):
-		return "commit_unanswered"
+		return &ErrorInfo{Code: "commit_unanswered", Message: "Smart Pay did not confirm the commit of this code; ask the buyer for a fresh code and scan it"}
 	case smartpay.IsCodeRejected(err):
-		return "code_rejected"
+		return &ErrorInfo{Code: "code_rejected", Message: "the buyer's Smart Pay code is unknown or expired; ask for a fresh code and scan it"}
 	case smartpay.IsConflict(err):
-		return "code_used_elsewhere"
+		return &ErrorInfo{Code: "code_used_elsewhere", Message: "this Smart Pay code is already used at another till; ask for a fresh code"}
 	case smartpay.IsAmbiguous(err) || smartpay.IsUnavailable(err):
-		return "commit_unanswered"
+		return &ErrorInfo{Code: "commit_unanswered", Message: "Smart Pay did not answer the commit; ask the buyer for a fresh code and scan it"}
 	default:
-		return "commit_failed"
-	}
-}
-
-func commitMessage(err error) string {
-	switch {
-	case errors.Is(err, errRepeatRefused):
-		return "Smart Pay did not confirm the commit of this code; ask the buyer for a fresh code and scan it"
-	case smartpay.IsCodeRejected(err):
-		return "the buyer's Smart Pay code is unknown or expired; ask for a fresh code and scan it"
-	case smartpay.IsConflict(err):
-		return "this Smart Pay code is already used at another till; ask for a fresh code"
-	case smartpay.IsAmbiguous(err) || smartpay.IsUnavailable(err):
-		return "Smart Pay did not answer the commit; ask the buyer for a fresh code and scan it"
-	default:
-		return "the Smart Pay code could not be committed (" + err.Error() + "); ask the buyer for a fresh code"
+		return &ErrorInfo{Code: "commit_failed", Message: "the Smart Pay code could not be committed (" + err.Error() + "); ask the buyer for a fresh code"}
 	}
 }
 
