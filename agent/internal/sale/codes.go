@@ -213,7 +213,7 @@ func (e *Engine) commitScan(ctx context.Context, id, text string, at time.Time, 
 // errRepeatRefused: a commit sent again after a lost answer was refused as a
 // conflict. The first one was most likely applied, so the code is ours at
 // Smart Pay, but its purchase id never reached us.
-var errRepeatRefused = errors.New("Smart Pay refused the repeated commit; the first one was probably applied")
+var errRepeatRefused = errors.New("the repeated commit was refused by Smart Pay; the first one was probably applied")
 
 // commit sends the commit, and after an answer that was lost or never sent,
 // sends it again with the same kassa_purchase_id: a repeat of the same code and

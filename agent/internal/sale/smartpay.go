@@ -458,7 +458,7 @@ func deliveryErr(err error) error {
 }
 
 // errProviderDisabled keeps a message waiting while Smart Pay is switched off.
-var errProviderDisabled = errors.New("Smart Pay is disabled in the configuration; the message is delivered once [smartpay] enabled = true")
+var errProviderDisabled = errors.New("the smartpay provider is disabled in the configuration; the message is delivered once [smartpay] enabled = true")
 
 // repeatDone: a call that the wire file says is answered 409 when it repeats
 // one already applied (an earlier attempt's answer was lost) is done.
