@@ -27,6 +27,9 @@ type Order struct {
 	Items []Item
 	// Desc is a short text for the buyer's payment page; optional.
 	Desc string
+	// ProviderID is the provider's id of the payment when it is known
+	// before the charge (Smart Pay: the purchase its code was committed to).
+	ProviderID string
 	// Options are the provider's own request fields as the POS sent them
 	// under the provider's name (e.g. "alif": {"redirect_url": …}); the
 	// provider decodes them strictly in Check and Create.

@@ -1,6 +1,9 @@
 package payments
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // State is where a payment is, in words common to every provider. Each
 // provider package maps its own status words into these.
@@ -71,6 +74,10 @@ var (
 	// ErrRejected: the provider refused the call; it was not applied and
 	// sending the same call again will not help.
 	ErrRejected = errors.New("payments: rejected by provider")
+	// ErrLapsed: the buyer's token or the payment lapsed before it was
+	// charged (a Smart Pay code expired): ask the buyer for a fresh one.
+	// It is a rejection too.
+	ErrLapsed = fmt.Errorf("payments: lapsed before the charge: %w", ErrRejected)
 	// ErrUnauthorized: the provider refused our credentials.
 	ErrUnauthorized = errors.New("payments: unauthorized")
 )

@@ -118,6 +118,8 @@ func (e *Error) Is(target error) bool {
 		return e.Class == ClassUnavailable
 	case payments.ErrUnauthorized:
 		return e.Class == ClassUnauthorized
+	case payments.ErrLapsed:
+		return e.Class == ClassCodeRejected
 	case payments.ErrRejected:
 		switch e.Class {
 		case ClassCodeRejected, ClassConflict, ClassNotFound, ClassRejected:

@@ -73,6 +73,71 @@ const (
 	whyNewer    = "a newer scan was committed first"
 )
 
+// lostCommits are the commits of an earlier run whose answer never reached
+// the store. Called with e.mu held: a scan of this run is in e.inflight.
+func (e *Engine) lostCommits(r *queue.ReadTx) ([]*codeRecord, error) {
+	var lost []*codeRecord
+	err := r.ForEach(collCodes, func(id string, v []byte) error {
+		var c codeRecord
+		if err := json.Unmarshal(v, &c); err != nil {
+			// One unreadable record must not stop every other payment
+			// from resuming; it is left for a technician.
+			e.log.Error("unreadable Smart Pay code record skipped", "kassa_purchase_id", id, "err", err)
+			return nil
+		}
+		if c.State == CodeCommitting && e.inflight[c.ID] == nil {
+			lost = append(lost, &c)
+		}
+		return nil
+	})
+	return lost, err
+}
+
+// reaskCommits asks each lost commit again with the same kassa_purchase_id,
+// which names the same purchase: its id comes back and the code's fate is
+// decided like any other's. When the service cannot say, the code is marked
+// lost (and cancelled through the outbox); the buyer shows it again.
+func (e *Engine) reaskCommits(ctx context.Context, lost []*codeRecord) {
+	for _, c := range lost {
+		if e.o.SmartPay == nil {
+			e.markLost(ctx, c)
+			continue
+		}
+		e.mu.Lock()
+		e.wg.Add(1)
+		e.mu.Unlock()
+		e.goSafe("Smart Pay commit asked again", c.ID, func() {
+			defer e.wg.Done()
+			cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			pid, err := e.commit(cctx, c.Code, c.ID)
+			if err != nil && (smartpay.IsAmbiguous(err) || smartpay.IsUnavailable(err) || ctx.Err() != nil) {
+				e.markLost(ctx, c)
+				return
+			}
+			e.log.Info("a Smart Pay commit interrupted by a restart was asked again", "kassa_purchase_id", c.ID, "ok", err == nil)
+			e.recordCommit(ctx, c, pid, err)
+		})
+	}
+}
+
+// markLost gives up a commit whose answer was lost in a restart. The code may
+// be committed at Smart Pay all the same: the outbox names its purchase and
+// cancels it.
+func (e *Engine) markLost(ctx context.Context, c *codeRecord) {
+	c.State, c.Error, c.Updated = CodeLost, "the agent stopped before the commit's answer was recorded; scan the code again", e.now()
+	if err := e.store.Update(context.WithoutCancel(ctx), func(tx *queue.Tx) error {
+		if err := putCode(tx, c); err != nil {
+			return err
+		}
+		return enqueueJSON(tx, KindSmartPayCancel, "code:"+c.ID, cancelMsg{KassaPurchaseID: c.ID})
+	}); err != nil {
+		e.log.Error("cannot mark a lost Smart Pay commit", "kassa_purchase_id", c.ID, "err", err)
+		return
+	}
+	e.log.Warn("a Smart Pay commit's answer was lost in a restart; the buyer must scan again", "kassa_purchase_id", c.ID)
+}
+
 // normalizeCode trims what scanners add around a code and case-folds a URL's
 // scheme and host, which are case-insensitive; the rest is kept byte for byte.
 func normalizeCode(s string) string {
@@ -370,6 +435,32 @@ func (e *Engine) recordCommit(ctx context.Context, rec *codeRecord, purchaseID s
 	}
 }
 
+// admitNew runs in the transaction that creates q, a payment that needs a
+// code: it is the sale at the till now, so a payment still waiting for a code
+// is one the POS gave up on (replaced), and a code held for the next sale is
+// q's.
+func (e *Engine) admitNew(tx *queue.Tx, q *Payment, now time.Time) (attached *codeRecord, replaced []*Payment, err error) {
+	older, err := waitingPayments(tx)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, o := range older {
+		if err := e.giveUpWaiting(tx, o, now, "replaced", "a newer payment ("+q.ID+") was started at this till before a code was scanned"); err != nil {
+			return nil, nil, err
+		}
+		replaced = append(replaced, o)
+	}
+	held, err := e.heldCode(tx)
+	if err != nil || held == nil {
+		return nil, replaced, err
+	}
+	attachCode(q, held, now)
+	if err := putCode(tx, held); err != nil {
+		return nil, nil, err
+	}
+	return held, replaced, nil
+}
+
 // hold keeps a code for the next payment: a newer scan replaces older held
 // codes, and a code answered after a newer scan is cancelled itself.
 func (e *Engine) hold(tx *queue.Tx, c *codeRecord, now time.Time, fate *string) error {
@@ -566,6 +657,7 @@ func touchPayment(tx *queue.Tx, p *Payment, now time.Time) error {
 func attachCode(p *Payment, c *codeRecord, now time.Time) {
 	c.State, c.PaymentID, c.Updated = CodeUsed, p.ID, now
 	p.SmartPay = &SmartPayInfo{KassaPurchaseID: c.ID, PurchaseID: c.PurchaseID, CodeScannedAt: c.ScannedAt}
+	p.Ref.ProviderID, p.ProviderPaymentID = c.PurchaseID, c.PurchaseID
 	p.State, p.NextAction, p.Error = payments.Committed, ActionWait, nil
 }
 
@@ -798,9 +890,9 @@ func (e *Engine) abandon(tx *queue.Tx, p *Payment, now time.Time) error {
 	return e.cancelPurchase(tx, p, now)
 }
 
-// cancelPurchase cancels the payment's purchase at Smart Pay through the
-// outbox, and marks its code given up.
-func (e *Engine) cancelPurchase(tx *queue.Tx, p *Payment, now time.Time) error {
+// cancelSmartPayPurchase cancels the payment's purchase at Smart Pay through
+// the outbox, and marks its code given up.
+func (e *Engine) cancelSmartPayPurchase(tx *queue.Tx, p *Payment, now time.Time) error {
 	if p.SmartPay == nil || p.SmartPay.PurchaseID == "" {
 		return nil
 	}

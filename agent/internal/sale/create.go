@@ -2,9 +2,12 @@ package sale
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"kassa-agent/agent/internal/localapi"
@@ -20,6 +23,26 @@ type CreateRequest struct {
 	Currency string     `json:"currency"` // ISO 4217, e.g. RUB
 	Receipt  *ReceiptIn `json:"receipt,omitempty"`
 	OrderRef string     `json:"order_ref,omitempty"` // the POS's own reference, echoed back
+	// The provider's own fields, under the provider's name; only the
+	// chosen provider's may be given.
+	Alif     json.RawMessage `json:"alif,omitempty"`
+	AliKassa json.RawMessage `json:"alikassa,omitempty"`
+}
+
+// options are the chosen provider's own fields; fields given for another
+// provider are refused.
+func (r CreateRequest) options() (json.RawMessage, error) {
+	var out json.RawMessage
+	for name, v := range map[string]json.RawMessage{"alif": r.Alif, "alikassa": r.AliKassa} {
+		if len(v) == 0 {
+			continue
+		}
+		if name != r.Provider {
+			return nil, &payments.FieldError{Field: name, Message: "is for provider " + name + ", not " + r.Provider}
+		}
+		out = v
+	}
+	return out, nil
 }
 
 // maxAmount keeps sums inside what the register and providers carry (5-byte sums).
@@ -60,10 +83,19 @@ func (e *Engine) Create(ctx context.Context, key string, body []byte, req Create
 		return nil, false, localapi.Wrap("store_unavailable", "cannot reserve a payment id", err)
 	}
 	now := e.now()
+	prov := e.providers[req.Provider]
+	opts, _ := req.options() // checked in validate
+	id := fmt.Sprintf("pay_%012d", n)
 	p = &Payment{
-		ID: fmt.Sprintf("pay_%012d", n), Provider: req.Provider, State: payments.Committing,
-		NextAction: ActionScanCode, Amount: req.Amount, Currency: req.Currency, OrderRef: req.OrderRef,
+		ID: id, Provider: req.Provider, State: payments.Committed,
+		NextAction: ActionWait, Amount: req.Amount, Currency: req.Currency, OrderRef: req.OrderRef,
 		Fiscal: FiscalInfo{State: FiscalNone}, Created: now, Updated: now, Version: 1, Receipt: rec,
+		// Our order id, unique across the merchant's tills, is in the record
+		// before the provider ever hears of the payment.
+		Ref: payments.Ref{OrderID: e.tillID + "-" + id}, Options: opts,
+	}
+	if prov.needsCode {
+		p.State, p.NextAction = payments.Committing, ActionScanCode
 	}
 	if rec != nil {
 		p.Fiscal.State = FiscalPending
@@ -75,7 +107,7 @@ func (e *Engine) Create(ctx context.Context, key string, body []byte, req Create
 	var attached *codeRecord
 	var replaced []*Payment
 	err = e.store.Update(ctx, func(tx *queue.Tx) error {
-		replayed, attached = nil, nil
+		replayed, attached, replaced = nil, nil, nil
 		// The key is checked again inside the transaction: two retries of one
 		// request racing must create one payment.
 		prev, err := tx.CheckIdempotency(key, hash[:])
@@ -91,30 +123,10 @@ func (e *Engine) Create(ctx context.Context, key string, body []byte, req Create
 			return err
 		}
 		q := *p
-		q.SmartPay = nil
-		// A new payment is the sale at the till now: one still waiting for a
-		// code is one the POS gave up on.
-		replaced = replaced[:0]
-		older, err := waitingPayments(tx)
-		if err != nil {
-			return err
-		}
-		for _, o := range older {
-			if err := e.giveUpWaiting(tx, o, now, "replaced", "a newer payment ("+p.ID+") was started at this till before a code was scanned"); err != nil {
+		if prov.needsCode {
+			if attached, replaced, err = e.admitNew(tx, &q, now); err != nil {
 				return err
 			}
-			replaced = append(replaced, o)
-		}
-		held, err := e.heldCode(tx)
-		if err != nil {
-			return err
-		}
-		if held != nil {
-			attachCode(&q, held, now)
-			if err := putCode(tx, held); err != nil {
-				return err
-			}
-			attached = held
 		}
 		*p = q
 		if err := putPayment(tx, p); err != nil {
@@ -183,36 +195,57 @@ func mapStoreErr(err error) error {
 
 // validate checks the request and converts its receipt; nothing is stored yet.
 func (e *Engine) validate(req CreateRequest) (*fiscal.Receipt, error) {
-	return validateRequest(req, checkEnv{smartpay: e.o.SmartPay != nil, register: e.o.Register != nil,
-		tax: e.o.TaxSystem, cashier: e.o.Cashier})
+	env := checkEnv{providers: map[string]payments.Provider{}, known: map[string]bool{}, register: e.o.Register != nil,
+		tax: e.o.TaxSystem, cashier: e.o.Cashier}
+	for name, p := range e.providers {
+		env.known[name] = true
+		if p.Provider != nil {
+			env.providers[name] = p.Provider
+		}
+	}
+	return validateRequest(req, env)
 }
 
 // checkEnv is what a request is checked against: which parts this agent has.
 type checkEnv struct {
-	smartpay, register bool
-	tax                fiscal.TaxSystem
-	cashier            string
+	providers map[string]payments.Provider // enabled
+	known     map[string]bool              // configured, enabled or not
+	register  bool
+	tax       fiscal.TaxSystem
+	cashier   string
+}
+
+// enabledNames lists the enabled providers, for messages.
+func (env checkEnv) enabledNames() string {
+	names := make([]string, 0, len(env.providers))
+	for n := range env.providers {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	if len(names) == 0 {
+		return "none is enabled"
+	}
+	return strings.Join(names, ", ")
 }
 
 func validateRequest(req CreateRequest, env checkEnv) (*fiscal.Receipt, error) {
 	bad := func(format string, a ...any) error {
 		return localapi.Errorf("validation_failed", fmt.Sprintf(format, a...))
 	}
-	switch req.Provider {
-	case "smartpay":
-		if !env.smartpay {
-			return nil, localapi.Errorf("provider_disabled", "Smart Pay is not enabled in this agent's configuration ([smartpay] enabled = true)")
-		}
-		if req.Currency != "RUB" {
-			return nil, bad("currency must be \"RUB\" for Smart Pay")
-		}
-	case "":
-		return nil, bad("provider is required: smartpay")
-	default:
-		return nil, bad("provider %q is not supported here; use smartpay", req.Provider)
+	prov := env.providers[req.Provider]
+	switch {
+	case req.Provider == "":
+		return nil, bad("provider is required: %s", env.enabledNames())
+	case prov == nil && env.known[req.Provider]:
+		return nil, localapi.Errorf("provider_disabled", fmt.Sprintf("provider %s is not enabled in this agent's configuration ([%s] enabled = true)", req.Provider, req.Provider))
+	case prov == nil:
+		return nil, bad("provider %q is not known; enabled: %s", req.Provider, env.enabledNames())
+	}
+	if !payments.Currency(req.Currency).Valid() {
+		return nil, bad("currency %q is not one the agent knows (RUB, UZS, BDT)", req.Currency)
 	}
 	if req.Amount <= 0 {
-		return nil, bad("amount must be a positive number of minor units (kopecks): 12345 is 123.45 RUB")
+		return nil, bad("amount must be a positive number of minor units (kopecks, tiyin, paisa): 12345 is 123.45")
 	}
 	if req.Amount > maxAmount {
 		return nil, bad("amount %d is larger than the register and the provider can carry", req.Amount)
@@ -220,8 +253,25 @@ func validateRequest(req CreateRequest, env checkEnv) (*fiscal.Receipt, error) {
 	if len(req.OrderRef) > 128 {
 		return nil, bad("order_ref is longer than 128 characters")
 	}
+	opts, err := req.options()
+	if err != nil {
+		return nil, bad("%v", err)
+	}
+	order := payments.Order{ID: "check", Amount: payments.Amount{Minor: req.Amount, Currency: payments.Currency(req.Currency)},
+		Desc: req.OrderRef, Options: opts}
+	if req.Receipt != nil {
+		for _, it := range req.Receipt.Items {
+			order.Items = append(order.Items, payments.Item{Name: it.Name, Price: it.Price, Quantity: it.Quantity})
+		}
+	}
+	if err := prov.Check(order); err != nil {
+		return nil, bad("%v", err)
+	}
 	if req.Receipt == nil {
 		return nil, nil
+	}
+	if req.Currency != string(payments.RUB) {
+		return nil, bad("receipt: the register fiscalizes in rubles under 54-FZ; a payment in %s cannot carry a fiscal receipt", req.Currency)
 	}
 	if !env.register {
 		return nil, localapi.Errorf("register_unavailable", "a receipt was given but no fiscal register is configured ([register] enabled = true); no money was taken")

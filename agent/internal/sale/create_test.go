@@ -8,6 +8,7 @@ import (
 
 	"kassa-agent/agent/internal/localapi"
 	"kassa-agent/fiscal"
+	"kassa-agent/payments"
 )
 
 // FuzzCreateRequest feeds POST /v1/payments bodies through the same strict
@@ -22,7 +23,7 @@ func FuzzCreateRequest(f *testing.F) {
 	f.Add([]byte(`{"provider":"smartpay","amount":500,"currency":"RUB","receipt":{"type":"sale_return","tax_system":"usn_income","buyer":"a@b.ru","items":[{"name":"y","quantity":500,"price":1000,"vat":"none","payment_method":"advance","payment_object":"service","marking_code":"0104601234567890215abc\u001d93dGVz"}]}}`))
 	f.Add([]byte(`{"provider":"alif","amount":-5}`))
 	f.Add([]byte(`[]`))
-	env := checkEnv{smartpay: true, register: true, tax: fiscal.OSN}
+	env := checkEnv{providers: map[string]payments.Provider{ProviderSmartPay: smartPay{}}, register: true, tax: fiscal.OSN}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		var req CreateRequest
 		dec := json.NewDecoder(bytes.NewReader(body))

@@ -7,6 +7,8 @@ package sale
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,19 +20,9 @@ import (
 	"time"
 
 	"kassa-agent/fiscal"
-	"kassa-agent/payments/smartpay"
+	"kassa-agent/payments"
 	"kassa-agent/queue"
 )
-
-// SmartPay is the part of the Smart Pay client the engine uses.
-type SmartPay interface {
-	Commit(ctx context.Context, code, kassaPurchaseID string) (string, error)
-	Release(ctx context.Context, purchaseID string, amount int64) (smartpay.Status, error)
-	Status(ctx context.Context, purchaseID string) (smartpay.Status, error)
-	Confirm(ctx context.Context, purchaseID string) error
-	Fiscal(ctx context.Context, d smartpay.FiscalData) error
-	Cancel(ctx context.Context, purchaseID string) error
-}
 
 // Register is the part of the fiscal register the engine uses.
 type Register interface {
@@ -49,11 +41,17 @@ type Options struct {
 	Store       *queue.Store
 	SmartPay    SmartPay       // nil: Smart Pay disabled
 	CodePattern *regexp.Regexp // which scans are Smart Pay codes
-	Register    Register       // nil: no register configured
-	TaxSystem   fiscal.TaxSystem
-	Cashier     string
-	Hub         *Hub
-	Logger      *slog.Logger
+	// Providers are the other enabled providers (hosted payment pages),
+	// driven through the provider contract alone.
+	Providers []payments.Provider
+	// Known are providers configured off: their payments stay visible,
+	// flagged provider_disabled, until they are switched on again.
+	Known     []string
+	Register  Register // nil: no register configured
+	TaxSystem fiscal.TaxSystem
+	Cashier   string
+	Hub       *Hub
+	Logger    *slog.Logger
 
 	PollMin      time.Duration // first status poll delay (300 ms)
 	PollMax      time.Duration // poll delay cap (3 s)
@@ -77,7 +75,9 @@ func (o *Options) defaults() {
 		}
 	}
 	def(&o.PollMin, 300*time.Millisecond)
-	def(&o.PollMax, 3*time.Second)
+	// At most a second between status requests: the cashier learns of a
+	// payment within a second of the provider, at about one request a second.
+	def(&o.PollMax, time.Second)
 	def(&o.PollDeadline, 3*time.Minute)
 	def(&o.SlowPoll, 30*time.Second)
 	def(&o.SettleBeforeCancel, 10*time.Second)
@@ -98,13 +98,6 @@ func (o *Options) defaults() {
 	}
 }
 
-// Outbox message kinds the engine sends and handles.
-const (
-	KindSmartPayConfirm = "smartpay.confirm"
-	KindSmartPayFiscal  = "smartpay.fiscal"
-	KindSmartPayCancel  = "smartpay.cancel"
-)
-
 // Engine runs payments. Create one per agent, register its outbox handlers,
 // then Run it.
 type Engine struct {
@@ -114,6 +107,9 @@ type Engine struct {
 	hub    *Hub
 	payIDs *queue.Sequence
 	kpIDs  *queue.Sequence
+	tillID string
+
+	providers map[string]*provider
 
 	// mu serialises every state change, so a check and the write it guards
 	// (e.g. "still committed" → "releasing") see the same record.
@@ -149,10 +145,73 @@ func New(o Options) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kassa_purchase_id sequence: %w", err)
 	}
-	return &Engine{o: o, store: o.Store, log: o.Logger, hub: o.Hub, payIDs: pay, kpIDs: kp,
+	tillID, err := installID(o.Store)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{o: o, store: o.Store, log: o.Logger, hub: o.Hub, payIDs: pay, kpIDs: kp, tillID: tillID,
 		wake: map[string]chan struct{}{}, running: map[string]bool{}, clock: o.Clock, ages: newAges(o.Clock),
-		bornAt: o.Clock.Mono(), inflight: map[string]*flight{},
-		released: map[string]time.Duration{}, stopped: make(chan struct{})}, nil
+		bornAt: o.Clock.Mono(), inflight: map[string]*flight{}, providers: map[string]*provider{},
+		released: map[string]time.Duration{}, stopped: make(chan struct{})}
+	e.providers[ProviderSmartPay] = e.smartPayProvider()
+	for _, name := range o.Known {
+		if e.providers[name] == nil {
+			e.providers[name] = &provider{}
+		}
+	}
+	for _, pr := range o.Providers {
+		if e.providers[pr.Name()] != nil && e.providers[pr.Name()].Provider != nil {
+			return nil, fmt.Errorf("provider %q given twice", pr.Name())
+		}
+		// A hosted page's payment can be reverted after it was confirmed:
+		// its status is asked once more right before the receipt prints.
+		e.providers[pr.Name()] = &provider{Provider: pr, recheck: true}
+	}
+	return e, nil
+}
+
+// provider is a provider as the saga drives it: the contract, plus what the
+// saga does for it in its own transactions. Provider is nil when the
+// provider is switched off.
+type provider struct {
+	payments.Provider
+	needsCode bool // a scanned code attaches before the charge (Smart Pay)
+	recheck   bool // ask the status once more right before printing
+	onPaid    func(tx *queue.Tx, p *Payment) error
+	onReceipt func(tx *queue.Tx, p *Payment) error
+	onCancel  func(tx *queue.Tx, p *Payment, now time.Time) error
+	handlers  map[string]queue.Handler
+}
+
+// cancelPurchase gives a payment that took no money back to its provider.
+func (e *Engine) cancelPurchase(tx *queue.Tx, p *Payment, now time.Time) error {
+	if prov := e.providers[p.Provider]; prov != nil && prov.onCancel != nil {
+		return prov.onCancel(tx, p, now)
+	}
+	return nil
+}
+
+// installID is a random name of this till's store, made once: with the
+// payment id it makes order ids unique across the merchant's tills.
+func installID(s *queue.Store) (string, error) {
+	var id string
+	err := s.View(func(r *queue.ReadTx) error {
+		b, err := r.Get(collAgent, "install_id")
+		if err == nil {
+			id = string(b)
+		}
+		return nil
+	})
+	if err != nil || id != "" {
+		return id, err
+	}
+	var b [5]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	id = hex.EncodeToString(b[:])
+	err = s.Update(context.Background(), func(tx *queue.Tx) error { return tx.Put(collAgent, "install_id", []byte(id)) })
+	return id, err
 }
 
 // now is the wall time for records.
@@ -180,11 +239,13 @@ func (e *Engine) goSafe(what, id string, fn func()) {
 // Hub is where the engine publishes events.
 func (e *Engine) Hub() *Hub { return e.hub }
 
-// RegisterHandlers connects the engine's outbox kinds to the dispatcher.
+// RegisterHandlers connects every provider's outbox kinds to the dispatcher.
 func (e *Engine) RegisterHandlers(d *queue.Dispatcher) {
-	d.Register(KindSmartPayConfirm, e.handleConfirm)
-	d.Register(KindSmartPayFiscal, e.handleFiscal)
-	d.Register(KindSmartPayCancel, e.handleCancel)
+	for _, p := range e.providers {
+		for kind, h := range p.handlers {
+			d.Register(kind, h)
+		}
+	}
 }
 
 // Run resumes every unfinished payment from its recovery point, then keeps
@@ -211,8 +272,8 @@ func (e *Engine) Run(ctx context.Context) error {
 	return nil
 }
 
-// recover marks commits whose answer was lost in a crash and restarts the
-// workers of unfinished payments.
+// recover resumes what a crash or a stop left: commits whose answer was
+// lost, and the workers of unfinished payments.
 func (e *Engine) recover(ctx context.Context) error {
 	var lost []*codeRecord
 	var active []string
@@ -220,21 +281,8 @@ func (e *Engine) recover(ctx context.Context) error {
 	// the in-flight set.
 	e.mu.Lock()
 	err := e.store.View(func(r *queue.ReadTx) error {
-		if err := r.ForEach(collCodes, func(id string, v []byte) error {
-			var c codeRecord
-			if err := json.Unmarshal(v, &c); err != nil {
-				// One unreadable record must not stop every other payment
-				// from resuming; it is left for a technician.
-				e.log.Error("unreadable Smart Pay code record skipped", "kassa_purchase_id", id, "err", err)
-				return nil
-			}
-			// Only commits of an earlier run: a scan taken since this
-			// engine was made is in flight, not lost.
-			if c.State == CodeCommitting && e.inflight[c.ID] == nil {
-				lost = append(lost, &c)
-			}
-			return nil
-		}); err != nil {
+		var err error
+		if lost, err = e.lostCommits(r); err != nil {
 			return err
 		}
 		return r.ForEach(collPayments, func(id string, v []byte) error {
@@ -253,54 +301,12 @@ func (e *Engine) recover(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("read unfinished payments: %w", err)
 	}
-	// A commit whose answer never reached the store is asked again with the
-	// same kassa_purchase_id, which names the same purchase: its id comes back
-	// and the code is held (or cancelled by a newer scan) like any other.
-	// When the service cannot say, the code is marked lost: it expires there
-	// and the buyer shows it again.
-	for _, c := range lost {
-		if e.o.SmartPay == nil {
-			e.markLost(ctx, c)
-			continue
-		}
-		e.mu.Lock()
-		e.wg.Add(1)
-		e.mu.Unlock()
-		e.goSafe("Smart Pay commit asked again", c.ID, func() {
-			defer e.wg.Done()
-			cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-			defer cancel()
-			pid, err := e.commit(cctx, c.Code, c.ID)
-			if err != nil && (smartpay.IsAmbiguous(err) || smartpay.IsUnavailable(err) || ctx.Err() != nil) {
-				e.markLost(ctx, c)
-				return
-			}
-			e.log.Info("a Smart Pay commit interrupted by a restart was asked again", "kassa_purchase_id", c.ID, "ok", err == nil)
-			e.recordCommit(ctx, c, pid, err)
-		})
-	}
+	e.reaskCommits(ctx, lost)
 	for _, id := range active {
 		e.log.Info("resuming payment after restart", "payment_id", id)
 		e.start(id)
 	}
 	return nil
-}
-
-// markLost gives up a commit whose answer was lost in a restart. The code may
-// be committed at Smart Pay all the same: the outbox names its purchase and
-// cancels it.
-func (e *Engine) markLost(ctx context.Context, c *codeRecord) {
-	c.State, c.Error, c.Updated = CodeLost, "the agent stopped before the commit's answer was recorded; scan the code again", e.now()
-	if err := e.store.Update(context.WithoutCancel(ctx), func(tx *queue.Tx) error {
-		if err := putCode(tx, c); err != nil {
-			return err
-		}
-		return enqueueJSON(tx, KindSmartPayCancel, "code:"+c.ID, cancelMsg{KassaPurchaseID: c.ID})
-	}); err != nil {
-		e.log.Error("cannot mark a lost Smart Pay commit", "kassa_purchase_id", c.ID, "err", err)
-		return
-	}
-	e.log.Warn("a Smart Pay commit's answer was lost in a restart; the buyer must scan again", "kassa_purchase_id", c.ID)
 }
 
 // start runs the payment's worker unless one is running.
@@ -474,6 +480,9 @@ func lessID(a, b string) bool {
 
 func (e *Engine) paymentLog(p *Payment) *slog.Logger {
 	l := e.log.With("payment_id", p.ID, "provider", p.Provider)
+	if p.Ref.ProviderID != "" {
+		l = l.With("provider_id", p.Ref.ProviderID)
+	}
 	if p.SmartPay != nil {
 		l = l.With("kassa_purchase_id", p.SmartPay.KassaPurchaseID, "purchase_id", p.SmartPay.PurchaseID)
 	}

@@ -11,9 +11,10 @@ import (
 
 	"kassa-agent/agent/internal/localapi"
 	"kassa-agent/fiscal"
+	"kassa-agent/payments"
 )
 
-var testEnv = checkEnv{smartpay: true, register: true, tax: fiscal.OSN}
+var testEnv = checkEnv{providers: map[string]payments.Provider{ProviderSmartPay: smartPay{}}, register: true, tax: fiscal.OSN}
 
 func payment(r ReceiptIn) CreateRequest {
 	var total int64

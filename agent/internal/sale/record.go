@@ -12,13 +12,16 @@ import (
 
 // Collections in the store.
 const (
-	collPayments = "payments"
-	collCodes    = "smartpay_codes"
+	collPayments      = "payments"
+	collCodes         = "smartpay_codes"
+	collProviderIndex = "provider_index" // "<provider>:<provider's id>" → payment id
+	collAgent         = "agent"          // this till's own facts (install id)
 )
 
 // Next actions the POS shows the cashier.
 const (
 	ActionScanCode   = "scan_code"   // ask the buyer to show the Smart Pay QR code
+	ActionShowURL    = "show_url"    // show the buyer checkout.url (or a QR code of checkout.qr_text)
 	ActionWait       = "wait"        // the buyer confirms in their bank app
 	ActionHandOver   = "hand_over"   // paid: give the goods
 	ActionFreshCode  = "fresh_code"  // the code lapsed: start a new payment with a fresh code
@@ -43,16 +46,44 @@ type Payment struct {
 	Currency   string         `json:"currency"`
 	OrderRef   string         `json:"order_ref,omitempty"`
 	SmartPay   *SmartPayInfo  `json:"smartpay,omitempty"`
-	Fiscal     FiscalInfo     `json:"fiscal"`
-	Error      *ErrorInfo     `json:"error,omitempty"`
-	Created    time.Time      `json:"created_at"`
-	Updated    time.Time      `json:"updated_at"`
+	// Checkout is the provider's payment page, for providers whose buyer
+	// pays on one (next_action show_url).
+	Checkout *CheckoutInfo `json:"checkout,omitempty"`
+	// ProviderPaymentID is the provider's own id of the payment.
+	ProviderPaymentID string     `json:"provider_payment_id,omitempty"`
+	Fiscal            FiscalInfo `json:"fiscal"`
+	Error             *ErrorInfo `json:"error,omitempty"`
+	Created           time.Time  `json:"created_at"`
+	Updated           time.Time  `json:"updated_at"`
 	// Version grows with every change; long-polls wait for it to move.
 	Version uint64 `json:"version"`
 
 	// Internal, kept in the store but not shown to the POS.
 	Receipt  *fiscal.Receipt `json:"-"`
 	Released time.Time       `json:"-"`
+	// Ref names the payment at its provider (our order id first of all,
+	// persisted before the first call); Options are the provider's own
+	// request fields as the POS sent them.
+	Ref            payments.Ref    `json:"-"`
+	Options        json.RawMessage `json:"-"`
+	providerStatus string
+}
+
+// CheckoutInfo is a provider's payment page for the buyer.
+type CheckoutInfo struct {
+	URL       string    `json:"url,omitempty"`
+	QRText    string    `json:"qr_text,omitempty"`
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+}
+
+// ProviderStatus is the provider's last word on the payment.
+func (p *Payment) ProviderStatus() string { return p.providerStatus }
+
+func (p *Payment) setProviderStatus(raw string) {
+	p.providerStatus = raw
+	if p.SmartPay != nil {
+		p.SmartPay.ProviderStatus = raw
+	}
 }
 
 // SmartPayInfo are the provider's ids for the POS and the technician.
@@ -83,10 +114,17 @@ type stored struct {
 	ReceiptData *fiscal.Receipt `json:"receipt_data,omitempty"`
 	ReleasedAt  time.Time       `json:"released_at,omitzero"`
 	CodeID      string          `json:"code_id,omitempty"`
+	// RefData is absent in records of earlier versions (Smart Pay only):
+	// the ref is then made from the Smart Pay ids.
+	RefData        *payments.Ref   `json:"ref,omitempty"`
+	OptionsData    json.RawMessage `json:"options,omitempty"`
+	ProviderStatus string          `json:"provider_status_raw,omitempty"`
 }
 
 func (p *Payment) marshal() ([]byte, error) {
-	return json.Marshal(stored{Payment: *p, ReceiptData: p.Receipt, ReleasedAt: p.Released, CodeID: p.codeID()})
+	ref := p.Ref
+	return json.Marshal(stored{Payment: *p, ReceiptData: p.Receipt, ReleasedAt: p.Released, CodeID: p.codeID(),
+		RefData: &ref, OptionsData: p.Options, ProviderStatus: p.providerStatus})
 }
 
 func (p *Payment) codeID() string {
@@ -104,6 +142,13 @@ func unmarshalPayment(b []byte) (*Payment, error) {
 	p := s.Payment
 	p.Receipt = s.ReceiptData
 	p.Released = s.ReleasedAt
+	p.Options = s.OptionsData
+	p.providerStatus = s.ProviderStatus
+	if s.RefData != nil {
+		p.Ref = *s.RefData
+	} else if p.SmartPay != nil {
+		p.Ref = payments.Ref{OrderID: p.SmartPay.KassaPurchaseID, ProviderID: p.SmartPay.PurchaseID}
+	}
 	return &p, nil
 }
 

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"time"
 
 	"kassa-agent/payments"
 	"kassa-agent/payments/smartpay"
@@ -35,426 +34,99 @@ type fiscalMsg struct {
 	PaymentID string `json:"payment_id"`
 }
 
-// drive moves one payment until it is final or the engine stops.
-func (e *Engine) drive(ctx context.Context, id string) {
-	for ctx.Err() == nil {
-		p, err := e.Get(id)
-		if err != nil {
-			// Never leave a payment without its worker: try again.
-			e.log.Error("payment worker cannot read its payment; retrying", "payment_id", id, "err", err)
-			if sleep(ctx, time.Second, nil) != nil {
-				return
-			}
-			continue
-		}
-		switch p.State {
-		case payments.Committed, payments.Releasing, payments.Processing:
-			if e.o.SmartPay == nil {
-				// Switched off with this payment under way: keep it visible and
-				// untouched; it resumes when Smart Pay is enabled again.
-				e.providerDisabled(ctx, p)
-				return
-			}
-		}
-		switch p.State {
-		case payments.Committing:
-			// Waiting for a scan; a commit or a cancel pokes us.
-			if sleep(ctx, time.Minute, e.wakeChan(id)) != nil {
-				return
-			}
-		case payments.Committed:
-			e.release(ctx, p)
-		case payments.Releasing, payments.Processing:
-			e.poll(ctx, p)
-		case payments.Paid, payments.Fiscalizing:
-			e.fiscalize(ctx, p)
-		default:
-			return
-		}
-	}
+// SmartPay is the part of the Smart Pay client the engine uses.
+type SmartPay interface {
+	Commit(ctx context.Context, code, kassaPurchaseID string) (string, error)
+	Release(ctx context.Context, purchaseID string, amount int64) (smartpay.Status, error)
+	Status(ctx context.Context, purchaseID string) (smartpay.Status, error)
+	Confirm(ctx context.Context, purchaseID string) error
+	Fiscal(ctx context.Context, d smartpay.FiscalData) error
+	Cancel(ctx context.Context, purchaseID string) error
 }
 
-const codeProviderDisabled = "provider_disabled"
+// Outbox message kinds the engine sends and handles.
+const (
+	KindSmartPayConfirm = "smartpay.confirm"
+	KindSmartPayFiscal  = "smartpay.fiscal"
+	KindSmartPayCancel  = "smartpay.cancel"
+)
 
-// providerDisabled flags a payment whose provider is switched off.
-func (e *Engine) providerDisabled(ctx context.Context, p *Payment) {
-	if p.Error != nil && p.Error.Code == codeProviderDisabled {
-		return
+// smartPay is Smart Pay seen through the provider contract. Its charge is the
+// release of a code committed at the scan (the purchase id is known before
+// the charge); its scan-and-commit rules are in codes.go.
+type smartPay struct{ c SmartPay }
+
+// ProviderSmartPay is Smart Pay's name: the POS's provider value, its
+// config section, the prefix of its outbox kinds.
+const ProviderSmartPay = "smartpay"
+
+func (smartPay) Name() string { return ProviderSmartPay }
+
+func (smartPay) Check(o payments.Order) error {
+	if o.Amount.Currency != payments.RUB {
+		return &payments.FieldError{Field: "currency", Message: "must be \"RUB\" for Smart Pay"}
 	}
-	_, err := e.change(ctx, p.ID, func(q *Payment, tx *queue.Tx) error {
-		q.Error = &ErrorInfo{Code: codeProviderDisabled, Message: "Smart Pay is switched off in the configuration while this payment is under way (" +
-			string(q.State) + "); nothing more is sent until [smartpay] enabled = true and the agent restarts. Do not take another payment for these goods"}
-		return nil
-	})
-	if err == nil {
-		e.paymentLog(p).Error("payment under way but its provider is disabled; it waits until the provider is enabled", "state", p.State)
+	if len(o.Options) > 0 && string(o.Options) != "null" {
+		return &payments.FieldError{Field: "smartpay", Message: "Smart Pay takes no options"}
 	}
+	return nil
 }
 
-// registerBlocks says why the receipt could not be printed now, or "" when it
-// can. No money is taken while it cannot.
-func (e *Engine) registerBlocks(ctx context.Context, p *Payment) string {
-	if p.Receipt == nil || e.o.Register == nil {
-		return ""
-	}
-	sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	st, err := e.o.Register.Status(sctx)
-	switch {
-	case err != nil:
-		return "the fiscal register does not answer (" + err.Error() + ")"
-	case st.Ready != nil:
-		return "the register cannot print now: " + st.Ready.Error()
-	}
-	return ""
+func (s smartPay) Create(ctx context.Context, o payments.Order) (payments.Ref, error) {
+	_, err := s.c.Release(ctx, o.ProviderID, o.Amount.Minor)
+	return payments.Ref{OrderID: o.ID, ProviderID: o.ProviderID}, err
 }
 
-// release sends the amount exactly once. The recovery point "releasing" is
-// durable before the request leaves; from there on only the status decides.
-func (e *Engine) release(ctx context.Context, p *Payment) {
-	log := e.paymentLog(p)
-	// The buyer may have scanned minutes after the POS asked: look at the
-	// register again, and keep the money untouched while it cannot print.
-	if why := e.registerBlocks(ctx, p); why != "" {
-		log.Warn("not releasing: the receipt could not be printed", "reason", why)
-		_, _ = e.change(ctx, p.ID, func(q *Payment, tx *queue.Tx) error {
-			if q.State != payments.Committed || (q.Error != nil && q.Error.Message == why+"; no money was taken yet") {
-				return errUnchanged
-			}
-			q.Error = &ErrorInfo{Code: "register_not_ready", Message: why + "; no money was taken yet"}
-			return nil
-		})
-		_ = sleep(ctx, 2*time.Second, e.wakeChan(p.ID))
-		return
-	}
-	abandoned := false
-	p, err := e.change(ctx, p.ID, func(q *Payment, tx *queue.Tx) error {
-		if q.State != payments.Committed {
-			return errUnchanged // cancelled meanwhile
-		}
-		// The age is checked in the very change that would lead to the
-		// release: past abandon_after the buyer has gone, and nothing is
-		// released for this payment ever after.
-		if e.tooOld(q) {
-			abandoned = true
-			return e.abandon(tx, q, e.now())
-		}
-		q.State, q.NextAction, q.Released, q.Error = payments.Releasing, ActionWait, e.now(), nil
-		return nil
-	})
+func (s smartPay) Status(ctx context.Context, r payments.Ref) (payments.Status, error) {
+	st, err := s.c.Status(ctx, r.ProviderID)
 	if err != nil {
-		if !errors.Is(err, errUnchanged) {
-			log.Error("cannot record the release recovery point; not releasing", "err", err)
-			_ = sleep(ctx, time.Second, nil)
-		}
-		return
+		return payments.Status{}, err
 	}
-	if abandoned {
-		log.Warn("payment did not reach release within abandon_after; cancelled, nothing was charged")
-		return
+	out := payments.Status{Raw: st.Raw, Reason: st.Reason, State: payments.Processing}
+	switch st.State {
+	case smartpay.StateCommitted:
+		out.State = payments.Committed
+	case smartpay.StateSuccess:
+		out.State = payments.Paid
+	case smartpay.StateDeclined:
+		out.State = payments.Declined
+	case smartpay.StateFailed:
+		out.State = payments.Failed
+	case smartpay.StateExpired:
+		out.State = payments.Expired
+	case smartpay.StateCanceled:
+		out.State = payments.Canceled
 	}
-	e.ages.born("rel:" + p.ID)
-	for attempt := 0; ; attempt++ {
-		st, err := e.o.SmartPay.Release(ctx, p.SmartPay.PurchaseID, p.Amount)
-		switch {
-		case err == nil:
-			e.releaseReturned(p.ID)
-			log.Info("amount released", "amount", p.Amount, "provider_status", st.Raw)
-			_, _ = e.change(context.WithoutCancel(ctx), p.ID, func(q *Payment, tx *queue.Tx) error {
-				if q.State != payments.Releasing {
-					return errUnchanged
-				}
-				q.State = payments.Processing
-				q.SmartPay.ProviderStatus = st.Raw
-				return nil
-			})
-			return
-		case smartpay.IsUnavailable(err) && ctx.Err() == nil && e.ages.of("rel:"+p.ID, p.Released) < e.o.PollDeadline:
-			// Certainly not applied: sending it again is safe.
-			log.Warn("release not delivered; sending again", "err", err, "attempt", attempt+1)
-			if sleep(ctx, backoff(e.o.PollMin, e.o.PollMax, attempt), nil) != nil {
-				return
-			}
-			continue
-		case smartpay.IsAmbiguous(err) || ctx.Err() != nil || smartpay.IsUnavailable(err):
-			// No answer is not a "no": never send it again, ask the status.
-			// (A request that certainly never left, past the poll deadline,
-			// also ends here: the status then says it is still committed.)
-			e.releaseReturned(p.ID)
-			log.Warn("release outcome unknown; asking the status, never releasing again", "err", err)
-			return
-		case smartpay.IsCodeRejected(err):
-			e.finish(ctx, p, payments.CodeExpired, ActionFreshCode, &ErrorInfo{Code: "code_expired",
-				Message: "the buyer's Smart Pay code expired before payment; start a new payment and ask for a fresh code"}, true)
-			return
-		default:
-			e.finish(ctx, p, payments.Failed, ActionSeeCashier, errInfo("release_refused", err), true)
-			return
-		}
-	}
+	return out, nil
 }
 
-// releaseReturned notes (on the monotonic clock) when a release call whose
-// status is asked next came back. A refused release is not noted: nothing
-// follows it, and the note would never be dropped.
-func (e *Engine) releaseReturned(id string) {
-	e.mu.Lock()
-	e.released[id] = e.clock.Mono()
-	e.mu.Unlock()
+func (s smartPay) Cancel(ctx context.Context, r payments.Ref) error {
+	return s.c.Cancel(ctx, r.ProviderID)
 }
 
-// settled reports whether the wait before cancelling an undelivered release
-// is over. It counts from when the release call came back in this process,
-// or from this process's start (a release from before a crash died with its
-// connection).
-func (e *Engine) settled(p *Payment) bool {
-	e.mu.Lock()
-	from, ok := e.released[p.ID]
-	e.mu.Unlock()
-	if !ok {
-		from = e.bornAt
+// smartPayProvider is Smart Pay as the saga drives it: a code attaches before
+// the charge; the confirmation goes with "paid", the fiscal data with
+// "completed", a cancel marks the code. The hooks work with Smart Pay
+// switched off too (the messages then wait in the outbox).
+func (e *Engine) smartPayProvider() *provider {
+	p := &provider{needsCode: true,
+		onPaid: func(tx *queue.Tx, q *Payment) error {
+			return enqueueJSON(tx, KindSmartPayConfirm, q.ID, confirmMsg{PurchaseID: q.Ref.ProviderID})
+		},
+		onReceipt: func(tx *queue.Tx, q *Payment) error {
+			return enqueueJSON(tx, KindSmartPayFiscal, q.ID, fiscalMsg{PaymentID: q.ID})
+		},
+		onCancel: e.cancelSmartPayPurchase,
+		handlers: map[string]queue.Handler{
+			KindSmartPayConfirm: e.handleConfirm,
+			KindSmartPayFiscal:  e.handleFiscal,
+			KindSmartPayCancel:  e.handleCancel,
+		},
 	}
-	return e.clock.Mono()-from >= e.o.SettleBeforeCancel
-}
-
-// poll asks the status until the payment is decided.
-func (e *Engine) poll(ctx context.Context, p *Payment) {
-	log := e.paymentLog(p)
-	start := p.Released
-	if start.IsZero() {
-		start = p.Updated
+	if e.o.SmartPay != nil {
+		p.Provider = smartPay{c: e.o.SmartPay}
 	}
-	age := func() time.Duration { return e.ages.of("rel:"+p.ID, start) }
-	delay := e.o.PollMin
-	flagged := p.Error != nil && p.Error.Code == "payment_unconfirmed"
-	cancelSent := false
-	var lastErr error
-	defer func() {
-		e.mu.Lock()
-		delete(e.released, p.ID)
-		e.mu.Unlock()
-	}()
-	for ctx.Err() == nil {
-		st, err := e.o.SmartPay.Status(ctx, p.SmartPay.PurchaseID)
-		if err != nil {
-			if lastErr == nil {
-				log.Warn("status poll failed; will keep asking", "err", err)
-			}
-			lastErr = err
-		} else {
-			lastErr = nil
-			switch st.State {
-			case smartpay.StateSuccess:
-				e.markPaid(ctx, p, st)
-				return
-			case smartpay.StateDeclined:
-				e.finish(ctx, p, payments.Declined, ActionSeeCashier, &ErrorInfo{Code: "declined", Message: "the payment was declined: " + orDash(st.Reason)}, false)
-				return
-			case smartpay.StateFailed:
-				e.finish(ctx, p, payments.Failed, ActionSeeCashier, &ErrorInfo{Code: "provider_failed", Message: "the provider reports the payment failed: " + orDash(st.Reason)}, false)
-				return
-			case smartpay.StateExpired:
-				e.finish(ctx, p, payments.Expired, ActionSeeCashier, &ErrorInfo{Code: "expired", Message: "the payment expired at the provider before the buyer confirmed it"}, false)
-				return
-			case smartpay.StateCanceled:
-				if cancelSent {
-					log.Warn("release did not reach Smart Pay; purchase cancelled, nothing was charged")
-					e.finish(ctx, p, payments.Failed, ActionSeeCashier, &ErrorInfo{Code: "release_not_delivered",
-						Message: "the amount did not reach Smart Pay and the purchase was cancelled; nothing was charged. Start a new payment"}, false)
-				} else {
-					e.finish(ctx, p, payments.Canceled, ActionSeeCashier, &ErrorInfo{Code: "canceled_by_provider", Message: "the provider reports the purchase cancelled"}, false)
-				}
-				return
-			case smartpay.StateCommitted:
-				// The release did not arrive. Once the connection that carried it
-				// is long gone, cancel the purchase: after that no late release
-				// can charge the buyer. The status, not the cancel's answer, then
-				// says how it ended.
-				if p.State == payments.Releasing && !cancelSent && e.settled(p) {
-					if err := e.o.SmartPay.Cancel(ctx, p.SmartPay.PurchaseID); err != nil {
-						log.Warn("could not cancel a purchase whose release did not arrive; still asking the status", "err", err)
-					} else {
-						cancelSent = true
-						log.Warn("release did not arrive at Smart Pay; purchase cancelled, waiting for the status to say so")
-						continue // ask again at once
-					}
-				}
-			case smartpay.StateProcessing:
-				if p.State == payments.Releasing {
-					p, _ = e.change(ctx, p.ID, func(q *Payment, tx *queue.Tx) error {
-						if q.State != payments.Releasing {
-							return errUnchanged
-						}
-						q.State = payments.Processing
-						q.SmartPay.ProviderStatus = st.Raw
-						return nil
-					})
-					if p == nil {
-						return
-					}
-				}
-			}
-		}
-		if !flagged && age() > e.o.PollDeadline {
-			flagged = true
-			log.Warn("payment not confirmed within the deadline; still asking", "deadline", e.o.PollDeadline)
-			if q, err := e.change(ctx, p.ID, func(q *Payment, tx *queue.Tx) error {
-				q.Error = &ErrorInfo{Code: "payment_unconfirmed", Message: "the provider has not confirmed the payment yet; the agent keeps asking. Ask the buyer to check their bank app; do not take another payment for these goods yet"}
-				return nil
-			}); err == nil {
-				p = q
-			}
-		}
-		d := delay
-		if flagged {
-			d = e.o.SlowPoll
-		}
-		if sleep(ctx, d, nil) != nil {
-			return
-		}
-		delay = min(delay*2, e.o.PollMax)
-	}
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "no reason given"
-	}
-	return s
-}
-
-// markPaid records the money as taken and, in the same transaction, the
-// confirmation for the provider. The money has moved: the record is made even
-// while the agent is stopping.
-func (e *Engine) markPaid(ctx context.Context, p *Payment, st smartpay.Status) {
-	q, err := e.change(context.WithoutCancel(ctx), p.ID, func(q *Payment, tx *queue.Tx) error {
-		if q.State != payments.Releasing && q.State != payments.Processing {
-			return errUnchanged
-		}
-		q.State, q.NextAction, q.Error = payments.Paid, ActionHandOver, nil
-		q.SmartPay.ProviderStatus = st.Raw
-		return enqueueJSON(tx, KindSmartPayConfirm, q.ID, confirmMsg{PurchaseID: q.SmartPay.PurchaseID})
-	})
-	if err == nil {
-		e.paymentLog(q).Info("payment paid; goods may be handed over")
-	}
-}
-
-// finish ends a payment in a final state. cancelPurchase also gives the
-// purchase back to Smart Pay (through the outbox) when no money moved and the
-// service would otherwise keep it committed until it lapses.
-func (e *Engine) finish(ctx context.Context, p *Payment, st payments.State, action string, info *ErrorInfo, cancelPurchase bool) {
-	q, err := e.change(context.WithoutCancel(ctx), p.ID, func(q *Payment, tx *queue.Tx) error {
-		if q.State.Final() || q.State.MoneyTaken() {
-			return errUnchanged
-		}
-		q.State, q.NextAction, q.Error = st, action, info
-		if q.Fiscal.State == FiscalPending {
-			q.Fiscal.State = FiscalNone // no money, no receipt
-		}
-		if cancelPurchase {
-			return e.cancelPurchase(tx, q, e.now())
-		}
-		return nil
-	})
-	if err == nil {
-		e.paymentLog(q).Info("payment ended", "state", st, "reason", info.Message)
-	}
-}
-
-// fiscalize prints the receipt exactly once (the register's journal makes a
-// repeat with the same id return the same document), then records the fiscal
-// data for the provider in the same transaction as "completed".
-func (e *Engine) fiscalize(ctx context.Context, p *Payment) {
-	log := e.paymentLog(p)
-	if p.Receipt == nil {
-		_, _ = e.change(ctx, p.ID, func(q *Payment, tx *queue.Tx) error {
-			q.State = payments.Completed
-			return nil
-		})
-		return
-	}
-	if e.o.Register == nil {
-		// The receipt is owed but no register is configured (it was turned
-		// off after the money was taken): keep it owed and visible.
-		_, _ = e.change(ctx, p.ID, func(q *Payment, tx *queue.Tx) error {
-			if q.Fiscal.Error != nil && q.Fiscal.Error.Code == "register_unavailable" {
-				return errUnchanged
-			}
-			q.State, q.Fiscal.State = payments.Paid, FiscalPending
-			q.Fiscal.Error = &ErrorInfo{Code: "register_unavailable", Message: "the receipt is owed but no fiscal register is configured; enable [register] and restart"}
-			return nil
-		})
-		log.Error("a receipt is owed but no register is configured")
-		_ = sleep(ctx, time.Minute, nil)
-		return
-	}
-	for attempt := 0; ctx.Err() == nil; attempt++ {
-		var err error
-		p, err = e.change(ctx, p.ID, func(q *Payment, tx *queue.Tx) error {
-			q.State = payments.Fiscalizing
-			q.Fiscal.Attempts++
-			return nil
-		})
-		if err != nil {
-			log.Error("cannot record the printing recovery point", "err", err)
-			if sleep(ctx, time.Second, nil) != nil {
-				return
-			}
-			continue
-		}
-		doc, err := e.o.Register.PrintReceipt(ctx, p.ID, *p.Receipt)
-		if err == nil {
-			// The receipt exists now: record it even while the agent is stopping.
-			q, err := e.change(context.WithoutCancel(ctx), p.ID, func(q *Payment, tx *queue.Tx) error {
-				q.State, q.NextAction = payments.Completed, ActionHandOver
-				q.Fiscal = FiscalInfo{State: FiscalPrinted, Document: &doc, Attempts: q.Fiscal.Attempts}
-				return enqueueJSON(tx, KindSmartPayFiscal, q.ID, fiscalMsg{PaymentID: q.ID})
-			})
-			if err == nil {
-				e.paymentLog(q).Info("receipt printed", "fd", doc.FD, "fn", doc.FNNumber, "recovered", doc.Recovered)
-				return
-			}
-			log.Error("receipt printed but not yet recorded; retrying the record (printing again returns the same document)", "err", err, "fd", doc.FD)
-		} else {
-			log.Error("receipt not printed; the payment stays paid and the receipt is retried", "err", err, "attempt", attempt+1)
-			code := "register_error"
-			var c interface{ ErrorCode() string }
-			if errors.As(err, &c) {
-				code = c.ErrorCode()
-			}
-			_, _ = e.change(ctx, p.ID, func(q *Payment, tx *queue.Tx) error {
-				q.State = payments.Paid
-				q.Fiscal.State = FiscalPending
-				q.Fiscal.Error = errInfo(code, err)
-				return nil
-			})
-		}
-		if sleep(ctx, backoff(e.o.FiscalRetryMin, e.o.FiscalRetryMax, attempt), e.wakeChan(p.ID)) != nil {
-			return
-		}
-	}
-}
-
-// backoff doubles from base to limit.
-func backoff(base, limit time.Duration, attempt int) time.Duration {
-	d := base
-	for i := 0; i < attempt && d < limit; i++ {
-		d *= 2
-	}
-	return min(d, limit)
-}
-
-// Outbox handlers. A definite refusal parks the message (a technician sees it);
-// anything else is retried with backoff.
-func deliveryErr(err error) error {
-	if err == nil {
-		return nil
-	}
-	if smartpay.IsRejected(err) {
-		return queue.Permanent(err)
-	}
-	return err
+	return p
 }
 
 // errProviderDisabled keeps a message waiting while Smart Pay is switched off.
