@@ -2,11 +2,16 @@ package main
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
+
+	"kassa-agent/agent/internal/sale"
 	"kassa-agent/payments/smartpay"
+	"kassa-agent/payments/smartpay/sandbox"
 )
 
 // BenchmarkScanToCommit measures, over the real serial path, the time from the
@@ -71,3 +76,69 @@ func lastCommit(r *rig) time.Time {
 
 // wireMS is how long n bytes take on an 8N1 line (10 bits a byte).
 func wireMS(n, baud int) float64 { return float64(n*10) / float64(baud) * 1000 }
+
+// finalToPOS is one provider's side of BenchmarkFinalToPOS: start a payment
+// and bring it to where the buyer pays, then make the provider's state final
+// as the buyer would, and count the status requests the provider has seen.
+type finalToPOS struct {
+	name     string
+	start    func(r *rig, key string) apiPayment // returns once the payment is processing
+	pay      func(r *rig, p apiPayment)          // the provider's state becomes final (paid)
+	statuses func(r *rig) int
+}
+
+var smartPayFinal = finalToPOS{
+	name: "smartpay",
+	start: func(r *rig, key string) apiPayment {
+		require.NoError(r.t, r.till.Sandbox.Inject(sandbox.Fault{Kind: sandbox.Stuck}))
+		p := r.create(key, saleBody(20480, milkReceipt))
+		r.showCode()
+		return r.waitState(p.ID, "processing", 10*time.Second)
+	},
+	pay: func(r *rig, p apiPayment) {
+		require.NoError(r.t, r.till.Sandbox.Settle(p.SmartPay.PurchaseID, true))
+	},
+	statuses: func(r *rig) int { return r.till.Sandbox.Count(smartpay.OpStatus) },
+}
+
+// BenchmarkFinalToPOS measures, per provider, the time from the provider's
+// state becoming final (the buyer paid) to the POS's long-poll answering with
+// the paid payment, and how many status requests a payment costs a second
+// while the buyer pays. Each iteration is 15 payments; the buyer pays at a
+// random moment 3–10 s after the payment reached the provider (confirming in
+// a bank app or on a payment page takes seconds).
+func BenchmarkFinalToPOS(b *testing.B) {
+	for _, pr := range []finalToPOS{smartPayFinal} {
+		b.Run(pr.name, func(b *testing.B) {
+			r := newRig(b, rigOptions{logLevel: "warn"})
+			r.startInProcess(func(o *sale.Options) { o.PollMin, o.PollMax = 300*time.Millisecond, 800*time.Millisecond })
+			const payments = 15
+			for b.Loop() {
+				lat := make([]time.Duration, 0, payments)
+				var requests int
+				var paying time.Duration
+				for i := range payments {
+					p := pr.start(r, fmt.Sprintf("bench-%d-%d", b.N, i))
+					before, from := pr.statuses(r), time.Now()
+					time.Sleep(3*time.Second + time.Duration(rand.Int64N(int64(7*time.Second))))
+					paid := time.Now()
+					pr.pay(r, p)
+					for id := p.ID; p.State == "processing"; {
+						p = apiPayment{}
+						require.Equal(b, 200, r.call("GET", "/v1/payments/"+id+"?wait=5s", "", "", &p))
+					}
+					lat = append(lat, time.Since(paid))
+					requests += pr.statuses(r) - before
+					paying += time.Since(from)
+					r.waitState(p.ID, "completed", 10*time.Second)
+				}
+				slices.Sort(lat)
+				b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+				b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+				b.ReportMetric(float64(requests)/paying.Seconds(), "status/s")
+				b.Logf("%s: p50 %v p99 %v max %v; %d status requests over %v of paying", pr.name,
+					lat[len(lat)/2], lat[len(lat)*99/100], lat[len(lat)-1], requests, paying.Round(time.Millisecond))
+			}
+		})
+	}
+}

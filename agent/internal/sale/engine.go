@@ -54,7 +54,7 @@ type Options struct {
 	Logger    *slog.Logger
 
 	PollMin      time.Duration // first status poll delay (300 ms)
-	PollMax      time.Duration // poll delay cap (3 s)
+	PollMax      time.Duration // poll delay cap (800 ms)
 	PollDeadline time.Duration // after this the payment is flagged unconfirmed (3 min)
 	SlowPoll     time.Duration // poll interval past the deadline (30 s)
 	// SettleBeforeCancel: after an ambiguous release, a purchase the service
@@ -75,9 +75,9 @@ func (o *Options) defaults() {
 		}
 	}
 	def(&o.PollMin, 300*time.Millisecond)
-	// At most a second between status requests: the cashier learns of a
-	// payment within a second of the provider, at about one request a second.
-	def(&o.PollMax, time.Second)
+	// Under a second between status requests: the cashier learns of a
+	// payment within a second of the provider, at about 1.25 requests a second.
+	def(&o.PollMax, 800*time.Millisecond)
 	def(&o.PollDeadline, 3*time.Minute)
 	def(&o.SlowPoll, 30*time.Second)
 	def(&o.SettleBeforeCancel, 10*time.Second)
@@ -110,6 +110,7 @@ type Engine struct {
 	tillID string
 
 	providers map[string]*provider
+	noticeLog noticeLog
 
 	// mu serialises every state change, so a check and the write it guards
 	// (e.g. "still committed" → "releasing") see the same record.

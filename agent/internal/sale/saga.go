@@ -284,6 +284,14 @@ func (e *Engine) poll(ctx context.Context, prov *provider, p *Payment) {
 		delete(e.released, p.ID)
 		e.mu.Unlock()
 	}()
+	// A charge that has just been answered is not asked about at once: it
+	// has only begun. After a restart the status is asked straight away.
+	e.mu.Lock()
+	_, fresh := e.released[p.ID]
+	e.mu.Unlock()
+	if fresh && p.State == payments.Processing && sleep(ctx, e.o.PollMin, e.wakeChan(p.ID)) != nil {
+		return
+	}
 	for ctx.Err() == nil {
 		if p.Ref.ProviderID == "" && !e.findOrder(ctx, prov, p) {
 			return
