@@ -149,6 +149,7 @@ type state struct {
 	ShiftReceipts int          `json:"shift_receipts"`
 	Docs          []Document   `json:"docs"`
 	Receipt       *openReceipt `json:"receipt,omitempty"`
+	ShiftBegin    *shiftBegin  `json:"shift_begin,omitempty"`
 	Cash          int64        `json:"cash"`
 	DevDoc        int          `json:"dev_doc"`
 	Paper         int          `json:"paper"` // submode: 0, 1, 2, 3
