@@ -513,3 +513,38 @@ func TestFullStatusINN(t *testing.T) {
 		t.Fatalf("driver reads INN %q (%v)", st.INN, err)
 	}
 }
+
+// BenchmarkStatusWithStateFile: a status read against a simulator that keeps its
+// state in a file (the read must not cost a rewrite and fsync).
+func BenchmarkStatusWithStateFile(b *testing.B) {
+	s, err := shtrihsim.New(shtrihsim.Options{StatePath: filepath.Join(b.TempDir(), "fn.json")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = s.ServeTCP(ctx, ln) }()
+	defer func() { cancel(); <-done }()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	frame := shtrih.Frame(shtrih.CommandBody(shtrih.CmdShortStatus, shtrih.Password(30)))
+	reply := make([]byte, 1+19)
+	for b.Loop() {
+		if _, err := c.Write(frame); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, reply); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := c.Write([]byte{shtrih.ACK}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
