@@ -132,17 +132,17 @@ func (s *Sim) run(cmd uint16, p []byte) (byte, []byte) {
 	case shtrih.CmdOpenShift:
 		code, _ := s.openShift()
 		return code, []byte{op}
-	case shtrih.CmdFNOpenShift:
+	case shtrih.CmdFNOpenShift: // an FN command: the FN's error for the wrong state
+		if s.st.ShiftOpen {
+			return shtrih.FNErrState, nil
+		}
 		code, doc := s.openShift()
 		return code, shiftReply(doc)
 	case shtrih.CmdXReport, shtrih.CmdZReport:
 		code, _ := s.report(cmd == shtrih.CmdZReport)
 		return code, []byte{op}
 	case shtrih.CmdFNCloseShift:
-		if s.st.Receipt != nil {
-			return shtrih.FNErrState, nil
-		}
-		if !s.st.ShiftOpen {
+		if !s.st.ShiftOpen || s.st.Receipt != nil {
 			return shtrih.FNErrState, nil
 		}
 		code, doc := s.report(true)
