@@ -126,7 +126,7 @@ func simulateRegister(ctx context.Context, args []string, out, errOut io.Writer)
 func simulateSmartPay(ctx context.Context, args []string, out, errOut io.Writer) int {
 	fs := flags("simulate smartpay", errOut)
 	listen := fs.String("listen", "127.0.0.1:8719", "loopback address of the sandbox's HTTPS API")
-	dir := fs.String("dir", "smartpay-sandbox", "directory for the sandbox CA and the till's client certificate and key (made fresh at each start)")
+	dir := fs.String("dir", "smartpay-sandbox", "directory the sandbox CA and the till's client certificate and key are written to (new ones at each start)")
 	processing := fs.Duration("processing", 3*time.Second, "how long a released payment stays processing before it succeeds")
 	if code, ok := parse(fs, args); !ok {
 		return code
