@@ -20,6 +20,9 @@ const (
 	CmdZReport        uint16 = 0x41
 	CmdCashIn         uint16 = 0x50
 	CmdCashOut        uint16 = 0x51
+	CmdSale           uint16 = 0x80 // legacy receipt commands, sent by other host software
+	CmdReturnSale     uint16 = 0x82
+	CmdCloseReceipt   uint16 = 0x85
 	CmdCancelReceipt  uint16 = 0x88
 	CmdOpenReceipt    uint16 = 0x8D
 	CmdContinuePrint  uint16 = 0xB0
@@ -30,9 +33,13 @@ const (
 	CmdFNExpiry       uint16 = 0xFF03
 	CmdFNFiscalResult uint16 = 0xFF09
 	CmdFNFindDocument uint16 = 0xFF0A
+	CmdFNOpenShift    uint16 = 0xFF0B
 	CmdFNSendTLV      uint16 = 0xFF0C
 	CmdFNOFDStatus    uint16 = 0xFF39
 	CmdFNShiftParams  uint16 = 0xFF40
+	CmdFNBeginOpen    uint16 = 0xFF41 // FFD 1.05+: begin opening a shift; tags follow
+	CmdFNBeginClose   uint16 = 0xFF42 // FFD 1.05+: begin closing a shift; tags follow
+	CmdFNCloseShift   uint16 = 0xFF43
 	CmdFNCloseReceipt uint16 = 0xFF45
 	CmdFNOperation    uint16 = 0xFF46
 	CmdFNOperationTLV uint16 = 0xFF4D
@@ -57,6 +64,7 @@ const (
 const (
 	TagBuyerContact = 1008
 	TagCashier      = 1021
+	TagCashierINN   = 1203
 	TagProductCode  = 1162
 )
 

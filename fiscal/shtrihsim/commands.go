@@ -130,9 +130,39 @@ func (s *Sim) run(cmd uint16, p []byte) (byte, []byte) {
 		}
 		return 0, []byte{op}
 	case shtrih.CmdOpenShift:
-		return s.openShift(op)
+		code, _ := s.openShift()
+		return code, []byte{op}
+	case shtrih.CmdFNOpenShift: // an FN command: the FN's error for the wrong state
+		if s.st.ShiftOpen {
+			return shtrih.FNErrState, nil
+		}
+		code, doc := s.openShift()
+		return code, shiftReply(doc)
 	case shtrih.CmdXReport, shtrih.CmdZReport:
-		return s.report(cmd == shtrih.CmdZReport, op)
+		code, _ := s.report(cmd == shtrih.CmdZReport)
+		return code, []byte{op}
+	case shtrih.CmdFNCloseShift:
+		if !s.st.ShiftOpen || s.st.Receipt != nil {
+			return shtrih.FNErrState, nil
+		}
+		code, doc := s.report(true)
+		return code, shiftReply(doc)
+	case shtrih.CmdFNBeginOpen:
+		if s.st.ShiftOpen {
+			return shtrih.FNErrState, nil
+		}
+		s.st.ShiftBegin = &shiftBegin{}
+		return 0, nil
+	case shtrih.CmdFNBeginClose:
+		if !s.st.ShiftOpen || s.st.Receipt != nil {
+			return shtrih.FNErrState, nil
+		}
+		s.st.ShiftBegin = &shiftBegin{Close: true}
+		return 0, nil
+	case shtrih.CmdSale, shtrih.CmdReturnSale:
+		return s.legacySale(op, cmd, p)
+	case shtrih.CmdCloseReceipt:
+		return s.legacyCloseReceipt(op, p)
 	case shtrih.CmdCashIn, shtrih.CmdCashOut:
 		return s.cash(cmd == shtrih.CmdCashIn, op, p)
 	case shtrih.CmdOpenReceipt:
@@ -265,34 +295,73 @@ func (s *Sim) commit(doc Document) Document {
 	return doc
 }
 
-func (s *Sim) openShift(op byte) (byte, []byte) {
+// shiftBegin is an FFD 1.05+ shift open or close begun with FF41h/FF42h: the tags
+// sent since (FF0Ch: 1021 cashier, 1203 cashier INN) go into the shift document
+// made by the command that completes it (E0h or FF0Bh; 41h or FF43h).
+type shiftBegin struct {
+	Close bool           `json:"close"`
+	Tags  map[int]string `json:"tags,omitempty"`
+}
+
+// shiftTags takes the tags of a begun shift open (close = false) or close.
+func (s *Sim) shiftTags(close bool) map[int]string {
+	b := s.st.ShiftBegin
+	if b == nil || b.Close != close {
+		return nil
+	}
+	s.st.ShiftBegin = nil
+	return b.Tags
+}
+
+// shiftReply is the FF0Bh/FF43h reply: shift number(2), FD number(4), FP(4)
+// (pyshtrih handlers/commands.py).
+func shiftReply(doc Document) []byte {
+	d := binary.LittleEndian.AppendUint16(nil, uint16(doc.Shift))
+	d = binary.LittleEndian.AppendUint32(d, doc.FD)
+	return binary.LittleEndian.AppendUint32(d, doc.FP)
+}
+
+// cashierLines print the cashier tags of a document.
+func cashierLines(tags map[int]string) []string {
+	var out []string
+	if v := tags[shtrih.TagCashier]; v != "" {
+		out = append(out, kv("КАССИР", v))
+	}
+	if v := tags[shtrih.TagCashierINN]; v != "" {
+		out = append(out, kv("ИНН КАССИРА", v))
+	}
+	return out
+}
+
+func (s *Sim) openShift() (byte, Document) {
 	if c := s.printable(); c != 0 {
-		return c, nil
+		return c, Document{}
 	}
 	if s.st.ShiftOpen {
-		return shtrih.ErrCodeWrongMode, nil
+		return shtrih.ErrCodeWrongMode, Document{}
 	}
 	s.st.Shift++
 	s.st.ShiftOpen, s.st.ShiftOpened, s.st.ShiftReceipts = true, s.now(), 0
-	doc := s.commit(Document{Type: DocShiftOpen, Shift: s.st.Shift})
-	s.print(append([]string{center("ОТЧЕТ ОБ ОТКРЫТИИ СМЕНЫ"), kv("СМЕНА", fmt.Sprint(s.st.Shift))}, s.footer(doc)...)...)
+	doc := s.commit(Document{Type: DocShiftOpen, Shift: s.st.Shift, Tags: s.shiftTags(false)})
+	lines := append([]string{center("ОТЧЕТ ОБ ОТКРЫТИИ СМЕНЫ"), kv("СМЕНА", fmt.Sprint(s.st.Shift))}, cashierLines(doc.Tags)...)
+	s.print(append(lines, s.footer(doc)...)...)
 	s.printed()
-	return 0, []byte{op}
+	return 0, doc
 }
 
-func (s *Sim) report(z bool, op byte) (byte, []byte) {
+func (s *Sim) report(z bool) (byte, Document) {
 	if c := s.printable(); c != 0 {
-		return c, nil
+		return c, Document{}
 	}
 	if s.st.Receipt != nil {
-		return shtrih.ErrCodeReceiptOpen, nil
+		return shtrih.ErrCodeReceiptOpen, Document{}
 	}
 	if !s.st.ShiftOpen {
 		if z {
-			return shtrih.ErrCodeShiftNotOpen, nil
+			return shtrih.ErrCodeShiftNotOpen, Document{}
 		}
 		s.print(center("X-ОТЧЕТ"), center("смена закрыта"), "")
-		return 0, []byte{op}
+		return 0, Document{}
 	}
 	var sales, cnt int64
 	for _, d := range s.st.Docs {
@@ -310,13 +379,14 @@ func (s *Sim) report(z bool, op byte) (byte, []byte) {
 	if !z {
 		s.print(append([]string{center("X-ОТЧЕТ (без гашения)")}, append(lines, "")...)...)
 		s.printed()
-		return 0, []byte{op}
+		return 0, Document{}
 	}
 	s.st.ShiftOpen = false
-	doc := s.commit(Document{Type: DocShiftClose, Shift: s.st.Shift})
-	s.print(append(append([]string{center("ОТЧЕТ О ЗАКРЫТИИ СМЕНЫ")}, lines...), s.footer(doc)...)...)
+	doc := s.commit(Document{Type: DocShiftClose, Shift: s.st.Shift, Tags: s.shiftTags(true)})
+	lines = append(append([]string{center("ОТЧЕТ О ЗАКРЫТИИ СМЕНЫ")}, lines...), cashierLines(doc.Tags)...)
+	s.print(append(lines, s.footer(doc)...)...)
 	s.printed()
-	return 0, []byte{op}
+	return 0, doc
 }
 
 func (s *Sim) shiftReady() byte {
@@ -371,25 +441,54 @@ func (s *Sim) openReceipt(op byte, p []byte) (byte, []byte) {
 	if len(p) < 1 || p[0] > 3 {
 		return shtrih.ErrCodeBadParams, nil
 	}
-	s.st.Receipt = &openReceipt{Type: int(p[0])}
-	s.print(center("КАССОВЫЙ ЧЕК"), center(strings.ToUpper(opName(opOf(int(p[0]))))))
-	s.printed()
+	s.ensureReceipt(int(p[0]))
 	return 0, []byte{op}
+}
+
+// ensureReceipt opens a receipt of type t (as 8Dh) unless one is open.
+func (s *Sim) ensureReceipt(t int) {
+	if s.st.Receipt != nil {
+		return
+	}
+	s.st.Receipt = &openReceipt{Type: t}
+	s.print(center("КАССОВЫЙ ЧЕК"), center(strings.ToUpper(opName(opOf(t)))))
+	s.printed()
+}
+
+// addItem records a checked line in the open receipt and prints it.
+func (s *Sim) addItem(it Item, rate taxRow) {
+	s.st.Receipt.Items = append(s.st.Receipt.Items, it)
+	taxLine := "   " + rate.name
+	if rate.pct > 0 {
+		taxLine = kv(taxLine, "="+money(it.Tax))
+	}
+	s.print(it.Name, rightKV(fmt.Sprintf("%s x %s", qty(it.Quantity), money(it.Price)), "="+money(it.Sum)), taxLine)
+	s.printed()
 }
 
 func (s *Sim) operation(p []byte) (byte, []byte) {
 	if c := s.printable(); c != 0 {
 		return c, nil
 	}
-	if s.st.Receipt == nil {
-		return shtrih.ErrCodeWrongMode, nil
-	}
 	_, o, err := shtrih.DecodeOperation(append(make([]byte, 4), p...))
 	if err != nil {
 		return shtrih.ErrCodeBadParams, nil
 	}
+	// With no receipt open the first operation opens one of its own kind, as
+	// on the device (hosts that never send 8Dh).
+	t, known := receiptOf(int(o.Type))
+	if s.st.Receipt == nil {
+		if c := s.shiftReady(); c != 0 {
+			return c, nil
+		}
+		if !known {
+			return shtrih.ErrCodeBadParams, nil
+		}
+	} else {
+		t = s.st.Receipt.Type
+	}
 	rate, ok := s.rate(int(o.TaxRate))
-	if int(o.Type) != opOf(s.st.Receipt.Type) || o.Quantity <= 0 || !ok || len(p) > 26+128 ||
+	if int(o.Type) != opOf(t) || o.Quantity <= 0 || !ok || len(p) > 26+128 ||
 		strings.TrimSpace(o.Name) == "" || o.Department > 16 {
 		return shtrih.ErrCodeBadParams, nil
 	}
@@ -406,18 +505,13 @@ func (s *Sim) operation(p []byte) (byte, []byte) {
 	}
 	it := Item{Name: o.Name, Quantity: o.Quantity, Price: o.Price, Sum: sum, Tax: tax, TaxRate: int(o.TaxRate),
 		Method: int(o.Method), Object: int(o.Object), Department: int(o.Department), RateName: rate.name}
-	s.st.Receipt.Items = append(s.st.Receipt.Items, it)
-	taxLine := "   " + rate.name
-	if rate.pct > 0 {
-		taxLine = kv(taxLine, "="+money(tax))
-	}
-	s.print(it.Name, rightKV(fmt.Sprintf("%s x %s", qty(it.Quantity), money(it.Price)), "="+money(it.Sum)), taxLine)
-	s.printed()
+	s.ensureReceipt(t)
+	s.addItem(it, rate)
 	return 0, nil
 }
 
 func (s *Sim) tlv(cmd uint16, p []byte) (byte, []byte) {
-	if s.st.Receipt == nil {
+	if s.st.Receipt == nil && (cmd != shtrih.CmdFNSendTLV || s.st.ShiftBegin == nil) {
 		return shtrih.FNErrState, nil
 	}
 	if len(p) < 4 {
@@ -429,6 +523,14 @@ func (s *Sim) tlv(cmd uint16, p []byte) (byte, []byte) {
 		return shtrih.FNErrBadParam, nil
 	}
 	v := p[4:]
+	if s.st.Receipt == nil { // a begun shift open or close: the tag goes into its document
+		b := s.st.ShiftBegin
+		if b.Tags == nil {
+			b.Tags = map[int]string{}
+		}
+		b.Tags[tag] = shtrih.DecodeCP866(v)
+		return 0, nil
+	}
 	if cmd == shtrih.CmdFNOperationTLV {
 		if len(s.st.Receipt.Items) == 0 {
 			return shtrih.FNErrState, nil
@@ -448,33 +550,46 @@ func (s *Sim) closeReceipt(p []byte) (byte, []byte) {
 	if c := s.printable(); c != 0 {
 		return c, nil
 	}
-	r := s.st.Receipt
-	if r == nil {
+	if s.st.Receipt == nil {
 		return shtrih.ErrCodeWrongMode, nil
 	}
 	_, c, err := shtrih.DecodeClose(append(make([]byte, 4), p...))
 	if err != nil {
 		return shtrih.ErrCodeBadParams, nil
 	}
+	code, doc := s.finishReceipt(c)
+	if code != 0 {
+		return code, nil
+	}
+	d := shtrih.Money5(doc.Change)
+	d = binary.LittleEndian.AppendUint32(d, doc.FD)
+	d = binary.LittleEndian.AppendUint32(d, doc.FP)
+	return 0, shtrih.PutFNTime(d, s.local(doc.Time))
+}
+
+// finishReceipt checks the payments against the open receipt and closes it in the
+// FN (FF45h and the legacy 85h).
+func (s *Sim) finishReceipt(c shtrih.Close) (byte, Document) {
+	r := s.st.Receipt
 	var total, paid int64
 	for _, it := range r.Items {
 		total += it.Sum
 	}
 	if total == 0 {
-		return shtrih.ErrCodeZeroTotal, nil
+		return shtrih.ErrCodeZeroTotal, Document{}
 	}
 	for _, x := range c.Payments {
 		paid += x
 	}
 	if paid < total {
-		return shtrih.ErrCodePaymentsLess, nil
+		return shtrih.ErrCodePaymentsLess, Document{}
 	}
 	change := paid - total
 	if change > c.Payments[0] {
-		return shtrih.ErrCodeBadParams, nil // change only from cash
+		return shtrih.ErrCodeBadParams, Document{} // change only from cash
 	}
 	if c.TaxSystem != 0 && c.TaxSystem&(c.TaxSystem-1) != 0 {
-		return shtrih.ErrCodeBadParams, nil
+		return shtrih.ErrCodeBadParams, Document{}
 	}
 	// FF45h's six tax sums belong to rows 1..6; a non-zero one must be what the
 	// device itself computes from the lines (zero leaves it to the device).
@@ -491,7 +606,7 @@ func (s *Sim) closeReceipt(p []byte) (byte, []byte) {
 	}
 	for i, t := range c.Taxes {
 		if t != 0 && t != want[i] {
-			return shtrih.ErrCodeBadParams, nil
+			return shtrih.ErrCodeBadParams, Document{}
 		}
 	}
 	s.st.ShiftReceipts++
@@ -528,10 +643,7 @@ func (s *Sim) closeReceipt(p []byte) (byte, []byte) {
 	lines = append(lines, kv("ЧЕК", fmt.Sprintf("%d  СМЕНА %d", doc.Number, doc.Shift)))
 	s.print(append(lines, s.footer(doc)...)...)
 	s.printed()
-	d := shtrih.Money5(change)
-	d = binary.LittleEndian.AppendUint32(d, doc.FD)
-	d = binary.LittleEndian.AppendUint32(d, doc.FP)
-	return 0, shtrih.PutFNTime(d, s.local(doc.Time))
+	return 0, doc
 }
 
 // Tape layout helpers: 40 columns, as the device prints.
@@ -664,3 +776,12 @@ func opName(t int) string {
 // return) to the calculation sign of FF46h and tag 1054 (1 sale, 2 sale return,
 // 3 purchase, 4 purchase return).
 func opOf(t int) int { return [...]int{1, 3, 2, 4}[t&3] }
+
+// receiptOf is the inverse of opOf: the receipt type an FF46h operation opens.
+func receiptOf(op int) (int, bool) {
+	switch op {
+	case 1, 2, 3, 4:
+		return [...]int{0, 2, 1, 3}[op-1], true
+	}
+	return 0, false
+}

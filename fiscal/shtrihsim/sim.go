@@ -7,6 +7,7 @@ package shtrihsim
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -148,6 +149,7 @@ type state struct {
 	ShiftReceipts int          `json:"shift_receipts"`
 	Docs          []Document   `json:"docs"`
 	Receipt       *openReceipt `json:"receipt,omitempty"`
+	ShiftBegin    *shiftBegin  `json:"shift_begin,omitempty"`
 	Cash          int64        `json:"cash"`
 	DevDoc        int          `json:"dev_doc"`
 	Paper         int          `json:"paper"` // submode: 0, 1, 2, 3
@@ -161,13 +163,13 @@ type Sim struct {
 	mu        sync.Mutex
 	st        state
 	faults    []Fault
-	pending   []byte // reply frame held until the host ACKs it
 	deadUntil time.Time
 	busyUntil time.Time
 	tape      strings.Builder
 	fired     []string
 	rnd       *rand.Rand
 	commands  int
+	saved     []byte // the state as last written to StatePath
 }
 
 // New creates a simulator, loading StatePath when it exists.
@@ -201,6 +203,7 @@ func New(opt Options) (*Sim, error) {
 			if err := json.Unmarshal(b, &s.st); err != nil {
 				return nil, fmt.Errorf("shtrihsim: state %s: %w", opt.StatePath, err)
 			}
+			s.saved = b
 		case !errors.Is(err, os.ErrNotExist):
 			return nil, fmt.Errorf("shtrihsim: %w", err)
 		}
@@ -307,6 +310,9 @@ func (s *Sim) fp(fd uint32, total int64, t time.Time) uint32 {
 	return h.Sum32()
 }
 
+// save writes the state when it differs from what the file holds: most commands
+// (every status read) change nothing, and an atomic rewrite with fsync costs
+// about 1.5 ms, far more than encoding the state to compare.
 func (s *Sim) save() error {
 	if s.opt.StatePath == "" {
 		return nil
@@ -315,9 +321,13 @@ func (s *Sim) save() error {
 	if err != nil {
 		return err
 	}
+	if bytes.Equal(b, s.saved) {
+		return nil
+	}
 	if err := atomicfile.Write(s.opt.StatePath, b, 0o600); err != nil {
 		return fmt.Errorf("shtrihsim: save: %w", err)
 	}
+	s.saved = b
 	return nil
 }
 
@@ -358,13 +368,17 @@ func (s *Sim) ServeTCP(ctx context.Context, ln net.Listener) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			// Closed as soon as the peer goes: a host that connects per command
+			// would otherwise leave a socket in CLOSE-WAIT for every command.
+			defer c.Close()
 			_ = s.Serve(ctx, c)
 		}()
 	}
 }
 
 // Serve speaks the protocol over rw (a PTY master, a connection) until ctx ends or
-// rw fails. When rw is an io.Closer it is closed when ctx ends.
+// rw fails. When rw is an io.Closer it is closed when ctx ends. Each Serve is one
+// link with its own held reply: on TCP every connection is one.
 func (s *Sim) Serve(ctx context.Context, rw io.ReadWriter) error {
 	if c, ok := rw.(io.Closer); ok {
 		stop := context.AfterFunc(ctx, func() { _ = c.Close() })
@@ -379,11 +393,12 @@ func (s *Sim) Serve(ctx context.Context, rw io.ReadWriter) error {
 }
 
 type conn struct {
-	s    *Sim
-	r    *bufio.Reader
-	w    io.Writer
-	owed time.Duration // wire time of bytes received and not yet slept
-	over time.Duration // how much earlier sleeps overshot (timer slack), paid back
+	s       *Sim
+	r       *bufio.Reader
+	w       io.Writer
+	pending []byte        // this link's reply frame, held until the host ACKs it
+	owed    time.Duration // wire time of bytes received and not yet slept
+	over    time.Duration // how much earlier sleeps overshot (timer slack), paid back
 }
 
 // wire accrues the time n bytes take on the line at the emulated speed.
@@ -414,12 +429,16 @@ func (c *conn) write(b []byte) error {
 	return err
 }
 
-func (c *conn) control(b byte) error {
+// ctl is a control byte as the device sends it: TCP/RNDIS models put a stray
+// 0xFF before it (Options.StrayFF).
+func (c *conn) ctl(b byte) []byte {
 	if c.s.opt.StrayFF {
-		return c.write([]byte{0xFF, b})
+		return []byte{0xFF, b}
 	}
-	return c.write([]byte{b})
+	return []byte{b}
 }
+
+func (c *conn) control(b byte) error { return c.write(c.ctl(b)) }
 
 func (c *conn) loop(ctx context.Context) error {
 	for {
@@ -437,20 +456,14 @@ func (c *conn) loop(ctx context.Context) error {
 			if dead {
 				continue
 			}
-			s.mu.Lock()
-			p := s.pending
-			s.mu.Unlock()
-			if p == nil {
+			if c.pending == nil {
 				err = c.control(shtrih.NAK)
 			} else {
-				if err = c.control(shtrih.ACK); err == nil {
-					err = c.write(p)
-				}
+				// ACK and the held reply in one write, as one answer.
+				err = c.write(append(c.ctl(shtrih.ACK), c.pending...))
 			}
 		case shtrih.ACK:
-			s.mu.Lock()
-			s.pending = nil
-			s.mu.Unlock()
+			c.pending = nil
 		case shtrih.STX:
 			err = c.frame(ctx, dead)
 		}
@@ -488,23 +501,24 @@ func (c *conn) frame(ctx context.Context, dead bool) error {
 	if f.Kind == NAK {
 		return c.control(shtrih.NAK)
 	}
-	if f.Kind != 0 || s.opt.StrayFF {
+	if f.Kind != 0 {
+		// A faulty exchange shows its parts apart: the ACK first, then
+		// whatever happens to the reply.
 		if err := c.control(shtrih.ACK); err != nil {
 			return err
 		}
 	}
+	c.pending = nil
 	s.mu.Lock()
-	s.pending = nil
 	reply := s.execute(cmd, params, f)
 	if f.Kind == PowerCutAfterClose {
-		s.pending = nil
 		s.deadUntil = time.Now().Add(f.Delay)
 		s.print("~~~~~~~~ power cut ~~~~~~~~")
 		s.mu.Unlock()
 		return nil
 	}
 	frame := shtrih.Frame(reply)
-	s.pending = frame
+	c.pending = frame
 	s.mu.Unlock()
 	switch f.Kind {
 	case DropReply:
@@ -532,11 +546,10 @@ func (c *conn) frame(ctx context.Context, dead bool) error {
 		bad[len(bad)-1] ^= 0x5A
 		return c.write(bad)
 	case 0:
-		if !s.opt.StrayFF {
-			// ACK as soon as the frame is in, then the reply when it is ready: on a
-			// fault-free exchange both leave together after the command has run.
-			return c.write(append([]byte{shtrih.ACK}, frame...))
-		}
+		// On a fault-free exchange the ACK and the reply leave in one write
+		// after the command has run, so a host that reads the answer with one
+		// recv() gets all of it.
+		return c.write(append(c.ctl(shtrih.ACK), frame...))
 	}
 	return c.write(frame)
 }
