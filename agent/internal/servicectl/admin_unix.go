@@ -6,7 +6,9 @@ import "os"
 
 const adminHint = "run it with sudo"
 
+const serviceAccount = User
+
 func isAdmin() bool { return os.Geteuid() == 0 }
 
-// afterInstall has nothing to do on systemd: the unit carries every setting.
+// afterInstall has nothing to do: Linux installs with a Plan, not through Control.
 func afterInstall() error { return nil }
