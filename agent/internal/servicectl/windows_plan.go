@@ -14,12 +14,12 @@ func WriteWindowsPlan(w io.Writer, exe, configPath string, dataDirs []string) {
 		delays[i] = a.Delay.String()
 	}
 	fmt.Fprintf(w, "kassa-agent install would create the Windows service:\n")
-	fmt.Fprintf(w, "  name:      %s (%s)\n", c.Name, c.DisplayName)
-	fmt.Fprintf(w, "  command:   %q %s\n", exe, strings.Join(quoteAll(c.Arguments), " "))
+	fmt.Fprintf(w, "  name:      %s, shown as %q\n", c.Name, c.DisplayName)
+	fmt.Fprintf(w, "  command:   %s\n", strings.Join(quoteAll(append([]string{exe}, c.Arguments...)), " "))
 	fmt.Fprintf(w, "  account:   %s (virtual service account, SID %s), not LocalSystem\n", WindowsAccount, ServiceSID(Name))
 	fmt.Fprintf(w, "  start:     automatic, delayed\n")
-	fmt.Fprintf(w, "  recovery:  restart after %s (the last repeats), failures counted over %s, non-zero exits included\n",
-		strings.Join(delays, ", "), RecoveryResetPeriod)
+	fmt.Fprintf(w, "  recovery:  restart after %s (the last repeats), failure count reset after %.0f h without one, non-zero exits included\n",
+		strings.Join(delays, ", "), RecoveryResetPeriod.Hours())
 	fmt.Fprintf(w, "and create each data directory if absent, with only SYSTEM, Administrators and %s allowed in:\n", WindowsAccount)
 	for _, d := range dataDirs {
 		fmt.Fprintf(w, "  %s  %s\n", d, DataDirSDDL())
@@ -29,7 +29,8 @@ func WriteWindowsPlan(w io.Writer, exe, configPath string, dataDirs []string) {
 func quoteAll(args []string) []string {
 	out := make([]string, len(args))
 	for i, a := range args {
-		out[i] = fmt.Sprintf("%q", a)
+		// The service manager's command line: Windows quoting, backslashes as they are.
+		out[i] = `"` + a + `"`
 	}
 	return out
 }
