@@ -3,6 +3,7 @@ package servicectl
 import (
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // User is the system user the Linux service runs as; install creates it.
@@ -107,7 +108,8 @@ WantedBy=multi-user.target
 `
 
 // Render writes the unit. It refuses a value systemd could not read back as
-// written (a control character would end or split the line).
+// written: a control character would end or split the line, and a line that is
+// not UTF-8 is dropped.
 func (u Unit) Render() (string, error) {
 	var b strings.Builder
 	fmt.Fprintf(&b, unitHead, Config("").Description)
@@ -146,6 +148,10 @@ func (u Unit) Render() (string, error) {
 // with C escapes, %% for a literal % (specifiers) and, in a command line, $$ for
 // a literal $ (variable expansion happens only there).
 func quote(s string, command bool) (string, error) {
+	if !utf8.ValidString(s) {
+		// systemd ignores a unit line that is not UTF-8.
+		return "", fmt.Errorf("%q is not valid UTF-8", s)
+	}
 	var b strings.Builder
 	b.WriteByte('"')
 	for _, r := range s {
