@@ -30,14 +30,13 @@ if [ ! -e "$conf" ]; then
 fi
 
 /usr/local/bin/kassa-agent config check --config "$conf"
+# Stopped first, so nothing writes the data directory while install hands it to
+# the kassa-agent user (an upgrade from the root-run unit).
+systemctl stop kassa-agent 2>/dev/null || true
 # Creates the kassa-agent user (group dialout), gives it the data directory and
 # read access to the config, writes the unit and enables it.
 /usr/local/bin/kassa-agent install --config "$conf"
-if systemctl is-active --quiet kassa-agent; then
-	systemctl restart kassa-agent # a new binary or unit over a running service
-else
-	systemctl start kassa-agent
-fi
+systemctl start kassa-agent
 sleep 2
 /usr/local/bin/kassa-agent status
 echo "give the POS the API token in <store.dir>/api-token (default /var/lib/kassa-agent/api-token; readable by root)"

@@ -14,6 +14,9 @@ const adminHint = "open the command prompt with \"Run as administrator\""
 // for any local user, and the data directory's ACL grants its SID.
 const serviceAccount = WindowsAccount
 
+// libraryInstalls: the service library creates the Windows service.
+const libraryInstalls = true
+
 func isAdmin() bool {
 	return windows.GetCurrentProcessToken().IsElevated()
 }

@@ -175,3 +175,10 @@ func TestPlanProblems(t *testing.T) {
 	err = p.Apply(context.Background(), new(bytes.Buffer))
 	assert.ErrorIs(t, err, ErrProblems)
 }
+
+// The service library's own systemd install would write a unit with none of the
+// hardening and no user: on Linux Control refuses it before touching anything.
+func TestControlRefusesLibraryInstall(t *testing.T) {
+	err := Control(nil, "install")
+	assert.ErrorContains(t, err, "use PlanLinux")
+}

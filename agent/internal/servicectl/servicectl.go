@@ -68,6 +68,10 @@ func New(p service.Interface, configPath string) (service.Service, error) {
 // SID type; Linux installs with a Plan instead. Each refuses clearly without
 // administrator rights.
 func Control(s service.Service, action string) error {
+	if action == "install" && !libraryInstalls {
+		// The library's systemd unit is not ours: none of the hardening, no user.
+		return fmt.Errorf("install %s: use PlanLinux and Apply on this system", Name)
+	}
 	if !isAdmin() {
 		return fmt.Errorf("%s %s: %w (%s)", action, Name, ErrNotAdmin, adminHint)
 	}
