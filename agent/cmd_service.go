@@ -1,8 +1,10 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -68,11 +70,15 @@ func cmdInstall(args []string, out, errOut io.Writer) int {
 // newInstallation reads the config for the paths the service needs. A config
 // that does not load is a problem install reports, not a reason to show nothing.
 func newInstallation(exe, configPath string) installation {
-	in := installation{exe: exe, configPath: configPath, readFiles: []string{configPath}}
+	in := installation{exe: exe, configPath: configPath}
 	cfg, err := config.Load(configPath)
 	if err != nil {
 		in.problems = append(in.problems, err.Error())
 		cfg = config.Default()
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		// Said once: a missing config is already the problem above.
+		in.readFiles = append(in.readFiles, configPath)
 	}
 	token := cfg.API.TokenFile
 	if token == "" {
