@@ -4,15 +4,16 @@ import (
 	"fmt"
 
 	"golang.org/x/sys/windows"
+
+	"kassa-agent/agent/internal/servicectl"
 )
 
-// dataDirDACL gives full control to SYSTEM and Administrators only, inherited by
-// everything inside, and cuts inheritance from %ProgramData% (which lets every
-// user read): whoever reads the token can take payments at this till.
-const dataDirDACL = "D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)"
-
+// restrictDataDir gives full control to SYSTEM, Administrators and the service's
+// virtual account (NT SERVICE\kassa-agent) only, inherited by everything inside,
+// and cuts inheritance from %ProgramData% (which lets every user read): whoever
+// reads the token can take payments at this till.
 func restrictDataDir(dir string) error {
-	sd, err := windows.SecurityDescriptorFromString(dataDirDACL)
+	sd, err := windows.SecurityDescriptorFromString(servicectl.DataDirSDDL())
 	if err != nil {
 		return fmt.Errorf("security descriptor: %w", err)
 	}
@@ -23,7 +24,7 @@ func restrictDataDir(dir string) error {
 	err = windows.SetNamedSecurityInfo(dir, windows.SE_FILE_OBJECT,
 		windows.DACL_SECURITY_INFORMATION|windows.PROTECTED_DACL_SECURITY_INFORMATION, nil, nil, dacl, nil)
 	if err != nil {
-		return fmt.Errorf("restrict to SYSTEM and Administrators: %w", err)
+		return fmt.Errorf("restrict to SYSTEM, Administrators and %s: %w", servicectl.WindowsAccount, err)
 	}
 	return nil
 }

@@ -41,7 +41,7 @@ func commands() []command {
 	return []command{
 		{"run", "[--config FILE]", "run in the foreground (what the service manager starts)", cmdRun},
 		{"demo", "[--dir DIR] [--listen ADDR]", "run on simulated devices and sandbox providers, no hardware needed", cmdDemo},
-		{"install", "[--config FILE]", "install as an OS service (systemd / Windows service)", serviceCmd("install")},
+		{"install", "[--config FILE] [--dry-run]", "install as an OS service (systemd / Windows service); --dry-run prints the plan", cmdInstall},
 		{"uninstall", "", "remove the OS service", serviceCmd("uninstall")},
 		{"start", "", "start the installed service", serviceCmd("start")},
 		{"stop", "", "stop the service", serviceCmd("stop")},

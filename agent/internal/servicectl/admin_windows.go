@@ -2,6 +2,7 @@ package servicectl
 
 import (
 	"fmt"
+	"unsafe"
 
 	"golang.org/x/sys/windows"
 	"golang.org/x/sys/windows/svc/mgr"
@@ -9,11 +10,19 @@ import (
 
 const adminHint = "open the command prompt with \"Run as administrator\""
 
+// serviceAccount is a virtual account rather than LocalSystem: COM ports open
+// for any local user, and the data directory's ACL grants its SID.
+const serviceAccount = WindowsAccount
+
+// libraryInstalls: the service library creates the Windows service.
+const libraryInstalls = true
+
 func isAdmin() bool {
 	return windows.GetCurrentProcessToken().IsElevated()
 }
 
-// afterInstall sets restart-on-failure recovery, including for a non-zero exit.
+// afterInstall sets restart-on-failure recovery, including for a non-zero exit,
+// and an unrestricted service SID, which the virtual account's ACL entries name.
 func afterInstall() error {
 	m, err := mgr.Connect()
 	if err != nil {
@@ -30,6 +39,10 @@ func afterInstall() error {
 	}
 	if err := s.SetRecoveryActionsOnNonCrashFailures(true); err != nil {
 		return fmt.Errorf("set recovery on non-crash failures: %w", err)
+	}
+	sid := uint32(windows.SERVICE_SID_TYPE_UNRESTRICTED)
+	if err := windows.ChangeServiceConfig2(s.Handle, windows.SERVICE_CONFIG_SERVICE_SID_INFO, (*byte)(unsafe.Pointer(&sid))); err != nil {
+		return fmt.Errorf("set the service SID type: %w", err)
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 // Package servicectl installs and controls kassa-agent as an OS service: systemd
-// on Linux (with our own unit) and the Windows service manager (with recovery
-// actions, which the service library leaves off unless told).
+// on Linux (our own hardened unit, its own system user) and the Windows service
+// manager (a virtual service account, recovery actions, which the service
+// library leaves off unless told).
 package servicectl
 
 import (
@@ -13,44 +14,6 @@ import (
 
 // Name is the service's name on both systems.
 const Name = "kassa-agent"
-
-// unitTemplate is the systemd unit, in the service library's template syntax.
-// Why each line:
-//   - After/Wants network-online: providers are unreachable before the network is.
-//   - StartLimitIntervalSec=0: never give up restarting; a till without its agent
-//     cannot take payments, and every restart retries the outbox.
-//   - Restart=always, RestartSec=2: back within seconds after a crash.
-//   - SupplementaryGroups=dialout: serial devices are group dialout on Debian/Ubuntu.
-//   - StateDirectory: /var/lib/kassa-agent, created with owner-only mode.
-//   - TimeoutStopSec: in-flight requests get their grace period, then the store closes.
-const unitTemplate = `[Unit]
-Description={{Description}}
-Documentation=https://github.com/kassa-agent
-ConditionFileIsExecutable={{Path | cmdEscape}}
-After=network-online.target
-Wants=network-online.target
-StartLimitIntervalSec=0
-
-[Service]
-Type=simple
-ExecStart={{Path | cmdEscape}}{{range Arguments}} {{. | cmd}}{{end}}
-Restart=always
-RestartSec=2
-SupplementaryGroups=dialout
-StateDirectory=kassa-agent
-StateDirectoryMode=0700
-ConfigurationDirectory=kassa-agent
-UMask=0077
-TimeoutStopSec=30
-KillMode=mixed
-NoNewPrivileges=true
-PrivateTmp=true
-ProtectSystem=full
-ProtectHome=true
-
-[Install]
-WantedBy=multi-user.target
-`
 
 // Recovery is one Windows service-manager action after a failure.
 type Recovery struct {
@@ -77,8 +40,10 @@ func Config(configPath string) *service.Config {
 		DisplayName: "kassa-agent (till payments and fiscal register)",
 		Description: "Connects the till's scanner and fiscal register to Smart Pay, Alif and AliKassa; keeps every payment and receipt durable.",
 		Arguments:   []string{"run", "--config", configPath},
+		// Never root or LocalSystem: the kassa-agent user on Linux (the unit
+		// names it too), the virtual account NT SERVICE\kassa-agent on Windows.
+		UserName: serviceAccount,
 		Option: service.KeyValue{
-			"SystemdScript": unitTemplate,
 			// Windows: start automatically; delayed so the network is up.
 			"StartType":        "automatic",
 			"DelayedAutoStart": true,
@@ -98,9 +63,15 @@ func New(p service.Interface, configPath string) (service.Service, error) {
 	return s, nil
 }
 
-// Control runs install, uninstall, start, stop or restart. Install also sets the
-// Windows recovery actions. Each refuses clearly without administrator rights.
+// Control runs install, uninstall, start, stop or restart. Install here is the
+// service library's (Windows), followed by the recovery actions and the service
+// SID type; Linux installs with a Plan instead. Each refuses clearly without
+// administrator rights.
 func Control(s service.Service, action string) error {
+	if action == "install" && !libraryInstalls {
+		// The library's systemd unit is not ours: none of the hardening, no user.
+		return fmt.Errorf("install %s: use PlanLinux and Apply on this system", Name)
+	}
 	if !isAdmin() {
 		return fmt.Errorf("%s %s: %w (%s)", action, Name, ErrNotAdmin, adminHint)
 	}

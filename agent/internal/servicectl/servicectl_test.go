@@ -10,21 +10,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// render fills the unit template the way the service library does for the
-// placeholders it uses: values, the cmd/cmdEscape filters and the argument range.
-func render(t *testing.T, tmpl, path string, args []string) string {
-	t.Helper()
-	out := strings.ReplaceAll(tmpl, "{{Description}}", Config("").Description)
-	out = strings.ReplaceAll(out, "{{Path | cmdEscape}}", strings.ReplaceAll(path, " ", `\x20`))
-	var a strings.Builder
-	for _, s := range args {
-		a.WriteString(` "` + s + `"`)
-	}
-	out = strings.ReplaceAll(out, "{{range Arguments}} {{. | cmd}}{{end}}", a.String())
-	require.NotContains(t, out, "{{", "template uses a placeholder this test does not render")
-	return out
-}
-
 func unitValues(unit string) map[string][]string {
 	m := map[string][]string{}
 	section := ""
@@ -32,6 +17,9 @@ func unitValues(unit string) map[string][]string {
 		l = strings.TrimSpace(l)
 		if strings.HasPrefix(l, "[") {
 			section = strings.Trim(l, "[]")
+			continue
+		}
+		if strings.HasPrefix(l, "#") {
 			continue
 		}
 		if k, v, ok := strings.Cut(l, "="); ok {
@@ -43,22 +31,32 @@ func unitValues(unit string) map[string][]string {
 
 func TestSystemdUnit(t *testing.T) {
 	cfg := Config("/etc/kassa-agent/config.toml")
-	unit := render(t, cfg.Option["SystemdScript"].(string), "/usr/local/bin/kassa-agent", cfg.Arguments)
+	unit, err := Unit{Exe: "/usr/local/bin/kassa-agent", Args: cfg.Arguments}.Render()
+	require.NoError(t, err)
 	v := unitValues(unit)
 	want := map[string]string{
-		"Unit.After":                  "network-online.target",
-		"Unit.Wants":                  "network-online.target",
-		"Unit.StartLimitIntervalSec":  "0",
-		"Service.Restart":             "always",
-		"Service.SupplementaryGroups": "dialout",
-		"Service.StateDirectory":      "kassa-agent",
-		"Service.StateDirectoryMode":  "0700",
-		"Install.WantedBy":            "multi-user.target",
-		"Service.ExecStart":           `/usr/local/bin/kassa-agent "run" "--config" "/etc/kassa-agent/config.toml"`,
+		"Unit.Wants":                    "network-online.target",
+		"Unit.StartLimitIntervalSec":    "0",
+		"Service.Restart":               "always",
+		"Service.User":                  User,
+		"Service.Group":                 User,
+		"Service.SupplementaryGroups":   SerialGroup,
+		"Service.StateDirectory":        "kassa-agent",
+		"Service.StateDirectoryMode":    "0700",
+		"Service.CapabilityBoundingSet": "",
+		"Service.DevicePolicy":          "closed",
+		"Service.ProtectSystem":         "strict",
+		"Install.WantedBy":              "multi-user.target",
+		"Service.ExecStart":             `"/usr/local/bin/kassa-agent" "run" "--config" "/etc/kassa-agent/config.toml"`,
 	}
 	for k, w := range want {
 		assert.Equal(t, []string{w}, v[k], k)
 	}
+	assert.Contains(t, v["Unit.After"][0], "network-online.target")
+	assert.Contains(t, v["Unit.After"][0], "systemd-modules-load.service", "DeviceAllow classes need the serial drivers loaded")
+	// By class, so a re-plugged device under another name is still allowed.
+	assert.ElementsMatch(t, []string{"char-ttyS rw", "char-ttyUSB rw", "char-ttyACM rw"}, v["Service.DeviceAllow"])
+	assert.Nil(t, v["Service.ReadWritePaths"], "the default store.dir is the StateDirectory")
 	sec, err := time.ParseDuration(v["Service.RestartSec"][0] + "s")
 	require.NoError(t, err)
 	assert.LessOrEqual(t, sec, 5*time.Second, "restart within a few seconds")
@@ -66,16 +64,24 @@ func TestSystemdUnit(t *testing.T) {
 	require.NoError(t, err)
 	assert.Greater(t, stop, 10*time.Second, "graceful stop needs time for in-flight requests")
 	// Every line is a section header, a comment, blank or key=value.
-	line := regexp.MustCompile(`^(\[[A-Za-z]+\]|#.*|[A-Za-z]+=.+|)$`)
+	line := regexp.MustCompile(`^(\[[A-Za-z]+\]|#.*|[A-Za-z]+=.*|)$`)
 	for _, l := range strings.Split(unit, "\n") {
 		assert.Regexp(t, line, l)
 	}
 }
 
-func TestSystemdUnitEscapesPathWithSpaces(t *testing.T) {
-	cfg := Config("/etc/kassa agent/config.toml")
-	unit := render(t, cfg.Option["SystemdScript"].(string), "/opt/kassa agent/kassa-agent", cfg.Arguments)
-	assert.Contains(t, unit, `ExecStart=/opt/kassa\x20agent/kassa-agent "run" "--config" "/etc/kassa agent/config.toml"`)
+func TestSystemdUnitQuoting(t *testing.T) {
+	unit, err := Unit{
+		Exe:       "/opt/kassa agent/kassa-agent",
+		Args:      Config(`/etc/kassa "a"/100%$HOME\x.toml`).Arguments,
+		ReadWrite: []string{"/srv/kassa 100%$"},
+	}.Render()
+	require.NoError(t, err)
+	assert.Contains(t, unit, "\nExecStart=\"/opt/kassa agent/kassa-agent\" \"run\" \"--config\" \"/etc/kassa \\\"a\\\"/100%%$$HOME\\\\x.toml\"\n")
+	assert.Contains(t, unit, "\nReadWritePaths=\"/srv/kassa 100%%$\"\n", "$ is literal outside command lines")
+
+	_, err = Unit{Exe: "/usr/bin/kassa-agent", Args: Config("/etc/x\n[Service]\nUser=root").Arguments}.Render()
+	assert.ErrorContains(t, err, "control character", "a newline would inject unit lines")
 }
 
 func TestWindowsRecovery(t *testing.T) {
