@@ -83,7 +83,8 @@ func decodeOptions(raw json.RawMessage) (Options, map[string]bool, error) {
 			continue
 		}
 		var s string
-		if err := json.Unmarshal(val, &s); err != nil {
+		// null would decode as "" without an error; it is not a string.
+		if err := json.Unmarshal(val, &s); err != nil || bytes.Equal(val, []byte("null")) {
 			return o, nil, fieldErr(optField(key), "must be a string")
 		}
 		switch key {
@@ -100,7 +101,7 @@ func decodeOptions(raw json.RawMessage) (Options, map[string]bool, error) {
 	if _, err := dec.Token(); err != nil {
 		return o, nil, fieldErr(Name, "is not valid JSON")
 	}
-	if _, err := dec.Token(); err == nil {
+	if len(bytes.TrimSpace(raw[dec.InputOffset():])) > 0 {
 		return o, nil, fieldErr(Name, "has data after the object")
 	}
 	return o, set, nil
