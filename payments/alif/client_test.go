@@ -523,6 +523,12 @@ func TestRefundFullOnly(t *testing.T) {
 	if _, err := e.cl.Refund(ctx, ref, payments.Tiyin(15000)); !errors.Is(err, payments.ErrRejected) {
 		t.Fatalf("partial refund: %v", err)
 	}
+	// A payment that took another sum than asked is for a person, not an
+	// automatic refund, even of exactly what was taken.
+	e.srv.Inject(sandbox.Fault{Op: alif.OpStatus, Kind: sandbox.PaidAmount, Amount: 15000})
+	if _, err := e.cl.Refund(ctx, ref, payments.Tiyin(15000)); !errors.Is(err, payments.ErrRejected) {
+		t.Fatalf("refund of a short payment: %v", err)
+	}
 	if n := e.srv.Count(alif.OpRefund); n != 0 {
 		t.Fatalf("%d refunds sent for refused amounts", n)
 	}
