@@ -270,7 +270,7 @@ func (c *Client) Status(ctx context.Context, r payments.Ref) (payments.Status, e
 	}
 	var st payments.Status
 	err := c.call(ctx, OpStatus, wire.PathStatus, r.ProviderID, wire.IDRequest{ID: r.ProviderID}, func(body []byte) (err error) {
-		st, err = decodeStatus(body, r.ExpiresAt, c.now())
+		st, err = decodeStatus(body, r.ProviderID, r.ExpiresAt, c.now())
 		return err
 	})
 	return st, err
@@ -294,11 +294,14 @@ func (c *Client) Refund(ctx context.Context, r payments.Ref, amount payments.Amo
 	if st.State != payments.Paid {
 		return refuse("only a paid session can be refunded; it is %s (%s)", st.State, st.Raw)
 	}
+	if st.Paid.IsZero() {
+		return refuse("Alif did not say how much was paid; refund by hand in Alif's cabinet")
+	}
 	if amount != st.Paid {
 		return refuse("Alif refunds only the whole payment: %s paid, %s asked", st.Paid, amount)
 	}
 	err = c.call(ctx, OpRefund, wire.PathRefund, r.ProviderID, wire.IDRequest{ID: r.ProviderID}, func(body []byte) (err error) {
-		st, err = decodeStatus(body, r.ExpiresAt, c.now())
+		st, err = decodeStatus(body, r.ProviderID, r.ExpiresAt, c.now())
 		return err
 	})
 	return st, err
@@ -321,7 +324,7 @@ func (c *Client) Probe(ctx context.Context) error {
 func (c *Client) VerifyNotice(h http.Header, _ url.Values, body []byte) (payments.Ref, error) {
 	unauth := func(msg string) (payments.Ref, error) {
 		c.log.Debug("alif notice refused", "reason", msg, "bytes", len(body))
-		return payments.Ref{}, &Error{Op: "notice", Class: ClassUnauthorized, Message: msg}
+		return payments.Ref{}, &Error{Op: OpNotice, Class: ClassUnauthorized, Message: msg}
 	}
 	if len(c.secret) == 0 {
 		return unauth("no webhook secret configured")
@@ -341,7 +344,7 @@ func (c *Client) VerifyNotice(h http.Header, _ url.Values, body []byte) (payment
 	}
 	ref, err := decodeNotice(body)
 	if err != nil {
-		return payments.Ref{}, &Error{Op: "notice", Class: ClassRejected, Message: "signed notice unreadable", Err: err}
+		return payments.Ref{}, &Error{Op: OpNotice, Class: ClassRejected, Message: "signed notice unreadable", Err: err}
 	}
 	c.log.Debug("alif notice verified", "session", ref.ProviderID, "order_id", ref.OrderID)
 	return ref, nil

@@ -231,6 +231,8 @@ func TestRulesRefusedBeforeSending(t *testing.T) {
 		{"cancel empty", opt(`{"cancel_url":""}`), "alif.cancel_url"},
 		{"webhook not https", opt(`{"webhook_url":"http://hook.example/"}`), "alif.webhook_url"},
 		{"webhook with user", opt(`{"webhook_url":"https://u:p@hook.example/"}`), "alif.webhook_url"},
+		{"meta invalid JSON", opt(`{"meta":{"a":}}`), "alif.meta"},
+		{"meta too long", opt(`{"meta":"` + strings.Repeat("x", 5000) + `"}`), "alif.meta"},
 		{"meta reserved key", opt(`{"meta":{"kassa_order_id":"other"}}`), "alif.meta"},
 		{"epos empty", opt(`{"epos":""}`), "alif.epos"},
 		{"unknown option", opt(`{"redirect":"https://shop.example/"}`), "alif.redirect"},

@@ -111,10 +111,13 @@ func posField(f string) string {
 // and only when the paid amount, if given, equals the session's total; a
 // word we do not know is Processing (keep asking), never Paid. A session
 // still pending after its five hours (and our grace) is Expired.
-func decodeStatus(body []byte, expiresAt, now time.Time) (payments.Status, error) {
+func decodeStatus(body []byte, id string, expiresAt, now time.Time) (payments.Status, error) {
 	var r wire.StatusResponse
 	if err := json.Unmarshal(body, &r); err != nil {
 		return payments.Status{}, err
+	}
+	if r.ID != "" && r.ID != id {
+		return payments.Status{}, fmt.Errorf("the answer is about session %q, not %q", clean(r.ID, 80), id)
 	}
 	var st payments.Status
 	word := ""

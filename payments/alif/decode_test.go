@@ -56,14 +56,14 @@ func TestDecodeStatus(t *testing.T) {
 		{`{"id":"a","amount":100,"payment":{"status":"WHO_KNOWS"}}`, after, payments.Processing, 0},
 	}
 	for _, c := range cases {
-		st, err := decodeStatus([]byte(c.body), exp, c.now)
+		st, err := decodeStatus([]byte(c.body), "a", exp, c.now)
 		if err != nil || st.State != c.state || st.Paid.Minor != c.paid {
 			t.Errorf("%s: %+v %v, want %v paid %d", c.body, st, err, c.state, c.paid)
 		}
 	}
 	for _, bad := range []string{``, `[]`, `{"payment":{"status":"SUCCEEDED","amount":-1}}`, `{"payment":{"status":"SUCCEEDED","amount":"100"}}`,
-		`{"payment":{"status":"SUCCEEDED","amount":1.5}}`, `{"payment":"SUCCEEDED"}`} {
-		if st, err := decodeStatus([]byte(bad), exp, before); err == nil {
+		`{"payment":{"status":"SUCCEEDED","amount":1.5}}`, `{"payment":"SUCCEEDED"}`, `{"id":"b","payment":{"status":"SUCCEEDED"}}`} {
+		if st, err := decodeStatus([]byte(bad), "a", exp, before); err == nil {
 			t.Errorf("%s accepted as %+v", bad, st)
 		}
 	}
@@ -171,7 +171,7 @@ func FuzzDecodeStatus(f *testing.F) {
 	exp := time.Date(2026, 12, 1, 15, 0, 0, 0, time.UTC)
 	f.Fuzz(func(t *testing.T, body []byte) {
 		for _, now := range []time.Time{exp.Add(-time.Hour), exp.Add(time.Hour)} {
-			st, err := decodeStatus(body, exp, now)
+			st, err := decodeStatus(body, "a", exp, now)
 			if err != nil {
 				continue
 			}

@@ -17,9 +17,11 @@ const (
 	OpCreate Op = "create"
 	OpStatus Op = "status"
 	OpRefund Op = "refund"
+	// OpNotice names VerifyNotice in its errors; it makes no call.
+	OpNotice Op = "notice"
 )
 
-// Ops lists every call.
+// Ops lists every call to Alif (not OpNotice).
 func Ops() []Op { return []Op{OpCreate, OpStatus, OpRefund} }
 
 // Class says what a failed call means for the payment.
