@@ -153,7 +153,10 @@ func (c *Client) buildCreate(o payments.Order) (wire.CreateRequest, error) {
 	req.EPOS = pick("epos", opts.EPOS, c.defaults.EPOS)
 	for _, u := range []struct{ key, val string }{{"redirect_url", req.RedirectURL}, {"cancel_url", req.CancelURL}} {
 		if err := checkHTTPS(u.val); err != nil {
-			return req, fieldErr(optField(u.key), "%v (none configured either)", err)
+			if !set[u.key] && u.val == "" {
+				return req, fieldErr(optField(u.key), "is required (none configured either)")
+			}
+			return req, fieldErr(optField(u.key), "%v", err)
 		}
 	}
 	if req.WebhookURL != "" {
@@ -235,7 +238,7 @@ func wireLine(it payments.Item) (wire.Item, error) {
 
 func checkEPOS(s string) error {
 	if s == "" {
-		return errors.New("is required: the Alif terminal to charge through (none configured either)")
+		return errors.New("is required: the Alif terminal to charge through")
 	}
 	if len(s) > MaxEPOSLen {
 		return fmt.Errorf("is longer than %d bytes", MaxEPOSLen)
