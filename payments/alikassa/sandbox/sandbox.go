@@ -116,7 +116,7 @@ type Payment struct {
 	Lifetime     int64     `json:"lifetime"`
 	NotifyURL    string    `json:"notification_endpoint_url,omitempty"`
 	CreatedAt    time.Time `json:"created_at"`
-	Lapsed       bool      `json:"lapsed"`             // Expire was called
+	Lapsed       bool      `json:"lapsed"`            // Expire was called
 	Notices      []string  `json:"notices,omitempty"` // delivery results
 }
 
