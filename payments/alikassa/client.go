@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
@@ -171,6 +172,17 @@ func New(cfg Config) (*Client, error) {
 	}
 	// Defaults are checked as the POS's values would be, so a bad config
 	// fails at start rather than at the first sale.
+	if cfg.CustomerIP != "" {
+		if addr, err := netip.ParseAddr(cfg.CustomerIP); err != nil || addr.Zone() != "" {
+			return nil, fmt.Errorf("alikassa: config: customer_ip %q is not an IP address", cfg.CustomerIP)
+		}
+	}
+	if msg := textProblem(c.cfg.Service, wire.MaxService, true); msg != "" {
+		return nil, fmt.Errorf("alikassa: config: service: %s", msg)
+	}
+	if msg := textProblem(cfg.CustomerCode, wire.MaxCustomerCode, false); msg != "" {
+		return nil, fmt.Errorf("alikassa: config: customer_code: %s", msg)
+	}
 	for _, x := range []struct{ name, v string }{
 		{"success_redirect_url", cfg.SuccessRedirectURL}, {"fail_redirect_url", cfg.FailRedirectURL},
 		{"notification_url", cfg.NotificationURL},
@@ -233,7 +245,7 @@ func (c *Client) Create(ctx context.Context, o payments.Order) (payments.Ref, er
 	if err != nil {
 		return payments.Ref{}, err
 	}
-	if resp.status != http.StatusOK && resp.status != http.StatusCreated {
+	if resp.status < 200 || resp.status > 299 {
 		return payments.Ref{}, c.refusal(OpCreate, resp, req.fields)
 	}
 	var out wire.CreateResponse
@@ -260,13 +272,14 @@ func (c *Client) Status(ctx context.Context, r payments.Ref) (payments.Status, e
 
 // Find looks a payment up by our order id after a create whose outcome is
 // unknown. ErrNotFound when the service has none. The returned Ref's
-// ExpiresAt is now plus the configured lifetime: the payment was created
-// before now, so it lapses no later than that.
+// ExpiresAt is now plus the longest lifetime the service allows (3600 s):
+// the payment was created before now with a lifetime we no longer know
+// (the POS may have chosen it), so it lapses no later than that.
 func (c *Client) Find(ctx context.Context, orderID string) (payments.Ref, payments.Status, error) {
 	if orderID == "" {
 		return payments.Ref{}, payments.Status{}, &Error{Op: OpStatus, Class: ClassRejected, Message: "order id is required"}
 	}
-	return c.status(ctx, payments.Ref{OrderID: orderID, ExpiresAt: c.now().Add(c.lifetime)})
+	return c.status(ctx, payments.Ref{OrderID: orderID, ExpiresAt: c.now().Add(wire.MaxLifetime * time.Second)})
 }
 
 func (c *Client) status(ctx context.Context, r payments.Ref) (payments.Ref, payments.Status, error) {
@@ -281,7 +294,7 @@ func (c *Client) status(ctx context.Context, r payments.Ref) (payments.Ref, paym
 	if err != nil {
 		return r, payments.Status{}, err
 	}
-	if resp.status != http.StatusOK {
+	if resp.status < 200 || resp.status > 299 {
 		return r, payments.Status{}, c.refusal(OpStatus, resp, nil)
 	}
 	ans, err := decodeStatus(resp.body, c.currency)
@@ -309,7 +322,7 @@ func (c *Client) Probe(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if resp.status != http.StatusOK {
+	if resp.status < 200 || resp.status > 299 {
 		return c.refusal(OpAccountInfo, resp, nil)
 	}
 	var info wire.AccountInfoResponse

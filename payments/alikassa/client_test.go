@@ -544,6 +544,36 @@ func TestExpiredAfterLifetime(t *testing.T) {
 	}
 }
 
+// After a lost create reply, Find does not know the lifetime the POS chose:
+// a payment with a one-hour page must not be reported expired at minute 21
+// because the config's default is 15 minutes.
+func TestFindDoesNotExpireALongPageEarly(t *testing.T) {
+	clk := &clock{t: time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)}
+	r := start(t, sandbox.Options{Now: clk.Now}, nil)
+	ctx := context.Background()
+	o := order("till7-long", 100)
+	o.Options = opt(`{"lifetime":3600}`)
+	r.sb.Inject(sandbox.Fault{Op: alikassa.OpCreate, Kind: sandbox.ReplyLost})
+	if _, err := r.c.Create(ctx, o); !errors.Is(err, payments.ErrAmbiguous) {
+		t.Fatalf("create: %v", err)
+	}
+	clk.Add(time.Minute)
+	ref, _, err := r.c.Find(ctx, o.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(20 * time.Minute)
+	if st, err := r.c.Status(ctx, ref); err != nil || st.State != payments.Processing {
+		t.Fatalf("minute 21 of a one-hour page: %+v %v, want processing", st, err)
+	}
+	if err := r.sb.Pay(o.ID); err != nil {
+		t.Fatalf("the buyer pays at minute 21: %v", err)
+	}
+	if st, err := r.c.Status(ctx, ref); err != nil || st.State != payments.Paid {
+		t.Fatalf("after pay: %+v %v", st, err)
+	}
+}
+
 func TestProbe(t *testing.T) {
 	r := start(t, sandbox.Options{}, nil)
 	var p payments.Prober = r.c
