@@ -282,14 +282,11 @@ func NoticeJSON(keys []string, get func(string) (string, bool)) ([]byte, error) 
 	return append(b, '}'), nil
 }
 
-// canonicalInt reports whether s is how PHP prints an int: digits, no sign
-// for positives, no leading zero, within int64.
+// canonicalInt reports whether s is exactly how PHP prints an int: within
+// int64, no plus sign, no leading zero, no "-0".
 func canonicalInt(s string) bool {
-	if s == "" || (len(s) > 1 && s[0] == '0') {
-		return false
-	}
-	_, err := strconv.ParseInt(s, 10, 64)
-	return err == nil && s[0] != '+'
+	n, err := strconv.ParseInt(s, 10, 64)
+	return err == nil && strconv.FormatInt(n, 10) == s
 }
 
 // ErrInvalidUTF8 is what PHP json_encode fails on (it returns false).

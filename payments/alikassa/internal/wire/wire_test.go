@@ -65,7 +65,7 @@ func TestNoticeJSONRefusesMissingAndNonNumericID(t *testing.T) {
 	}); !errors.Is(err, ErrNoticeMissing) {
 		t.Fatalf("missing desc: %v", err)
 	}
-	for _, id := range []string{"", "01", "+1", "1.0", "1e3", "-", "99999999999999999999"} {
+	for _, id := range []string{"", "01", "+1", "1.0", "1e3", "-", "-0", "-00", "-01", " 1", "99999999999999999999"} {
 		if _, err := NoticeJSON([]string{"id"}, func(string) (string, bool) { return id, true }); !errors.Is(err, ErrNoticeValue) {
 			t.Errorf("id %q: %v, want ErrNoticeValue", id, err)
 		}
