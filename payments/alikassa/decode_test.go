@@ -171,3 +171,26 @@ func TestLoadPrivateKeyErrorsNameFileNotSecret(t *testing.T) {
 		t.Fatalf("public key as private: %v", err)
 	}
 }
+
+// BenchmarkVerifyNotice: rebuilding the signed bytes and one RSA-2048
+// verification, the cost of each notification.
+func BenchmarkVerifyNotice(b *testing.B) {
+	key := testKey(b)
+	q := signedNotice(b, key, noticeValues("108465371", "till7-000001", "Оплата / чай", "500.00"))
+	for b.Loop() {
+		if _, err := verifyNotice(&key.PublicKey, crypto.SHA1, wire.NoticeFields, "acc", q); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkSign: one RSA-2048 request signature.
+func BenchmarkSign(b *testing.B) {
+	key := testKey(b)
+	body := []byte(`{"amount":"500.00","order_id":"till7-000001","service":"payment_card_bdt_hpp","customer_ip":"203.0.113.7","customer_code":"bkash","lifetime":900}`)
+	for b.Loop() {
+		if _, err := sign(key, crypto.SHA1, body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
