@@ -12,18 +12,19 @@ import (
 type Currency string
 
 // Currencies the agent handles. All of them have two minor digits
-// (kopecks, tiyin, cents).
+// (kopecks, tiyin, cents, poisha).
 const (
 	RUB Currency = "RUB"
 	UZS Currency = "UZS"
 	USD Currency = "USD"
+	BDT Currency = "BDT" // Bangladeshi taka (AliKassa's BDT services); 1 taka = 100 poisha
 )
 
 // Exponent is the number of minor digits of the currency, or -1 for a
 // currency the agent does not know.
 func (c Currency) Exponent() int {
 	switch c {
-	case RUB, UZS, USD:
+	case RUB, UZS, USD, BDT:
 		return 2
 	}
 	return -1
