@@ -18,6 +18,9 @@ import (
 	"kassa-agent/device/scanner"
 	"kassa-agent/fiscal"
 	"kassa-agent/fiscal/shtrih"
+	"kassa-agent/payments"
+	"kassa-agent/payments/alif"
+	"kassa-agent/payments/alikassa"
 	"kassa-agent/payments/smartpay"
 	"kassa-agent/queue"
 )
@@ -40,6 +43,8 @@ type app struct {
 	register *shtrih.Driver
 	regState registerState
 	sp       *smartpay.Client
+	// providers are the enabled hosted-page providers.
+	providers []hostedProvider
 }
 
 // registerState is the last thing the agent learned about the register; the
@@ -103,6 +108,18 @@ func openApp(ctx context.Context, cfg config.Config, log *slog.Logger, tune ...f
 		}
 		opts.CodePattern = regexp.MustCompile(pattern) // checked by config
 	}
+	providers, err := newProviders(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	a.providers = providers
+	for _, p := range providers {
+		opts.Providers = append(opts.Providers, p)
+	}
+	// Known even when switched off: their payments stay visible as
+	// provider_disabled until they are switched on again.
+	opts.Known = []string{alif.Name, "alikassa"}
+	opts.PollEvery = map[string]time.Duration{alif.Name: cfg.Alif.PollEvery.D(), "alikassa": cfg.AliKassa.PollEvery.D()}
 	regOpts := registerOptions(cfg.Register, sale.NewJournal(st), log)
 	logRenewal := regOpts.OnShiftRenewed
 	regOpts.OnShiftRenewed = func(closed, opened int) {
@@ -193,6 +210,43 @@ func offIfZero(d time.Duration) time.Duration {
 		return -1
 	}
 	return d
+}
+
+// hostedProvider is a provider whose buyer pays on its page (Alif,
+// AliKassa): the contract, a harmless call for diag, and its connections.
+type hostedProvider interface {
+	payments.Provider
+	payments.Prober
+	Close()
+}
+
+// newProviders makes the enabled hosted-page providers, in a fixed order.
+func newProviders(cfg config.Config, log *slog.Logger) ([]hostedProvider, error) {
+	var out []hostedProvider
+	if c := cfg.Alif; c.Enabled {
+		cl, err := alif.New(alif.Config{APIURL: c.APIURL, CheckoutURL: c.CheckoutURL, TokenFile: c.TokenFile,
+			WebhookSecretFile: c.WebhookKey, EPOS: c.EPOS, RedirectURL: c.RedirectURL, CancelURL: c.CancelURL,
+			Logger: log.With("provider", alif.Name)})
+		if err != nil {
+			return nil, fmt.Errorf("alif: %w", err)
+		}
+		out = append(out, cl)
+	}
+	if c := cfg.AliKassa; c.Enabled {
+		cl, err := alikassa.New(alikassa.Config{BaseURL: c.APIURL, Account: c.Account, PrivateKeyFile: c.PrivateKeyFile,
+			PasswordFile: c.PasswordFile, NotifyPublicKeyFile: c.NotifyPublicKey, SignatureHash: c.SignatureHash,
+			Service: c.Service, CustomerCode: c.CustomerCode, CustomerIP: c.CustomerIPForPOS, Lifetime: c.PaymentLifetime.D(),
+			SuccessRedirectURL: c.SuccessRedirect, FailRedirectURL: c.FailRedirect, NotificationURL: c.NotificationURL,
+			Logger: log.With("provider", "alikassa")})
+		if err != nil {
+			for _, p := range out {
+				p.Close()
+			}
+			return nil, fmt.Errorf("alikassa: %w", err)
+		}
+		out = append(out, cl)
+	}
+	return out, nil
 }
 
 func newSmartPay(c config.SmartPay, log *slog.Logger) (*smartpay.Client, error) {
@@ -419,6 +473,9 @@ func reportOf(s *fiscal.Status) *registerReport {
 func (a *app) close() {
 	if a.register != nil {
 		_ = a.register.Close()
+	}
+	for _, p := range a.providers {
+		p.Close()
 	}
 	if a.sp != nil {
 		a.sp.Close()

@@ -159,7 +159,13 @@ type apiPayment struct {
 	NextAction string `json:"next_action"`
 	Amount     int64  `json:"amount"`
 	Version    uint64 `json:"version"`
-	SmartPay   *struct {
+	OrderID    string `json:"order_id"`
+	Checkout   *struct {
+		URL    string `json:"url"`
+		QRText string `json:"qr_text"`
+	} `json:"checkout"`
+	ProviderPaymentID string `json:"provider_payment_id"`
+	SmartPay          *struct {
 		KassaPurchaseID string `json:"kassa_purchase_id"`
 		PurchaseID      string `json:"purchase_id"`
 	} `json:"smartpay"`

@@ -237,11 +237,11 @@ func Default() Config {
 		},
 		Alif: Alif{
 			APIURL: "https://api.alifpay.uz", CheckoutURL: "https://checkout.alifpay.uz",
-			PollEvery: Duration(2 * time.Second),
+			PollEvery: Duration(800 * time.Millisecond),
 		},
 		AliKassa: AliKassa{
 			APIURL: "https://api-merchant.alikassa.com", SignatureHash: "sha1",
-			PaymentLifetime: Duration(15 * time.Minute), PollEvery: Duration(2 * time.Second),
+			PaymentLifetime: Duration(15 * time.Minute), PollEvery: Duration(800 * time.Millisecond),
 		},
 	}
 }
@@ -528,15 +528,6 @@ func (c *Config) check() []Problem {
 		positive("smartpay.abandon_after", c.SmartPay.AbandonAfter, "10m")
 	}
 
-	// Alif and AliKassa: the sections are read and checked, but this build has
-	// no client for them yet; enabling one must not look as if it works.
-	if c.Alif.Enabled {
-		add("alif.enabled", "this version of kassa-agent does not include the Alif provider yet; set enabled = false")
-	}
-	if c.AliKassa.Enabled {
-		add("alikassa.enabled", "this version of kassa-agent does not include the AliKassa provider yet; set enabled = false")
-	}
-
 	// alif
 	if c.Alif.Enabled {
 		requireURL(&ps, "alif.api_url", c.Alif.APIURL)
@@ -547,7 +538,7 @@ func (c *Config) check() []Problem {
 		if c.Alif.EPOS == "" {
 			add("alif.epos", "name the Alif terminal (epos) to charge through")
 		}
-		positive("alif.poll_every", c.Alif.PollEvery, "2s")
+		positive("alif.poll_every", c.Alif.PollEvery, "800ms")
 	}
 
 	// alikassa
@@ -570,7 +561,7 @@ func (c *Config) check() []Problem {
 		if l := c.AliKassa.PaymentLifetime.D(); l < 15*time.Minute || l > time.Hour {
 			add("alikassa.payment_lifetime", "must be from 15m to 1h (AliKassa accepts 900–3600 s)")
 		}
-		positive("alikassa.poll_every", c.AliKassa.PollEvery, "2s")
+		positive("alikassa.poll_every", c.AliKassa.PollEvery, "800ms")
 	}
 	return ps
 }

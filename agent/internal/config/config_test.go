@@ -70,7 +70,7 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 		{"tcp needs address", "[register]\nenabled = true\ntransport = \"tcp\"\n", "register.address", 0, "host:port"},
 		{"bad pattern", "[smartpay]\nenabled = true\nbase_url = \"https://x\"\ncert_file = \"c\"\nkey_file = \"k\"\ncode_pattern = \"([\"\n", "smartpay.code_pattern", 6, "regular expression"},
 		{"syntax", "[api]\nlisten = \n", "api.listen", 2, ""},
-		{"provider not built", "[alif]\nenabled = true\n", "alif.enabled", 2, "does not include"},
+		{"alif without its token", "[alif]\nenabled = true\nepos = \"t\"\n", "alif.token_file", 0, "token"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

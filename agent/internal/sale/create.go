@@ -22,7 +22,12 @@ type CreateRequest struct {
 	Amount   int64      `json:"amount"`   // minor units (kopecks)
 	Currency string     `json:"currency"` // ISO 4217, e.g. RUB
 	Receipt  *ReceiptIn `json:"receipt,omitempty"`
-	OrderRef string     `json:"order_ref,omitempty"` // the POS's own reference, echoed back
+	// Slip asks, instead of a fiscal receipt, for a non-fiscal slip
+	// (provider, amount, ids, time), printed once: for payments in a
+	// currency the register cannot fiscalize. The receipt's items still
+	// go to the provider's page.
+	Slip     bool   `json:"slip,omitempty"`
+	OrderRef string `json:"order_ref,omitempty"` // the POS's own reference, echoed back
 	// The provider's own fields, under the provider's name; only the
 	// chosen provider's may be given.
 	Alif     json.RawMessage `json:"alif,omitempty"`
@@ -92,7 +97,15 @@ func (e *Engine) Create(ctx context.Context, key string, body []byte, req Create
 		Fiscal: FiscalInfo{State: FiscalNone}, Created: now, Updated: now, Version: 1, Receipt: rec,
 		// Our order id, unique across the merchant's tills, is in the record
 		// before the provider ever hears of the payment.
-		Ref: payments.Ref{OrderID: e.tillID + "-" + id}, Options: opts,
+		Ref: payments.Ref{OrderID: e.tillID + "-" + id}, OrderID: e.tillID + "-" + id, Options: opts,
+	}
+	if req.Receipt != nil {
+		for _, it := range req.Receipt.Items {
+			p.Goods = append(p.Goods, payments.Item{Name: it.Name, Price: it.Price, Quantity: it.Quantity})
+		}
+	}
+	if req.Slip {
+		p.Fiscal.State = FiscalSlipPending
 	}
 	if prov.needsCode {
 		p.State, p.NextAction = payments.Committing, ActionScanCode
@@ -267,11 +280,14 @@ func validateRequest(req CreateRequest, env checkEnv) (*fiscal.Receipt, error) {
 	if err := prov.Check(order); err != nil {
 		return nil, bad("%v", err)
 	}
-	if req.Receipt == nil {
+	if req.Slip && !env.register {
+		return nil, localapi.Errorf("register_unavailable", "a slip was asked for but no register is configured ([register] enabled = true); no money was taken")
+	}
+	if req.Receipt == nil || req.Slip {
 		return nil, nil
 	}
 	if req.Currency != string(payments.RUB) {
-		return nil, bad("receipt: the register fiscalizes in rubles under 54-FZ; a payment in %s cannot carry a fiscal receipt", req.Currency)
+		return nil, bad("receipt: the register fiscalizes in rubles under 54-FZ; a payment in %s cannot carry a fiscal receipt (send \"slip\": true for a non-fiscal slip)", req.Currency)
 	}
 	if !env.register {
 		return nil, localapi.Errorf("register_unavailable", "a receipt was given but no fiscal register is configured ([register] enabled = true); no money was taken")

@@ -34,6 +34,8 @@ type Register interface {
 	// Identity reads the register's registration number and fiscal drive
 	// number (a fiscal submission needs both).
 	Identity(ctx context.Context) (fiscal.Identity, error)
+	// PrintText prints non-fiscal lines (a slip).
+	PrintText(ctx context.Context, lines []string) error
 }
 
 // Options configure an Engine.
@@ -46,7 +48,10 @@ type Options struct {
 	Providers []payments.Provider
 	// Known are providers configured off: their payments stay visible,
 	// flagged provider_disabled, until they are switched on again.
-	Known     []string
+	Known []string
+	// PollEvery caps the wait between two status questions, per provider
+	// (default PollMax).
+	PollEvery map[string]time.Duration
 	Register  Register // nil: no register configured
 	TaxSystem fiscal.TaxSystem
 	Cashier   string
@@ -166,7 +171,7 @@ func New(o Options) (*Engine, error) {
 		}
 		// A hosted page's payment can be reverted after it was confirmed:
 		// its status is asked once more right before the receipt prints.
-		e.providers[pr.Name()] = &provider{Provider: pr, recheck: true}
+		e.providers[pr.Name()] = &provider{Provider: pr, recheck: true, pollMax: o.PollEvery[pr.Name()]}
 	}
 	return e, nil
 }
@@ -176,8 +181,9 @@ func New(o Options) (*Engine, error) {
 // provider is switched off.
 type provider struct {
 	payments.Provider
-	needsCode bool // a scanned code attaches before the charge (Smart Pay)
-	recheck   bool // ask the status once more right before printing
+	needsCode bool          // a scanned code attaches before the charge (Smart Pay)
+	recheck   bool          // ask the status once more right before printing
+	pollMax   time.Duration // longest wait between status questions (0: Options.PollMax)
 	onPaid    func(tx *queue.Tx, p *Payment) error
 	onReceipt func(tx *queue.Tx, p *Payment) error
 	onCancel  func(tx *queue.Tx, p *Payment, now time.Time) error

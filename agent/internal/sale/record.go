@@ -34,6 +34,12 @@ const (
 	FiscalNone    = "none"    // no receipt was asked for
 	FiscalPending = "pending" // owed: printing has not succeeded yet (retried)
 	FiscalPrinted = "printed" // in the FN; document below
+	// A non-fiscal slip instead (payments in a currency the register
+	// cannot fiscalize): pending, being printed (the recovery point: it is
+	// never printed twice), printed.
+	FiscalSlipPending  = "slip_pending"
+	FiscalSlipPrinting = "slip_printing"
+	FiscalSlipPrinted  = "slip_printed"
 )
 
 // Payment is the resource the POS sees and the record the store keeps.
@@ -45,7 +51,10 @@ type Payment struct {
 	Amount     int64          `json:"amount"`
 	Currency   string         `json:"currency"`
 	OrderRef   string         `json:"order_ref,omitempty"`
-	SmartPay   *SmartPayInfo  `json:"smartpay,omitempty"`
+	// OrderID is our own id of the payment as the provider knows it (AliKassa
+	// order_id, Alif meta.kassa_order_id): unique across the merchant's tills.
+	OrderID  string        `json:"order_id,omitempty"`
+	SmartPay *SmartPayInfo `json:"smartpay,omitempty"`
 	// Checkout is the provider's payment page, for providers whose buyer
 	// pays on one (next_action show_url).
 	Checkout *CheckoutInfo `json:"checkout,omitempty"`
@@ -66,6 +75,7 @@ type Payment struct {
 	// request fields as the POS sent them.
 	Ref            payments.Ref    `json:"-"`
 	Options        json.RawMessage `json:"-"`
+	Goods          []payments.Item `json:"-"` // the POS's items, for the provider's page
 	providerStatus string
 }
 
@@ -118,13 +128,14 @@ type stored struct {
 	// the ref is then made from the Smart Pay ids.
 	RefData        *payments.Ref   `json:"ref,omitempty"`
 	OptionsData    json.RawMessage `json:"options,omitempty"`
+	GoodsData      []payments.Item `json:"goods,omitempty"`
 	ProviderStatus string          `json:"provider_status_raw,omitempty"`
 }
 
 func (p *Payment) marshal() ([]byte, error) {
 	ref := p.Ref
 	return json.Marshal(stored{Payment: *p, ReceiptData: p.Receipt, ReleasedAt: p.Released, CodeID: p.codeID(),
-		RefData: &ref, OptionsData: p.Options, ProviderStatus: p.providerStatus})
+		RefData: &ref, OptionsData: p.Options, GoodsData: p.Goods, ProviderStatus: p.providerStatus})
 }
 
 func (p *Payment) codeID() string {
@@ -142,7 +153,7 @@ func unmarshalPayment(b []byte) (*Payment, error) {
 	p := s.Payment
 	p.Receipt = s.ReceiptData
 	p.Released = s.ReleasedAt
-	p.Options = s.OptionsData
+	p.Options, p.Goods = s.OptionsData, s.GoodsData
 	p.providerStatus = s.ProviderStatus
 	if s.RefData != nil {
 		p.Ref = *s.RefData

@@ -116,7 +116,8 @@ func (e *Engine) registerBlocks(ctx context.Context, p *Payment) string {
 func (p *Payment) order() payments.Order {
 	o := payments.Order{ID: p.Ref.OrderID, Amount: payments.Amount{Minor: p.Amount, Currency: payments.Currency(p.Currency)},
 		ProviderID: p.Ref.ProviderID, Desc: p.OrderRef, Options: p.Options}
-	if p.Receipt != nil {
+	o.Items = p.Goods
+	if o.Items == nil && p.Receipt != nil { // records of earlier versions
 		for _, it := range p.Receipt.Items {
 			o.Items = append(o.Items, payments.Item{Name: it.Name, Price: it.Price, Quantity: it.Quantity / 1000})
 		}
@@ -379,8 +380,16 @@ func (e *Engine) poll(ctx context.Context, prov *provider, p *Payment) {
 		if sleep(ctx, d, e.wakeChan(p.ID)) != nil {
 			return
 		}
-		delay = min(delay*2, e.o.PollMax)
+		delay = min(delay*2, prov.pollCap(e.o.PollMax))
 	}
+}
+
+// pollCap is the longest wait between two status questions for p.
+func (p *provider) pollCap(def time.Duration) time.Duration {
+	if p.pollMax > 0 {
+		return p.pollMax
+	}
+	return def
 }
 
 // findOrder learns the provider's id of a payment whose create answer was
@@ -506,6 +515,11 @@ func (e *Engine) recheckPaid(ctx context.Context, prov *provider, p *Payment) bo
 // provider wants told (its receipt hook) in the same transaction as "completed".
 func (e *Engine) fiscalize(ctx context.Context, prov *provider, p *Payment) {
 	log := e.paymentLog(p)
+	switch p.Fiscal.State {
+	case FiscalSlipPending, FiscalSlipPrinting:
+		e.printSlip(ctx, p)
+		return
+	}
 	if p.Receipt == nil {
 		_, _ = e.change(ctx, p.ID, func(q *Payment, tx *queue.Tx) error {
 			q.State = payments.Completed
@@ -579,6 +593,47 @@ func (e *Engine) fiscalize(ctx context.Context, prov *provider, p *Payment) {
 		if sleep(ctx, backoff(e.o.FiscalRetryMin, e.o.FiscalRetryMax, attempt), e.wakeChan(p.ID)) != nil {
 			return
 		}
+	}
+}
+
+// printSlip prints a payment's non-fiscal slip at most once: "printing" is
+// recorded before the first line goes out, and a slip found "printing" after
+// a crash is not printed again (the cashier is told to check).
+func (e *Engine) printSlip(ctx context.Context, p *Payment) {
+	if p.Fiscal.State == FiscalSlipPrinting {
+		_, _ = e.change(context.WithoutCancel(ctx), p.ID, func(q *Payment, tx *queue.Tx) error {
+			q.State, q.Fiscal.State = payments.Completed, FiscalSlipPrinted
+			q.Fiscal.Error = &ErrorInfo{Code: "slip_unconfirmed", Message: "the agent stopped while the slip was printing; it is not printed again. Check the register's paper"}
+			return nil
+		})
+		return
+	}
+	if e.o.Register == nil {
+		_ = sleep(ctx, time.Minute, nil)
+		return
+	}
+	q, err := e.change(ctx, p.ID, func(q *Payment, tx *queue.Tx) error {
+		q.Fiscal.State = FiscalSlipPrinting
+		q.Fiscal.Attempts++
+		return nil
+	})
+	if err != nil {
+		_ = sleep(ctx, time.Second, nil)
+		return
+	}
+	amount := payments.Amount{Minor: q.Amount, Currency: payments.Currency(q.Currency)}
+	lines := []string{"NOT A FISCAL RECEIPT", "Payment " + q.Provider, "Amount " + amount.String(),
+		"Order " + q.Ref.OrderID, "Provider id " + q.Ref.ProviderID, "Time " + q.Updated.In(time.Local).Format("2006-01-02 15:04")}
+	err = e.o.Register.PrintText(ctx, lines)
+	_, _ = e.change(context.WithoutCancel(ctx), p.ID, func(q *Payment, tx *queue.Tx) error {
+		q.State, q.Fiscal.State, q.NextAction = payments.Completed, FiscalSlipPrinted, ActionHandOver
+		if err != nil {
+			q.Fiscal.Error = errInfo("slip_not_printed", err)
+		}
+		return nil
+	})
+	if err != nil {
+		e.paymentLog(p).Warn("the payment's slip did not print; it is not tried again (it is not a fiscal document)", "err", err)
 	}
 }
 

@@ -1,7 +1,7 @@
 // Package simtill assembles a whole simulated till on one machine: a Shtrih-M
 // register simulator and a scanner behind pseudo-terminals (so the agent's real
-// serial code runs), and the Smart Pay sandbox on loopback. The demo runs on it,
-// and so do the agent's end-to-end tests.
+// serial code runs), and the Smart Pay, Alif and AliKassa sandboxes on
+// loopback. The demo runs on it, and so do the agent's end-to-end tests.
 package simtill
 
 import (
@@ -18,6 +18,8 @@ import (
 
 	"kassa-agent/device/ptytest"
 	"kassa-agent/fiscal/shtrihsim"
+	alifsandbox "kassa-agent/payments/alif/sandbox"
+	alikassasandbox "kassa-agent/payments/alikassa/sandbox"
 	"kassa-agent/payments/smartpay/sandbox"
 )
 
@@ -30,11 +32,16 @@ type Options struct {
 	// RegisterOverTCP serves the register on loopback TCP instead of a PTY
 	// (network models; and the only way where PTYs do not exist).
 	RegisterOverTCP bool
+	// AlifAddr and AliKassaAddr fix the hosted-page sandboxes' addresses
+	// ("" = a free loopback port).
+	AlifAddr, AliKassaAddr string
 }
 
 // Till is a running simulated till.
 type Till struct {
 	Sandbox  *sandbox.Server
+	Alif     *alifsandbox.Server
+	AliKassa *alikassasandbox.Server
 	Register *shtrihsim.Sim
 	scanner  *ptytest.Device
 	regPTY   *ptytest.Device
@@ -62,6 +69,12 @@ func Start(opts Options) (_ *Till, err error) {
 		ProcessingDelay: opts.ProcessingDelay})
 	if err != nil {
 		return nil, fmt.Errorf("smart pay sandbox: %w", err)
+	}
+	if t.Alif, err = alifsandbox.Start(alifsandbox.Options{Addr: opts.AlifAddr, Dir: filepath.Join(opts.Dir, "alif")}); err != nil {
+		return nil, fmt.Errorf("alif sandbox: %w", err)
+	}
+	if t.AliKassa, err = alikassasandbox.Start(alikassasandbox.Options{Addr: opts.AliKassaAddr, Dir: filepath.Join(opts.Dir, "alikassa")}); err != nil {
+		return nil, fmt.Errorf("alikassa sandbox: %w", err)
 	}
 	t.Register, err = shtrihsim.New(shtrihsim.Options{
 		StatePath: filepath.Join(opts.Dir, "register-fn.json"),
@@ -129,6 +142,12 @@ func (t *Till) Close() {
 	if t.Sandbox != nil {
 		_ = t.Sandbox.Close()
 	}
+	if t.Alif != nil {
+		_ = t.Alif.Close()
+	}
+	if t.AliKassa != nil {
+		_ = t.AliKassa.Close()
+	}
 }
 
 // HasSerialScanner reports whether codes can be "shown" to a serial scanner.
@@ -173,8 +192,8 @@ func (t *Till) ReplugScanner() {
 // TapePath is where the register's paper tape is written as it prints.
 func (t *Till) TapePath() string { return filepath.Join(t.dir, "tape.txt") }
 
-// Config is the [scanner], [register] and [smartpay] part of an agent config
-// for this till.
+// Config is the [scanner], [register], [smartpay], [alif] and [alikassa]
+// part of an agent config for this till.
 func (t *Till) Config() string {
 	f := t.Sandbox.Files()
 	var b strings.Builder
@@ -186,7 +205,13 @@ func (t *Till) Config() string {
 	} else {
 		fmt.Fprintf(&b, "[register]\nenabled = true\ntransport = \"serial\"\nport = %q\nbaud = 115200\nbyte_timeout = \"200ms\"\n\n", filepath.Join(t.dir, "register.tty"))
 	}
-	fmt.Fprintf(&b, "[smartpay]\nenabled = true\nbase_url = %q\ncert_file = %q\nkey_file = %q\nca_file = %q\n",
+	fmt.Fprintf(&b, "[smartpay]\nenabled = true\nbase_url = %q\ncert_file = %q\nkey_file = %q\nca_file = %q\n\n",
 		t.Sandbox.URL(), f.CertFile, f.KeyFile, f.CAFile)
+	a := t.Alif.ClientConfig()
+	fmt.Fprintf(&b, "[alif]\nenabled = true\napi_url = %q\ncheckout_url = %q\ntoken_file = %q\nwebhook_secret_file = %q\nepos = %q\nredirect_url = %q\ncancel_url = %q\n\n",
+		a.APIURL, a.CheckoutURL, a.TokenFile, a.WebhookSecretFile, a.EPOS, a.RedirectURL, a.CancelURL)
+	k := t.AliKassa.ClientConfig()
+	fmt.Fprintf(&b, "[alikassa]\nenabled = true\napi_url = %q\naccount = %q\nprivate_key_file = %q\npassword_file = %q\nnotify_public_key_file = %q\nservice = \"payment_card_bdt_hpp\"\ncustomer_code = \"bkash\"\ncustomer_ip = \"203.0.113.7\"\n",
+		k.BaseURL, k.Account, k.PrivateKeyFile, k.PasswordFile, k.NotifyPublicKeyFile)
 	return b.String()
 }
