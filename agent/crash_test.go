@@ -748,6 +748,28 @@ func TestCrashAtRecoveryPoints(t *testing.T) {
 	}
 }
 
+// crashIterations is KASSA_CRASH_ITERATIONS, or def.
+func crashIterations(t *testing.T, def int) int {
+	v := os.Getenv("KASSA_CRASH_ITERATIONS")
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	require.NoError(t, err, "KASSA_CRASH_ITERATIONS")
+	return n
+}
+
+// crashSeed is KASSA_CRASH_SEED (to replay a run), or a fresh one.
+func crashSeed(t *testing.T) uint64 {
+	v := os.Getenv("KASSA_CRASH_SEED")
+	if v == "" {
+		return uint64(time.Now().UnixNano())
+	}
+	seed, err := strconv.ParseUint(v, 10, 64)
+	require.NoError(t, err, "KASSA_CRASH_SEED")
+	return seed
+}
+
 func codeStates(v storeView) []string {
 	var out []string
 	for _, s := range v.codes {
@@ -802,18 +824,7 @@ func TestCrashCommittedWindow(t *testing.T) {
 // the invariants are checked after every round over every sale so far.
 func TestCrashAtRandomMoments(t *testing.T) {
 	t.Parallel()
-	n := 5
-	if v := os.Getenv("KASSA_CRASH_ITERATIONS"); v != "" {
-		var err error
-		n, err = strconv.Atoi(v)
-		require.NoError(t, err, "KASSA_CRASH_ITERATIONS")
-	}
-	seed := uint64(time.Now().UnixNano())
-	if v := os.Getenv("KASSA_CRASH_SEED"); v != "" {
-		var err error
-		seed, err = strconv.ParseUint(v, 10, 64)
-		require.NoError(t, err, "KASSA_CRASH_SEED")
-	}
+	n, seed := crashIterations(t, 5), crashSeed(t)
 	t.Logf("%d rounds, KASSA_CRASH_SEED=%d", n, seed)
 	rnd := rand.New(rand.NewPCG(seed, 0x6b617373))
 	began := time.Now()
