@@ -18,8 +18,11 @@ import (
 
 	"kassa-agent/agent/internal/config"
 	"kassa-agent/agent/internal/sale"
+	"kassa-agent/payments"
 	"kassa-agent/payments/alif"
+	alifsandbox "kassa-agent/payments/alif/sandbox"
 	"kassa-agent/payments/alikassa"
+	alikassasandbox "kassa-agent/payments/alikassa/sandbox"
 )
 
 // hosted is one hosted-page provider as the tests drive it: the body of a
@@ -189,4 +192,74 @@ func (r *rig) notice(method, path string, body []byte, headers map[string]string
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, resp.Body)
 	return resp.StatusCode
+}
+
+// TestHostedFaultMatrix injects the providers' faults at create and status
+// and checks where the payment ends and how many creates the provider saw: a
+// page is never created twice for one payment, and only a create the provider
+// certainly did not apply (found missing by our order id) is sent again.
+func TestHostedFaultMatrix(t *testing.T) {
+	type want struct {
+		state, errCode string
+		creates        int
+	}
+	done := want{state: "completed", creates: 1}
+	type fault struct{ op, kind string }
+	cases := []struct {
+		provider string
+		name     string
+		faults   []fault
+		want     want
+	}{
+		{"alif", "create latency", []fault{{"create", "latency"}}, done},
+		{"alif", "create 5xx", []fault{{"create", "server_error"}}, want{"failed", "create_unanswered", 1}},
+		{"alif", "create reset", []fault{{"create", "reset"}}, want{"failed", "create_unanswered", 1}},
+		{"alif", "create reply lost", []fault{{"create", "reply_lost"}}, want{"failed", "create_unanswered", 1}},
+		{"alif", "create refused (200 + error)", []fault{{"create", "refusal"}}, want{"failed", "release_refused", 1}},
+		{"alif", "status 5xx", []fault{{"status", "server_error"}, {"status", "server_error"}}, done},
+		{"alif", "status reset", []fault{{"status", "reset"}}, done},
+		{"alikassa", "create latency", []fault{{"create", "latency"}}, done},
+		{"alikassa", "create 5xx, not applied: found missing, created again", []fault{{"create", "server_error"}}, want{"completed", "", 2}},
+		{"alikassa", "create reset", []fault{{"create", "reset"}}, want{"completed", "", 2}},
+		{"alikassa", "create reply lost: found by order id", []fault{{"create", "reply_lost"}}, done},
+		{"alikassa", "create refused (400 errors)", []fault{{"create", "invalid"}}, want{"failed", "release_refused", 1}},
+		{"alikassa", "status 5xx", []fault{{"status", "server_error"}, {"status", "server_error"}}, done},
+		{"alikassa", "status reset", []fault{{"status", "reset"}}, done},
+	}
+	for _, tc := range cases {
+		t.Run(tc.provider+"/"+tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := newRig(t, rigOptions{})
+			r.startInProcess()
+			var h hosted
+			for _, x := range hostedProviders {
+				if x.name == tc.provider {
+					h = x
+				}
+			}
+			for _, f := range tc.faults {
+				if tc.provider == "alif" {
+					require.NoError(t, r.till.Alif.Inject(alifsandbox.Fault{Op: alif.Op(f.op), Kind: alifsandbox.Kind(f.kind), Delay: 300 * time.Millisecond, Code: "validation_error", Message: "injected refusal", Field: "epos"}))
+				} else {
+					require.NoError(t, r.till.AliKassa.Inject(alikassasandbox.Fault{Op: alikassa.Op(f.op), Kind: alikassasandbox.Kind(f.kind), Delay: 300 * time.Millisecond, Field: "customer_code", Message: "injected refusal"}))
+				}
+			}
+			p := r.create("k", h.body)
+			deadline := time.Now().Add(20 * time.Second)
+			for time.Now().Before(deadline) && !payments.State(p.State).Final() {
+				id := p.ID
+				p = apiPayment{}
+				require.Equal(t, 200, r.call("GET", "/v1/payments/"+id+"?wait=1s", "", "", &p))
+				if p.State == "processing" && p.ProviderPaymentID != "" {
+					_ = h.pay(r, p)
+				}
+			}
+			assert.Equal(t, tc.want.state, p.State, "error %+v", p.Error)
+			if tc.want.errCode != "" {
+				require.NotNil(t, p.Error)
+				assert.Equal(t, tc.want.errCode, p.Error.Code, p.Error.Message)
+			}
+			assert.Equal(t, tc.want.creates, h.creates(r), "create requests")
+		})
+	}
 }
