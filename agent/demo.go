@@ -29,13 +29,17 @@ func cmdDemo(args []string, out, errOut io.Writer) int {
 	fs := flags("demo", errOut)
 	dir := fs.String("dir", "demo-data", "directory for the demo's store, token, devices and config (wiped at start)")
 	listen := fs.String("listen", "127.0.0.1:8717", "address of the local API; the demo's own controls use the next port")
-	script := fs.Bool("script", false, "run one scripted Smart Pay sale, print the receipt and exit")
+	script := fs.String("script", "", "run scripted sales and exit 0 only when every one completed: smartpay, alif, alikassa or all")
 	delay := fs.Duration("processing", 3*time.Second, "how long the sandbox buyer takes to confirm a payment")
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
 	if !noArgs(fs, errOut) {
 		return exitUsage
+	}
+	sales, err := demoSales(*script)
+	if err != nil {
+		return fail(errOut, err)
 	}
 	abs, err := filepath.Abs(*dir)
 	if err != nil {
@@ -54,6 +58,7 @@ func cmdDemo(args []string, out, errOut io.Writer) int {
 	}
 	ctlAddr := net.JoinHostPort(host, strconv.Itoa(port+1))
 	till, err := simtill.Start(simtill.Options{Dir: abs, SandboxAddr: net.JoinHostPort(host, strconv.Itoa(port+2)),
+		AlifAddr: net.JoinHostPort(host, strconv.Itoa(port+3)), AliKassaAddr: net.JoinHostPort(host, strconv.Itoa(port+4)),
 		ProcessingDelay: *delay})
 	if err != nil {
 		return fail(errOut, err)
@@ -81,18 +86,23 @@ func cmdDemo(args []string, out, errOut io.Writer) int {
 			return nil, fmt.Errorf("demo controls on %s: %w", ctlAddr, err)
 		}
 		go func() { _ = ctl.Serve(ln) }()
-		if !*script {
+		if len(sales) == 0 {
 			fmt.Fprint(out, demoHelp(cfg, ctlAddr, till))
 		}
 		return func() { _ = ctl.Close() }, nil
 	}
-	if !*script {
+	if len(sales) == 0 {
 		return runService(p, cfgPath, errOut)
 	}
 	if err := p.Start(nil); err != nil {
 		return fail(errOut, err)
 	}
-	serr := scriptedSale(out, cfg, till)
+	var serr error
+	for i, sale := range sales {
+		if serr = scriptedSale(out, cfg, till, sale, i+1); serr != nil {
+			break
+		}
+	}
 	if err := p.Stop(nil); err != nil && serr == nil {
 		serr = err
 	}
@@ -118,9 +128,26 @@ func freshDemoDir(dir string) error {
 }
 
 // demoControls lets a person act as the buyer: show a fresh Smart Pay code to
-// the simulated scanner, read the paper tape.
+// the simulated scanner, pay an Alif session or an AliKassa payment, read the
+// paper tape.
 func demoControls(till *simtill.Till) http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("POST /demo/alif/pay", func(w http.ResponseWriter, r *http.Request) {
+		id := r.URL.Query().Get("session")
+		if err := till.Alif.Pay(id); err != nil {
+			http.Error(w, err.Error(), http.StatusConflict)
+			return
+		}
+		fmt.Fprintf(w, "the buyer paid Alif session %s\n", id)
+	})
+	mux.HandleFunc("POST /demo/alikassa/pay", func(w http.ResponseWriter, r *http.Request) {
+		id := r.URL.Query().Get("order_id")
+		if err := till.AliKassa.Pay(id); err != nil {
+			http.Error(w, err.Error(), http.StatusConflict)
+			return
+		}
+		fmt.Fprintf(w, "the buyer paid AliKassa order %s\n", id)
+	})
 	mux.HandleFunc("POST /demo/show-code", func(w http.ResponseWriter, r *http.Request) {
 		code := till.Sandbox.NewCode()
 		if err := till.ShowCode(code); err != nil {
@@ -199,12 +226,94 @@ A Smart Pay sale by hand (in another terminal):
     curl -s %[2]s %[1]s/v1/outbox
     curl -s %[2]s %[1]s/v1/status
 
-The scan may also come first (step 2 before step 1). Stop with Ctrl+C.
+The scan may also come first (step 2 before step 1).
+
+Alif (UZS) and AliKassa (BDT) pay on a hosted page; the register prints a slip:
+
+    curl -s %[2]s -H "Idempotency-Key: sale-2" -H "Content-Type: application/json" \
+      -d '{"provider":"alif","amount":1500000,"currency":"UZS","slip":true,"receipt":{"items":[
+           {"name":"Non","quantity":3000,"price":500000,"vat":"none"}]}}' %[1]s/v1/payments
+
+    → next_action "show_url": open checkout.url in a browser and pay there, or
+    curl -s -X POST "http://%[3]s/demo/alif/pay?session=<provider_payment_id>"
+    curl -s -X POST "http://%[3]s/demo/alikassa/pay?order_id=<order_id>"
+
+Stop with Ctrl+C.
 `, api, auth, ctl, cfg.API.TokenFile, till.ScannerPath(), till.TapePath(), till.Sandbox.URL())
 }
 
-// scriptedSale drives one Smart Pay sale through the local API, as a POS would.
-func scriptedSale(out io.Writer, cfg config.Config, till *simtill.Till) error {
+// demoSale is one scripted sale: what the POS sends and how the buyer pays.
+type demoSale struct {
+	provider string
+	body     string
+	// pay is the buyer's part, once the POS has the payment (Smart Pay: the
+	// code shown to the scanner; a hosted page: paid once it is shown).
+	pay func(till *simtill.Till, p demoPayment) (done bool, err error)
+	// receipt: a fiscal receipt prints (rubles); otherwise a slip.
+	receipt bool
+}
+
+type demoPayment struct {
+	ID                string `json:"id"`
+	State             string `json:"state"`
+	NextAction        string `json:"next_action"`
+	OrderID           string `json:"order_id"`
+	ProviderPaymentID string `json:"provider_payment_id"`
+	Checkout          *struct {
+		URL string `json:"url"`
+	} `json:"checkout"`
+	Fiscal struct {
+		State    string
+		Document *struct {
+			FD uint32 `json:"fd"`
+			FP uint32 `json:"fp"`
+		}
+	}
+	Error *struct{ Code, Message string }
+}
+
+var demoScripts = map[string]demoSale{
+	"smartpay": {provider: "smartpay", receipt: true,
+		body: `{"provider":"smartpay","amount":15980,"currency":"RUB","order_ref":"demo-1","receipt":{"items":[{"name":"Молоко 3,2%","quantity":2000,"price":7990,"vat":"vat10"}]}}`,
+		pay: func(till *simtill.Till, p demoPayment) (bool, error) {
+			return true, till.ShowCode(till.Sandbox.NewCode())
+		}},
+	"alif": {provider: "alif",
+		body: `{"provider":"alif","amount":1500000,"currency":"UZS","slip":true,"order_ref":"demo-2","receipt":{"items":[{"name":"Non","quantity":3000,"price":500000,"vat":"none"}]}}`,
+		pay: func(till *simtill.Till, p demoPayment) (bool, error) {
+			if p.State != "processing" || p.ProviderPaymentID == "" {
+				return false, nil
+			}
+			return true, till.Alif.Pay(p.ProviderPaymentID)
+		}},
+	"alikassa": {provider: "alikassa",
+		body: `{"provider":"alikassa","amount":50000,"currency":"BDT","slip":true,"order_ref":"demo-3"}`,
+		pay: func(till *simtill.Till, p demoPayment) (bool, error) {
+			if p.State != "processing" || p.ProviderPaymentID == "" {
+				return false, nil
+			}
+			return true, till.AliKassa.Pay(p.OrderID)
+		}},
+}
+
+// demoSales turns --script into the sales to run ("" none: by hand).
+func demoSales(script string) ([]demoSale, error) {
+	switch script {
+	case "":
+		return nil, nil
+	case "all":
+		return []demoSale{demoScripts["smartpay"], demoScripts["alif"], demoScripts["alikassa"]}, nil
+	}
+	s, ok := demoScripts[script]
+	if !ok {
+		return nil, fmt.Errorf("--script %q: use smartpay, alif, alikassa or all", script)
+	}
+	return []demoSale{s}, nil
+}
+
+// scriptedSale drives one sale through the local API, as a POS would, and
+// returns nil only when it completed and every delivery to the provider went.
+func scriptedSale(out io.Writer, cfg config.Config, till *simtill.Till, sale demoSale, n int) error {
 	tok, err := os.ReadFile(cfg.API.TokenFile)
 	if err != nil {
 		return err
@@ -213,34 +322,29 @@ func scriptedSale(out io.Writer, cfg config.Config, till *simtill.Till) error {
 	if err := c.waitHealthy(10 * time.Second); err != nil {
 		return err
 	}
-	body := `{"provider":"smartpay","amount":15980,"currency":"RUB","order_ref":"demo-1","receipt":{"items":[{"name":"Молоко 3,2%","quantity":2000,"price":7990,"vat":"vat10"}]}}`
-	var p struct {
-		ID         string `json:"id"`
-		State      string `json:"state"`
-		NextAction string `json:"next_action"`
-		Fiscal     struct {
-			State    string
-			Document *struct {
-				FD uint32 `json:"fd"`
-				FP uint32 `json:"fp"`
-			}
-		}
-		Error *struct{ Code, Message string }
-	}
-	if err := c.do("POST", "/v1/payments", body, "demo-sale-1", &p); err != nil {
+	var p demoPayment
+	if err := c.do("POST", "/v1/payments", sale.body, fmt.Sprintf("demo-sale-%d", n), &p); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "POS: payment %s created: %s, next action %s\n", p.ID, p.State, p.NextAction)
-	code := till.Sandbox.NewCode()
-	if err := till.ShowCode(code); err != nil {
-		return err
-	}
-	fmt.Fprintln(out, "buyer: showed the Smart Pay code to the scanner")
+	fmt.Fprintf(out, "POS: %s payment %s created: %s, next action %s\n", sale.provider, p.ID, p.State, p.NextAction)
 	deadline := time.Now().Add(time.Minute)
-	last := p.State
+	last, paid := p.State, false
 	for p.State != "completed" {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("payment %s stuck in %s", p.ID, p.State)
+		}
+		if !paid {
+			done, err := sale.pay(till, p)
+			if err != nil {
+				return err
+			}
+			if paid = done; paid {
+				if p.Checkout != nil {
+					fmt.Fprintf(out, "buyer: paid on %s\n", p.Checkout.URL)
+				} else {
+					fmt.Fprintln(out, "buyer: showed the Smart Pay code to the scanner")
+				}
+			}
 		}
 		if p.Error != nil && p.State != "processing" && p.State != "committing" {
 			return fmt.Errorf("payment %s ended %s: %s", p.ID, p.State, p.Error.Message)
@@ -253,17 +357,23 @@ func scriptedSale(out io.Writer, cfg config.Config, till *simtill.Till) error {
 			last = p.State
 		}
 	}
-	if p.Fiscal.Document == nil {
+	switch {
+	case sale.receipt && p.Fiscal.Document == nil:
 		return errors.New("completed without a fiscal document")
+	case sale.receipt:
+		fmt.Fprintf(out, "POS: receipt printed, FD %d, FP %d\n", p.Fiscal.Document.FD, p.Fiscal.Document.FP)
+	case p.Fiscal.State != "slip_printed":
+		return fmt.Errorf("completed with fiscal state %s, want slip_printed", p.Fiscal.State)
+	default:
+		fmt.Fprintln(out, "POS: slip printed (payments not in rubles get no fiscal receipt)")
 	}
-	fmt.Fprintf(out, "POS: receipt printed, FD %d, FP %d\n", p.Fiscal.Document.FD, p.Fiscal.Document.FP)
 	for time.Now().Before(deadline) {
 		var ob struct{ Pending, Parked int }
 		if err := c.do("GET", "/v1/outbox", "", "", &ob); err != nil {
 			return err
 		}
 		if ob.Pending == 0 && ob.Parked == 0 {
-			fmt.Fprintln(out, "agent: confirmation and fiscal data delivered to Smart Pay")
+			fmt.Fprintf(out, "agent: every delivery to %s done\n", sale.provider)
 			return nil
 		}
 		time.Sleep(100 * time.Millisecond)
