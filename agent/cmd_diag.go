@@ -14,6 +14,7 @@ import (
 	"kassa-agent/agent/internal/config"
 	"kassa-agent/device"
 	"kassa-agent/fiscal/shtrih"
+	"kassa-agent/payments"
 	"kassa-agent/payments/smartpay"
 	"kassa-agent/queue"
 )
@@ -157,6 +158,7 @@ func (d *diagnosis) run(ctx context.Context, path string) {
 		d.register(ctx, cfg)
 	}
 	d.smartPay(ctx, cfg, remote == nil && !d.agentUnreachable())
+	d.hostedProviders(ctx, cfg, remote == nil && !d.agentUnreachable())
 	if remote != nil {
 		d.attention(remote)
 	}
@@ -590,6 +592,39 @@ func (d *diagnosis) smartPay(ctx context.Context, cfg config.Config, live bool) 
 		return
 	}
 	d.ok("smartpay_auth", "authenticated at "+sp.BaseURL)
+}
+
+// hostedProviders checks each enabled hosted-page provider: its files load
+// (token, keys, password), and, when live is set (the agent is not running),
+// a harmless authenticated call goes through (Alif: a status question with
+// the token; AliKassa: the signed account/info call).
+func (d *diagnosis) hostedProviders(ctx context.Context, cfg config.Config, live bool) {
+	ps, err := newProviders(cfg, d.log)
+	if err != nil {
+		name, _, _ := strings.Cut(err.Error(), ":")
+		d.fail(name, err.Error(), "check the files named in ["+name+"]: they must exist, be readable by the agent's user and hold what the provider issued")
+		return
+	}
+	for _, p := range ps {
+		defer p.Close()
+		if !live {
+			d.ok(p.Name(), "files load; the running agent owns the connection")
+			continue
+		}
+		actx, cancel := context.WithTimeout(ctx, diagAuthTimeout)
+		err := p.Probe(actx)
+		cancel()
+		switch {
+		case err == nil:
+			d.ok(p.Name()+"_auth", "an authenticated call went through")
+		case errors.Is(err, payments.ErrUnauthorized):
+			d.fail(p.Name()+"_auth", err.Error(), "the provider refused our credentials: check the token or key pair and the account in ["+p.Name()+"]")
+		case errors.Is(err, payments.ErrRejected):
+			d.fail(p.Name()+"_auth", err.Error(), "check "+p.Name()+".api_url")
+		default:
+			d.fail(p.Name()+"_auth", err.Error(), "check the internet connection, DNS and firewall towards the provider ("+p.Name()+".api_url)")
+		}
+	}
 }
 
 // keyFile checks the private key is readable by us and by no one else.

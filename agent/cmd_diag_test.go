@@ -39,7 +39,7 @@ func TestDiagStoppedAgentOnTheSimulatedTill(t *testing.T) {
 	res := diagByCheck(t, out)
 	want := map[string]string{}
 	for _, c := range []string{"config", "data_dir", "agent", "store", "outbox", "serial_ports", "scanner", "register",
-		"fiscal_drive", "ofd", "smartpay_cert", "smartpay_key", "smartpay_auth"} {
+		"fiscal_drive", "ofd", "smartpay_cert", "smartpay_key", "smartpay_auth", "alif_auth", "alikassa_auth"} {
 		want[c] = levelOK
 	}
 	assert.Equal(t, want, levels(res), "%s", out)
@@ -60,14 +60,22 @@ func TestDiagStoppedAgentOnTheSimulatedTill(t *testing.T) {
 	require.Equal(t, exitOK, code, out)
 	assert.Contains(t, out, "✓ smartpay auth   authenticated at "+r.cfg.SmartPay.BaseURL)
 	assert.NotContains(t, out, "✗")
-	assert.Contains(t, out, "13 checks: 0 failed, 0 warnings")
+	assert.Contains(t, out, "15 checks: 0 failed, 0 warnings")
 
 	// Out of paper: the register line fails with what to do.
 	r.till.Register.SetPaper(false)
 	out, _, code = runCmd("diag", "--config", r.cfgPath)
 	assert.Equal(t, exitFail, code)
 	assert.Regexp(t, `(?m)^✗ register .*paper OUT.*\n +→ load receipt paper$`, out)
-	assert.Contains(t, out, "13 checks: 1 failed, 0 warnings")
+	assert.Contains(t, out, "15 checks: 1 failed, 0 warnings")
+
+	// A wrong Alif token: the authenticated call is refused, and diag says
+	// what to check.
+	r.till.Register.SetPaper(true)
+	require.NoError(t, os.WriteFile(r.cfg.Alif.TokenFile, []byte("not-the-token\n"), 0o600))
+	out, _, code = runCmd("diag", "--config", r.cfgPath)
+	assert.Equal(t, exitFail, code)
+	assert.Regexp(t, `(?m)^✗ alif auth .*\n +→ the provider refused our credentials`, out)
 }
 
 func TestDiagWhileTheAgentRuns(t *testing.T) {
@@ -91,7 +99,7 @@ func TestDiagWhileTheAgentRuns(t *testing.T) {
 	res := diagByCheck(t, out)
 	want := map[string]string{}
 	for _, c := range []string{"config", "data_dir", "agent", "store", "outbox", "serial_ports", "scanner", "register",
-		"fiscal_drive", "ofd", "smartpay_cert", "smartpay_key", "payments"} {
+		"fiscal_drive", "ofd", "smartpay_cert", "smartpay_key", "payments", "alif", "alikassa"} {
 		want[c] = levelOK
 	}
 	assert.Equal(t, want, levels(res), "%s", out)
