@@ -1,6 +1,9 @@
 package main
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -10,6 +13,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"kassa-agent/agent/internal/sale"
+	"kassa-agent/payments/alif"
+	"kassa-agent/payments/alikassa"
 	"kassa-agent/payments/smartpay"
 	"kassa-agent/payments/smartpay/sandbox"
 )
@@ -101,18 +106,71 @@ var smartPayFinal = finalToPOS{
 	statuses: func(r *rig) int { return r.till.Sandbox.Count(smartpay.OpStatus) },
 }
 
+// hostedFinal is a hosted provider's side of BenchmarkFinalToPOS; with
+// notify, a verified notification is relayed right after the buyer pays.
+func hostedFinal(h hosted, notify bool, statuses func(r *rig) int) finalToPOS {
+	name := h.name
+	if notify {
+		name += "+notification"
+	}
+	return finalToPOS{
+		name: name,
+		start: func(r *rig, key string) apiPayment {
+			p := r.create(key, h.body)
+			return r.waitState(p.ID, "processing", 10*time.Second)
+		},
+		pay: func(r *rig, p apiPayment) {
+			require.NoError(r.t, h.pay(r, p))
+			if notify {
+				require.Equal(r.t, 200, r.relayNotice(h.name, p))
+			}
+		},
+		statuses: statuses,
+	}
+}
+
+// relayNotice sends the provider's signed notification for p, as a relay would.
+func (r *rig) relayNotice(provider string, p apiPayment) int {
+	r.t.Helper()
+	switch provider {
+	case alif.Name:
+		body := []byte(`{"id":"` + p.ProviderPaymentID + `"}`)
+		mac := hmac.New(sha256.New, []byte(r.till.Alif.WebhookSecret()))
+		mac.Write(body)
+		return r.notice("POST", "/v1/providers/alif/webhook", body, map[string]string{"Signature": base64.StdEncoding.EncodeToString(mac.Sum(nil))})
+	default:
+		v, err := r.till.AliKassa.Notice(p.OrderID)
+		require.NoError(r.t, err)
+		return r.notice("GET", "/v1/providers/alikassa/notify?"+v.Encode(), nil, nil)
+	}
+}
+
+func alifStatuses(r *rig) int { return r.till.Alif.Count(alif.OpStatus) }
+
+func aliKassaStatuses(r *rig) int {
+	n := 0
+	for _, q := range r.till.AliKassa.Requests() {
+		if q.Op == alikassa.OpStatus {
+			n++
+		}
+	}
+	return n
+}
+
 // BenchmarkFinalToPOS measures, per provider, the time from the provider's
 // state becoming final (the buyer paid) to the POS's long-poll answering with
 // the paid payment, and how many status requests a payment costs a second
-// while the buyer pays. Each iteration is 15 payments; the buyer pays at a
-// random moment 3–10 s after the payment reached the provider (confirming in
+// while the buyer pays. Each iteration is 10 payments; the buyer pays at a
+// random moment 2–8 s after the payment reached the provider (confirming in
 // a bank app or on a payment page takes seconds).
 func BenchmarkFinalToPOS(b *testing.B) {
-	for _, pr := range []finalToPOS{smartPayFinal} {
+	for _, pr := range []finalToPOS{smartPayFinal,
+		hostedFinal(hostedProviders[0], false, alifStatuses), hostedFinal(hostedProviders[0], true, alifStatuses),
+		hostedFinal(hostedProviders[1], false, aliKassaStatuses), hostedFinal(hostedProviders[1], true, aliKassaStatuses)} {
 		b.Run(pr.name, func(b *testing.B) {
 			r := newRig(b, rigOptions{logLevel: "warn"})
 			r.startInProcess(func(o *sale.Options) { o.PollMin, o.PollMax = 300*time.Millisecond, 800*time.Millisecond })
-			const payments = 15
+			const payments = 10
 			for b.Loop() {
 				lat := make([]time.Duration, 0, payments)
 				var requests int
@@ -120,7 +178,7 @@ func BenchmarkFinalToPOS(b *testing.B) {
 				for i := range payments {
 					p := pr.start(r, fmt.Sprintf("bench-%d-%d", b.N, i))
 					before, from := pr.statuses(r), time.Now()
-					time.Sleep(3*time.Second + time.Duration(rand.Int64N(int64(7*time.Second))))
+					time.Sleep(2*time.Second + time.Duration(rand.Int64N(int64(6*time.Second))))
 					paid := time.Now()
 					pr.pay(r, p)
 					for id := p.ID; p.State == "processing"; {
