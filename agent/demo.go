@@ -234,7 +234,7 @@ Alif (UZS) and AliKassa (BDT) pay on a hosted page; the register prints a slip:
       -d '{"provider":"alif","amount":1500000,"currency":"UZS","slip":true,"receipt":{"items":[
            {"name":"Non","quantity":3000,"price":500000,"vat":"none"}]}}' %[1]s/v1/payments
 
-    → next_action "show_url": open checkout.url in a browser and pay there, or
+    → next_action "show_url": open checkout_url in a browser and pay there, or
     curl -s -X POST "http://%[3]s/demo/alif/pay?session=<provider_payment_id>"
     curl -s -X POST "http://%[3]s/demo/alikassa/pay?order_id=<order_id>"
 
@@ -259,10 +259,8 @@ type demoPayment struct {
 	NextAction        string `json:"next_action"`
 	OrderID           string `json:"order_id"`
 	ProviderPaymentID string `json:"provider_payment_id"`
-	Checkout          *struct {
-		URL string `json:"url"`
-	} `json:"checkout"`
-	Fiscal struct {
+	CheckoutURL       string `json:"checkout_url"`
+	Fiscal            struct {
 		State    string
 		Document *struct {
 			FD uint32 `json:"fd"`
@@ -339,8 +337,8 @@ func scriptedSale(out io.Writer, cfg config.Config, till *simtill.Till, sale dem
 				return err
 			}
 			if paid = done; paid {
-				if p.Checkout != nil {
-					fmt.Fprintf(out, "buyer: paid on %s\n", p.Checkout.URL)
+				if p.CheckoutURL != "" {
+					fmt.Fprintf(out, "buyer: paid on %s\n", p.CheckoutURL)
 				} else {
 					fmt.Fprintln(out, "buyer: showed the Smart Pay code to the scanner")
 				}

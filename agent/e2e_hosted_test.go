@@ -73,9 +73,8 @@ func TestHostedPageHappyPath(t *testing.T) {
 			p := r.create("k", h.body)
 			p = r.waitState(p.ID, "processing", 10*time.Second)
 			assert.Equal(t, "show_url", p.NextAction)
-			require.NotNil(t, p.Checkout)
-			assert.NotEmpty(t, p.Checkout.URL)
-			assert.NotEmpty(t, p.Checkout.QRText)
+			assert.NotEmpty(t, p.CheckoutURL)
+			assert.NotEmpty(t, p.QRText)
 			assert.NotEmpty(t, p.ProviderPaymentID)
 			require.NoError(t, h.pay(r, p))
 			p = r.waitState(p.ID, "completed", 10*time.Second)
@@ -262,4 +261,26 @@ func TestHostedFaultMatrix(t *testing.T) {
 			assert.Equal(t, tc.want.creates, h.creates(r), "create requests")
 		})
 	}
+}
+
+// TestAlifDeclineThenPay: the buyer's first card is declined on the Alif page
+// and a second one pays. The payment must not end "declined" at the first
+// word: the agent keeps watching the page and completes it.
+func TestAlifDeclineThenPay(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	r.startInProcess()
+	p := r.create("k", hostedProviders[0].body)
+	p = r.waitState(p.ID, "processing", 10*time.Second)
+	require.NoError(t, r.till.Alif.Fail(p.ProviderPaymentID, "INSUFFICIENT_FUNDS"))
+	require.Eventually(t, func() bool {
+		var q apiPayment
+		r.call("GET", "/v1/payments/"+p.ID, "", "", &q)
+		return q.Error != nil && q.Error.Code == "declined_retry"
+	}, 10*time.Second, 20*time.Millisecond)
+	var q apiPayment
+	r.call("GET", "/v1/payments/"+p.ID, "", "", &q)
+	assert.Equal(t, "processing", q.State, "a declined card ended a page the buyer may still pay on")
+	require.NoError(t, r.till.Alif.Pay(p.ProviderPaymentID))
+	q = r.waitState(p.ID, "completed", 10*time.Second)
+	assert.Nil(t, q.Error)
 }

@@ -154,16 +154,14 @@ func (r *rig) call(method, path, key, body string, v any) int {
 }
 
 type apiPayment struct {
-	ID         string `json:"id"`
-	State      string `json:"state"`
-	NextAction string `json:"next_action"`
-	Amount     int64  `json:"amount"`
-	Version    uint64 `json:"version"`
-	OrderID    string `json:"order_id"`
-	Checkout   *struct {
-		URL    string `json:"url"`
-		QRText string `json:"qr_text"`
-	} `json:"checkout"`
+	ID                string `json:"id"`
+	State             string `json:"state"`
+	NextAction        string `json:"next_action"`
+	Amount            int64  `json:"amount"`
+	Version           uint64 `json:"version"`
+	OrderID           string `json:"order_id"`
+	CheckoutURL       string `json:"checkout_url"`
+	QRText            string `json:"qr_text"`
 	ProviderPaymentID string `json:"provider_payment_id"`
 	SmartPay          *struct {
 		KassaPurchaseID string `json:"kassa_purchase_id"`

@@ -66,6 +66,10 @@ type Status struct {
 	Paid    Amount
 	Partial bool
 	Reason  string
+	// Retry marks a decline the buyer may retry on the same page (a hosted
+	// session that only a success closes): the payment is not over until
+	// the page lapses.
+	Retry bool
 }
 
 // FieldError is a request value a provider cannot take, found before

@@ -455,7 +455,7 @@ func TestDeclineThenPayStillSeen(t *testing.T) {
 		t.Fatal(err)
 	}
 	st, err := e.cl.Status(context.Background(), ref)
-	if err != nil || st.State != payments.Declined || st.Raw != "INSUFFICIENT_FUNDS" {
+	if err != nil || st.State != payments.Declined || st.Raw != "INSUFFICIENT_FUNDS" || !st.Retry {
 		t.Fatalf("%+v %v", st, err)
 	}
 	// Only a success closes a session: the buyer may try another card.

@@ -149,7 +149,8 @@ func decodeStatus(body []byte, id string, expiresAt, now time.Time) (payments.St
 			st.Reason = fmt.Sprintf("Alif reports %s paid of %s", st.Paid, payments.Tiyin(*r.Amount))
 		}
 	case wire.MeaningDeclined:
-		st.State, st.Reason = payments.Declined, "declined: "+st.Raw
+		// Only a success closes a session: the buyer may try another card.
+		st.State, st.Reason, st.Retry = payments.Declined, "declined: "+st.Raw, true
 	case wire.MeaningReverted:
 		st.State, st.Reason = payments.Canceled, "refunded (reverted)"
 	case wire.MeaningExpired:

@@ -169,9 +169,7 @@ func New(o Options) (*Engine, error) {
 		if e.providers[pr.Name()] != nil && e.providers[pr.Name()].Provider != nil {
 			return nil, fmt.Errorf("provider %q given twice", pr.Name())
 		}
-		// A hosted page's payment can be reverted after it was confirmed:
-		// its status is asked once more right before the receipt prints.
-		e.providers[pr.Name()] = &provider{Provider: pr, recheck: true, pollMax: o.PollEvery[pr.Name()]}
+		e.providers[pr.Name()] = &provider{Provider: pr, hostedPage: true, pollMax: o.PollEvery[pr.Name()]}
 	}
 	return e, nil
 }
@@ -181,13 +179,17 @@ func New(o Options) (*Engine, error) {
 // provider is switched off.
 type provider struct {
 	payments.Provider
-	needsCode bool          // a scanned code attaches before the charge (Smart Pay)
-	recheck   bool          // ask the status once more right before printing
-	pollMax   time.Duration // longest wait between status questions (0: Options.PollMax)
-	onPaid    func(tx *queue.Tx, p *Payment) error
-	onReceipt func(tx *queue.Tx, p *Payment) error
-	onCancel  func(tx *queue.Tx, p *Payment, now time.Time) error
-	handlers  map[string]queue.Handler
+	needsCode bool // a scanned code attaches before the charge (Smart Pay)
+	// hostedPage: the buyer pays on the provider's page. A declined card is
+	// not the end (the buyer may try another on the same page, until it
+	// lapses), and a payment confirmed there can be reverted: its status is
+	// asked once more right before the receipt prints.
+	hostedPage bool
+	pollMax    time.Duration // longest wait between status questions (0: Options.PollMax)
+	onPaid     func(tx *queue.Tx, p *Payment) error
+	onReceipt  func(tx *queue.Tx, p *Payment) error
+	onCancel   func(tx *queue.Tx, p *Payment, now time.Time) error
+	handlers   map[string]queue.Handler
 }
 
 // cancelPurchase gives a payment that took no money back to its provider.

@@ -55,9 +55,12 @@ type Payment struct {
 	// order_id, Alif meta.kassa_order_id): unique across the merchant's tills.
 	OrderID  string        `json:"order_id,omitempty"`
 	SmartPay *SmartPayInfo `json:"smartpay,omitempty"`
-	// Checkout is the provider's payment page, for providers whose buyer
-	// pays on one (next_action show_url).
-	Checkout *CheckoutInfo `json:"checkout,omitempty"`
+	// The provider's payment page, for providers whose buyer pays on one
+	// (next_action show_url): its address, the text for a QR code of it,
+	// and when the provider gives it up.
+	CheckoutURL       string    `json:"checkout_url,omitempty"`
+	QRText            string    `json:"qr_text,omitempty"`
+	CheckoutExpiresAt time.Time `json:"checkout_expires_at,omitzero"`
 	// ProviderPaymentID is the provider's own id of the payment.
 	ProviderPaymentID string     `json:"provider_payment_id,omitempty"`
 	Fiscal            FiscalInfo `json:"fiscal"`
@@ -77,13 +80,6 @@ type Payment struct {
 	Options        json.RawMessage `json:"-"`
 	Goods          []payments.Item `json:"-"` // the POS's items, for the provider's page
 	providerStatus string
-}
-
-// CheckoutInfo is a provider's payment page for the buyer.
-type CheckoutInfo struct {
-	URL       string    `json:"url,omitempty"`
-	QRText    string    `json:"qr_text,omitempty"`
-	ExpiresAt time.Time `json:"expires_at,omitzero"`
 }
 
 // ProviderStatus is the provider's last word on the payment.

@@ -190,8 +190,8 @@ func (e *Engine) charge(ctx context.Context, prov *provider, p *Payment) {
 				}
 				return nil
 			})
-			if err == nil && q.Checkout != nil {
-				e.paymentLog(q).Info("payment page ready for the buyer", "expires_at", q.Checkout.ExpiresAt)
+			if err == nil && q.CheckoutURL != "" {
+				e.paymentLog(q).Info("payment page ready for the buyer", "expires_at", q.CheckoutExpiresAt)
 			}
 			return
 		case errors.Is(err, payments.ErrUnavailable) && ctx.Err() == nil && e.ages.of("rel:"+p.ID, p.Released) < e.o.PollDeadline:
@@ -235,9 +235,7 @@ func (e *Engine) setRef(tx *queue.Tx, p *Payment, ref payments.Ref) error {
 		ref.OrderID = p.Ref.OrderID
 	}
 	p.Ref, p.ProviderPaymentID = ref, ref.ProviderID
-	if ref.CheckoutURL != "" || ref.QRText != "" {
-		p.Checkout = &CheckoutInfo{URL: ref.CheckoutURL, QRText: ref.QRText, ExpiresAt: ref.ExpiresAt}
-	}
+	p.CheckoutURL, p.QRText, p.CheckoutExpiresAt = ref.CheckoutURL, ref.QRText, ref.ExpiresAt
 	if ref.ProviderID == "" {
 		return nil
 	}
@@ -310,6 +308,20 @@ func (e *Engine) poll(ctx context.Context, prov *provider, p *Payment) {
 				e.markPaid(ctx, prov, p, st)
 				return
 			case payments.Declined:
+				if st.Retry && e.now().Before(p.CheckoutExpiresAt) {
+					// The page stays open: the buyer may pay with another
+					// card. Ending the payment now would miss that payment.
+					if p.Error == nil || p.Error.Code != "declined_retry" {
+						if q, err := e.change(ctx, p.ID, func(q *Payment, tx *queue.Tx) error {
+							q.Error = &ErrorInfo{Code: "declined_retry", Message: "the buyer's payment was declined (" + orDash(st.Reason) +
+								"); they may try another card on the same page until " + p.CheckoutExpiresAt.Local().Format("15:04") + ". The agent keeps watching it; do not take another payment for these goods meanwhile"}
+							return nil
+						}); err == nil {
+							p = q
+						}
+					}
+					break
+				}
 				e.finish(ctx, p, payments.Declined, ActionSeeCashier, &ErrorInfo{Code: "declined", Message: "the payment was declined: " + orDash(st.Reason)}, false)
 				return
 			case payments.Failed:
@@ -493,7 +505,7 @@ func (e *Engine) finish(ctx context.Context, p *Payment, st payments.State, acti
 // to print now; a status that cannot be read does not stop the receipt of a
 // payment the provider already confirmed.
 func (e *Engine) recheckPaid(ctx context.Context, prov *provider, p *Payment) bool {
-	if !prov.recheck || p.Fiscal.Attempts > 0 {
+	if !prov.hostedPage || p.Fiscal.Attempts > 0 {
 		return true
 	}
 	st, err := prov.Status(ctx, p.Ref)
