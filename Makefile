@@ -46,7 +46,7 @@ cross:
 			-o dist/kassa-agent-$$os-$$arch$$ext ./agent; \
 	done
 
-# Benchmarks whose figures the README quotes (about 3 minutes).
+# Benchmarks whose figures the README quotes (about 6 minutes).
 bench:
 	$(GO) test -run '^$$' -bench 'EnqueueLatency|EnqueueThroughput|SequenceNext' -benchtime 3000x ./queue/
 	$(GO) test -run '^$$' -bench 'Backlog100k' -benchtime 1x ./queue/
@@ -55,6 +55,7 @@ bench:
 	$(GO) test -run '^$$' -bench 'Receipt10Items' -benchtime 100x ./fiscal/shtrih/
 	$(GO) test -run '^$$' -bench 'Commit' ./payments/smartpay/
 	$(GO) test -run '^$$' -bench 'ScanToCommit' -benchtime 1x ./agent/
+	$(GO) test -run '^$$' -bench 'FinalToPOS' -benchtime 1x -timeout 20m ./agent/
 
 # Long kill -9 and fault runs of the store, the register and the payment flow.
 crashtest:
