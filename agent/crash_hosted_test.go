@@ -178,7 +178,9 @@ func TestCrashHostedPage(t *testing.T) {
 }
 
 func TestCrashHostedPageAtRandomMoments(t *testing.T) {
-	n, seed := crashIterations(t, 3), crashSeed(t)
+	// A quarter of the Smart Pay matrix's rounds per provider (at least 3):
+	// a hosted page has fewer recovery points.
+	n, seed := max(crashIterations(t, 12)/4, 3), crashSeed(t)
 	t.Logf("%d rounds per provider, KASSA_CRASH_SEED=%d", n, seed)
 	rnd := rand.New(rand.NewPCG(seed, 0x686f7374))
 	for _, h := range hostedCrashes {
