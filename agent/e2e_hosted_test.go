@@ -284,3 +284,20 @@ func TestAlifDeclineThenPay(t *testing.T) {
 	q = r.waitState(p.ID, "completed", 10*time.Second)
 	assert.Nil(t, q.Error)
 }
+
+// TestAliKassaPartialPayment: the buyer pays part of the amount. That is not
+// paid: the payment ends failed with partially_paid, both amounts in the
+// message, and no slip.
+func TestAliKassaPartialPayment(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	r.startInProcess()
+	p := r.create("k", hostedProviders[1].body)
+	p = r.waitState(p.ID, "processing", 10*time.Second)
+	require.NoError(t, r.till.AliKassa.PayPartial(p.OrderID, payments.Amount{Minor: 20000, Currency: payments.BDT}))
+	p = r.waitState(p.ID, "failed", 10*time.Second)
+	require.NotNil(t, p.Error)
+	assert.Equal(t, "partially_paid", p.Error.Code)
+	assert.Contains(t, p.Error.Message, "200.00")
+	assert.Contains(t, p.Error.Message, "500.00")
+	assert.Equal(t, "none", p.Fiscal.State, "a slip for a payment that did not complete")
+}

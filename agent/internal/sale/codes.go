@@ -762,9 +762,7 @@ func getPayment(r storeReader, id string) (*Payment, error) {
 func (e *Engine) giveUpWaiting(tx *queue.Tx, p *Payment, now time.Time, code, msg string) error {
 	p.State, p.NextAction = payments.Canceled, ActionSeeCashier
 	p.Error = &ErrorInfo{Code: code, Message: msg}
-	if p.Fiscal.State == FiscalPending {
-		p.Fiscal.State = FiscalNone
-	}
+	p.noReceipt()
 	if err := e.endSale(tx, p, false); err != nil {
 		return err
 	}

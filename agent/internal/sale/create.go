@@ -336,9 +336,7 @@ func (e *Engine) Cancel(ctx context.Context, id string) (*Payment, error) {
 			return localapi.Errorf("conflict", fmt.Sprintf("payment %s is %s: it can be cancelled only before the amount is released", p.ID, p.State))
 		}
 		p.State, p.NextAction = payments.Canceled, ActionNone
-		if p.Fiscal.State == FiscalPending {
-			p.Fiscal.State = FiscalNone // no money, no receipt
-		}
+		p.noReceipt() // no money, no receipt
 		return e.cancelPurchase(tx, p, e.now())
 	})
 	if errors.Is(err, errUnchanged) {

@@ -82,6 +82,15 @@ type Payment struct {
 	providerStatus string
 }
 
+// noReceipt drops a receipt or slip still owed: a payment that ends without
+// money taken gets neither.
+func (p *Payment) noReceipt() {
+	switch p.Fiscal.State {
+	case FiscalPending, FiscalSlipPending:
+		p.Fiscal.State = FiscalNone
+	}
+}
+
 // ProviderStatus is the provider's last word on the payment.
 func (p *Payment) ProviderStatus() string { return p.providerStatus }
 

@@ -489,9 +489,7 @@ func (e *Engine) finish(ctx context.Context, p *Payment, st payments.State, acti
 			return errUnchanged
 		}
 		q.State, q.NextAction, q.Error = st, action, info
-		if q.Fiscal.State == FiscalPending {
-			q.Fiscal.State = FiscalNone // no money, no receipt
-		}
+		q.noReceipt() // no money, no receipt
 		if cancelPurchase {
 			return e.cancelPurchase(tx, q, e.now())
 		}
