@@ -27,6 +27,9 @@ func (e *Engine) Routes(s *localapi.Server) {
 	s.Handle("POST /v1/scanner/codes", e.apiScan)
 	s.Handle("POST /v1/smartpay/held/release", e.apiReleaseHeld)
 	s.Handle("GET /v1/events", s.Stream(e.apiEvents))
+	s.Handle("POST /v1/receipts", e.apiCreateReceipt)
+	s.Handle("GET /v1/receipts", e.apiListReceipts)
+	s.Handle("GET /v1/receipts/{id}", e.apiGetReceipt)
 	s.Handle("POST /v1/providers/{name}/webhook", e.apiNotice)
 	s.Handle("GET /v1/providers/{name}/notify", e.apiNotice)
 }

@@ -112,7 +112,10 @@ type Engine struct {
 	hub    *Hub
 	payIDs *queue.Sequence
 	kpIDs  *queue.Sequence
-	tillID string
+	opIDs  *queue.Sequence // fiscal operations the POS asks for
+	// opsWake wakes the worker that feeds the register the POS's operations.
+	opsWake chan struct{}
+	tillID  string
 
 	providers map[string]*provider
 	noticeLog noticeLog
@@ -151,11 +154,15 @@ func New(o Options) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kassa_purchase_id sequence: %w", err)
 	}
+	ops, err := o.Store.Sequence("fiscal_operation_id", 100)
+	if err != nil {
+		return nil, fmt.Errorf("operation id sequence: %w", err)
+	}
 	tillID, err := installID(o.Store)
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{o: o, store: o.Store, log: o.Logger, hub: o.Hub, payIDs: pay, kpIDs: kp, tillID: tillID,
+	e := &Engine{o: o, store: o.Store, log: o.Logger, hub: o.Hub, payIDs: pay, kpIDs: kp, opIDs: ops, opsWake: make(chan struct{}, 1), tillID: tillID,
 		wake: map[string]chan struct{}{}, running: map[string]bool{}, clock: o.Clock, ages: newAges(o.Clock),
 		bornAt: o.Clock.Mono(), inflight: map[string]*flight{}, providers: map[string]*provider{},
 		released: map[string]time.Duration{}, stopped: make(chan struct{})}
@@ -265,6 +272,15 @@ func (e *Engine) Run(ctx context.Context) error {
 	e.mu.Unlock()
 	if err := e.recover(ctx); err != nil {
 		return err
+	}
+	if e.o.Register != nil {
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			for e.safely("fiscal operations worker", nil, func() { e.runOps(ctx) }) && ctx.Err() == nil {
+				_ = sleep(ctx, 5*time.Second, nil)
+			}
+		}()
 	}
 	e.wg.Add(1)
 	go func() {

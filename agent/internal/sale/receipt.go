@@ -67,9 +67,12 @@ type receiptOptions struct {
 	tax     fiscal.TaxSystem // default tax system
 	cashier string           // default cashier
 	payment fiscal.PaymentKind
-	paid    int64                // the whole amount, paid as payment
-	types   []fiscal.ReceiptType // the receipt types allowed here
-	at      time.Time            // the receipt's date, for the VAT rates in force
+	paid    int64 // the whole amount, paid as payment
+	// payments, when set, are the receipt's payment sums instead (receipts
+	// for money the POS took itself: cash, card terminal, a mix).
+	payments []fiscal.Payment
+	types    []fiscal.ReceiptType // the receipt types allowed here
+	at       time.Time            // the receipt's date, for the VAT rates in force
 }
 
 // toFiscal converts and validates the receipt of a provider payment; paid is the
@@ -138,6 +141,9 @@ func (r ReceiptIn) convert(o receiptOptions) (fiscal.Receipt, error) {
 		})
 	}
 	out.Payments = []fiscal.Payment{{Kind: o.payment, Amount: o.paid}}
+	if o.payments != nil {
+		out.Payments = o.payments
+	}
 	if err := out.Validate(fiscal.DefaultLimits); err != nil {
 		return fiscal.Receipt{}, receiptErr(err)
 	}
