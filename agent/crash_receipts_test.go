@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,6 +12,8 @@ import (
 
 	"kassa-agent/fiscal/shtrih"
 	"kassa-agent/fiscal/shtrihsim"
+	"kassa-agent/payments/alif"
+	alifsandbox "kassa-agent/payments/alif/sandbox"
 )
 
 // TestCrashMidPOSReceipt kills the real agent while the register closes a
@@ -49,4 +53,37 @@ func TestCrashMidPOSReceipt(t *testing.T) {
 			c.stop()
 		})
 	}
+}
+
+// TestCrashMidRefund kills the agent while Alif holds the refund call (it
+// applies it after the kill); restarted, the agent asks again, finds it
+// applied, and the retry gets the same refund: one refund at the provider,
+// one slip.
+func TestCrashMidRefund(t *testing.T) {
+	c := newCrashRig(t)
+	c.start()
+	h := hostedCrashes[0]
+	p := c.hostedSale(h)
+	p = c.waitState(p.ID, "processing", 10*time.Second)
+	require.NoError(t, h.pay(c.rig, p))
+	p = c.waitState(p.ID, "completed", 10*time.Second)
+	require.NoError(t, c.till.Alif.Inject(alifsandbox.Fault{Op: alif.OpRefund, Kind: alifsandbox.Latency, Delay: 2 * time.Second}))
+	go func() { c.call("POST", "/v1/payments/"+p.ID+"/refunds?wait=0s", "crash-refund", `{}`, nil) }()
+	c.waitFor("the refund at Alif", func() bool { return c.till.Alif.Count(alif.OpRefund) == 1 })
+	c.kill()
+	time.Sleep(2500 * time.Millisecond)
+	c.start()
+	var op apiOp
+	require.Eventually(t, func() bool {
+		op = apiOp{}
+		code := c.call("POST", "/v1/payments/"+p.ID+"/refunds?wait=5s", "crash-refund", `{}`, &op)
+		return code == 200 && op.State == "done"
+	}, 30*time.Second, 100*time.Millisecond)
+	s, ok := c.till.Alif.Session(p.ProviderPaymentID)
+	require.True(t, ok)
+	assert.Equal(t, 1, s.Refunds, "refunded twice across the crash")
+	tape, err := os.ReadFile(c.till.TapePath())
+	require.NoError(t, err)
+	assert.LessOrEqual(t, strings.Count(string(tape), "REFUND alif"), 1, "the refund slip printed twice")
+	c.stop()
 }

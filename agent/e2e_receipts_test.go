@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -128,4 +130,48 @@ func TestPOSReceiptLostReply(t *testing.T) {
 	docs := receiptsOf(r.till.Register.Documents())
 	require.Len(t, docs, 1, "printed twice after a lost reply")
 	assert.Equal(t, docs[0].FD, op.Receipt.Document.FD)
+}
+
+// TestRefunds: an Alif payment is refunded at the provider once and its
+// refund slip prints once; the refund shows on the payment; a retry gets the
+// same refund; a second refund of a refunded payment is refused; Smart Pay,
+// which publishes no refund, answers refund_not_supported.
+func TestRefunds(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	r.startInProcess()
+	p := r.create("k", hostedProviders[0].body)
+	p = r.waitState(p.ID, "processing", 10*time.Second)
+	require.NoError(t, r.till.Alif.Pay(p.ProviderPaymentID))
+	p = r.waitState(p.ID, "completed", 10*time.Second)
+
+	var op apiOp
+	require.Equal(t, 201, r.call("POST", "/v1/payments/"+p.ID+"/refunds", "refund-1", `{}`, &op))
+	assert.Equal(t, "done", op.State, "error %+v", op.Error)
+	var again apiOp
+	require.Equal(t, 200, r.call("POST", "/v1/payments/"+p.ID+"/refunds", "refund-1", `{}`, &again))
+	assert.Equal(t, op.ID, again.ID)
+	s, ok := r.till.Alif.Session(p.ProviderPaymentID)
+	require.True(t, ok)
+	assert.Equal(t, 1, s.Refunds, "refunded at the provider exactly once")
+	tape, err := os.ReadFile(r.till.TapePath())
+	require.NoError(t, err)
+	assert.Equal(t, 1, strings.Count(string(tape), "REFUND alif"), "the refund slip printed once")
+
+	var withRefund struct {
+		Refunds []struct{ ID, State string }
+	}
+	require.Equal(t, 200, r.call("GET", "/v1/payments/"+p.ID, "", "", &withRefund))
+	require.Len(t, withRefund.Refunds, 1)
+	assert.Equal(t, "done", withRefund.Refunds[0].State)
+
+	var e apiError
+	assert.Equal(t, 409, r.call("POST", "/v1/payments/"+p.ID+"/refunds", "refund-2", `{}`, &e))
+
+	sp := r.create("k2", saleBody(20480, milkReceipt))
+	r.showCode()
+	sp = r.waitState(sp.ID, "completed", 10*time.Second)
+	e = apiError{}
+	assert.Equal(t, 422, r.call("POST", "/v1/payments/"+sp.ID+"/refunds", "refund-3", `{}`, &e))
+	assert.Equal(t, "refund_not_supported", e.Error.Code)
+	assert.Contains(t, e.Error.Message, "/v1/receipts")
 }

@@ -53,6 +53,7 @@ var Codes = []CodeInfo{
 	{"register_error", 502, false, "The register refused the command; device_code carries its raw code."},
 	{"provider_unavailable", 503, true, "The payment provider cannot be reached; no new payment was started."},
 	{"provider_error", 502, false, "The payment provider refused the request."},
+	{"refund_not_supported", 422, false, "The payment's provider offers no refund; the message says how to return the money another way."},
 	{"store_unavailable", 503, true, "The agent's store cannot be written; nothing was changed."},
 	{"busy", 503, true, "The agent has as many connections or event streams open as it serves; close ones the POS no longer uses and retry."},
 	{"shutting_down", 503, true, "The agent is stopping; retry after it restarts."},

@@ -30,6 +30,8 @@ func (e *Engine) Routes(s *localapi.Server) {
 	s.Handle("POST /v1/receipts", e.apiCreateReceipt)
 	s.Handle("GET /v1/receipts", e.apiListReceipts)
 	s.Handle("GET /v1/receipts/{id}", e.apiGetReceipt)
+	s.Handle("POST /v1/payments/{id}/refunds", e.apiCreateRefund)
+	s.Handle("GET /v1/refunds/{id}", e.apiGetRefund)
 	s.Handle("POST /v1/providers/{name}/webhook", e.apiNotice)
 	s.Handle("GET /v1/providers/{name}/notify", e.apiNotice)
 }

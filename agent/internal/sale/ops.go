@@ -30,15 +30,22 @@ const (
 	OpPrinting = "printing" // recovery point: the register may have the document
 	OpDone     = "done"     // the document exists; result below
 	OpFailed   = "failed"   // the register refused it; nothing was printed
+	// A refund's own steps: the provider is being asked (recovery point:
+	// the refund may be applied; asking again reads its status first), and
+	// the provider has given the money back (the return receipt or slip is
+	// next).
+	OpRefunding = "refunding"
+	OpRefunded  = "refunded"
 )
 
 // Operation is a fiscal operation the POS asked for: the resource it sees and
 // the record the store keeps.
 type Operation struct {
 	ID       string         `json:"id"`
-	Kind     string         `json:"kind"` // receipt
+	Kind     string         `json:"kind"` // receipt, refund
 	State    string         `json:"state"`
 	Receipt  *ReceiptResult `json:"receipt,omitempty"`
+	Refund   *RefundInfo    `json:"refund,omitempty"`
 	Error    *ErrorInfo     `json:"error,omitempty"`
 	Attempts int            `json:"attempts,omitempty"`
 	Created  time.Time      `json:"created_at"`
@@ -53,6 +60,16 @@ type Operation struct {
 type ReceiptResult struct {
 	Document fiscal.Document `json:"document"`
 	Change   int64           `json:"change"`
+}
+
+// RefundInfo is a refund of an agent payment: at the provider, then a return
+// receipt (a payment in rubles) or a slip (a payment that had one).
+type RefundInfo struct {
+	PaymentID      string `json:"payment_id"`
+	Amount         int64  `json:"amount"`
+	Currency       string `json:"currency"`
+	ProviderStatus string `json:"provider_status,omitempty"`
+	SlipPrinted    bool   `json:"slip_printed,omitempty"`
 }
 
 type storedOp struct {
@@ -327,7 +344,8 @@ func (e *Engine) nextOp() (*Operation, error) {
 				e.log.Error("unreadable fiscal operation skipped; a technician must look at it", "op_id", id, "err", err)
 				return nil
 			}
-			if o.State == OpQueued || o.State == OpPrinting {
+			switch o.State {
+			case OpQueued, OpPrinting, OpRefunding, OpRefunded:
 				op = o
 				return errStop
 			}
@@ -342,6 +360,9 @@ func (e *Engine) nextOp() (*Operation, error) {
 
 // runOp makes one attempt at op; it reports whether op is settled (done or failed).
 func (e *Engine) runOp(ctx context.Context, op *Operation) bool {
+	if op.Kind == "refund" {
+		return e.runRefund(ctx, op)
+	}
 	log := e.log.With("op_id", op.ID, "kind", op.Kind)
 	if op.request == nil {
 		_, _ = e.changeOp(context.WithoutCancel(ctx), op.ID, func(q *Operation) error {

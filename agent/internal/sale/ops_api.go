@@ -15,7 +15,23 @@ const defaultOpWait = 30 * time.Second
 
 func (e *Engine) apiCreateReceipt(w http.ResponseWriter, r *http.Request) {
 	var req ReceiptRequest
-	if err := localapi.DecodeJSON(r, &req); err != nil {
+	e.apiCreateOp(w, r, &req, "/v1/receipts/", func(key string) (*Operation, bool, error) {
+		return e.CreateReceipt(r.Context(), key, req)
+	})
+}
+
+func (e *Engine) apiCreateRefund(w http.ResponseWriter, r *http.Request) {
+	var req RefundRequest
+	e.apiCreateOp(w, r, &req, "/v1/refunds/", func(key string) (*Operation, bool, error) {
+		return e.CreateRefund(r.Context(), key, r.PathValue("id"), req)
+	})
+}
+
+// apiCreateOp is the shape of every operation-creating call: a strict body,
+// an Idempotency-Key, and a wait (default 30 s) for the operation to settle
+// before answering 201 (or 200 for a replay), else 202 with it as it stands.
+func (e *Engine) apiCreateOp(w http.ResponseWriter, r *http.Request, body any, path string, create func(key string) (*Operation, bool, error)) {
+	if err := localapi.DecodeJSON(r, body); err != nil {
 		localapi.WriteError(w, err)
 		return
 	}
@@ -31,7 +47,7 @@ func (e *Engine) apiCreateReceipt(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	op, created, err := e.CreateReceipt(r.Context(), key, req)
+	op, created, err := create(key)
 	if err != nil {
 		localapi.WriteError(w, err)
 		return
@@ -40,7 +56,7 @@ func (e *Engine) apiCreateReceipt(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Idempotent-Replayed", "true")
 	}
 	op = e.waitOp(r.Context(), op, wait, func(o *Operation) bool { return o.State == OpDone || o.State == OpFailed })
-	w.Header().Set("Location", "/v1/receipts/"+op.ID)
+	w.Header().Set("Location", path+op.ID)
 	status := http.StatusOK
 	switch {
 	case op.State != OpDone && op.State != OpFailed:
@@ -51,15 +67,20 @@ func (e *Engine) apiCreateReceipt(w http.ResponseWriter, r *http.Request) {
 	localapi.WriteJSON(w, status, op)
 }
 
-func (e *Engine) apiGetReceipt(w http.ResponseWriter, r *http.Request) {
+func (e *Engine) apiGetReceipt(w http.ResponseWriter, r *http.Request) { e.apiGetOp(w, r, "receipt") }
+
+func (e *Engine) apiGetRefund(w http.ResponseWriter, r *http.Request) { e.apiGetOp(w, r, "refund") }
+
+// apiGetOp answers one operation of the given kind; ?wait= long-polls.
+func (e *Engine) apiGetOp(w http.ResponseWriter, r *http.Request, kind string) {
 	wait, err := parseWait(r.URL.Query().Get("wait"))
 	if err != nil {
 		localapi.WriteError(w, err)
 		return
 	}
 	op, err := e.GetOp(r.PathValue("id"))
-	if isNoSuchRecord(err) || (err == nil && op.Kind != "receipt") {
-		localapi.WriteError(w, localapi.Errorf("not_found", "no receipt "+r.PathValue("id")))
+	if isNoSuchRecord(err) || (err == nil && op.Kind != kind) {
+		localapi.WriteError(w, localapi.Errorf("not_found", "no "+kind+" "+r.PathValue("id")))
 		return
 	}
 	if err != nil {

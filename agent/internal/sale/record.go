@@ -64,9 +64,11 @@ type Payment struct {
 	// ProviderPaymentID is the provider's own id of the payment.
 	ProviderPaymentID string     `json:"provider_payment_id,omitempty"`
 	Fiscal            FiscalInfo `json:"fiscal"`
-	Error             *ErrorInfo `json:"error,omitempty"`
-	Created           time.Time  `json:"created_at"`
-	Updated           time.Time  `json:"updated_at"`
+	// Refunds of this payment (POST /v1/payments/{id}/refunds).
+	Refunds []PaymentRefund `json:"refunds,omitempty"`
+	Error   *ErrorInfo      `json:"error,omitempty"`
+	Created time.Time       `json:"created_at"`
+	Updated time.Time       `json:"updated_at"`
 	// Version grows with every change; long-polls wait for it to move.
 	Version uint64 `json:"version"`
 
