@@ -316,13 +316,13 @@ var (
 	descRegChecked    = desc("kassa_register_last_check_timestamp_seconds", "When the agent last asked the register its status (Unix time).")
 	descRegReady      = desc("kassa_register_ready", "1 when the register's last status said a receipt can be printed.")
 	descPaperOut      = desc("kassa_register_paper_out", "1 when the register's last status said the paper is out.")
-	descFNDays        = desc("kassa_fn_days_left", "Days until the fiscal drive (FN) expires, from the register's last status.")
+	descFNExpiry      = desc("kassa_fn_expiry_timestamp_seconds", "When the fiscal drive (FN) expires (Unix time), from the register's last status; days left = (this - time()) / 86400.")
 	descOFDUnsent     = desc("kassa_ofd_unsent_documents", "Fiscal documents the FN has not sent to the OFD yet.")
 	descOFDOldest     = desc("kassa_ofd_oldest_unsent_age_seconds", "Age of the oldest document not sent to the OFD; 0 when none.")
 	descShiftOpen     = desc("kassa_shift_open", "1 when a shift is open on the register.")
 	descShiftOver24h  = desc("kassa_shift_over_24h", "1 when the open shift is older than 24 hours (a Z report is due).")
 	descShiftNumber   = desc("kassa_shift_number", "Number of the register's current (or last) shift.")
-	descCertDays      = desc("kassa_smartpay_certificate_days_left", "Days until the Smart Pay client certificate expires.")
+	descCertExpiry    = desc("kassa_smartpay_certificate_expiry_timestamp_seconds", "When the Smart Pay client certificate expires (Unix time); days left = (this - time()) / 86400.")
 	descStoreSize     = desc("kassa_store_size_bytes", "Size of the store file (kassa.db).")
 	descBuild         = desc("kassa_build_info", "The agent's build; always 1.", "version", "commit", "goversion")
 	descScrapeFailure = desc("kassa_metrics_read_errors", "1 when this scrape could not read part of the agent's state (see the agent log).", "part")
@@ -330,8 +330,8 @@ var (
 
 func (c appCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descPayments, descOwed, descOwedAge, descOutPending, descOutOldest, descOutParked,
-		descConnected, descRegChecked, descRegReady, descPaperOut, descFNDays, descOFDUnsent, descOFDOldest,
-		descShiftOpen, descShiftOver24h, descShiftNumber, descCertDays, descStoreSize, descBuild, descScrapeFailure} {
+		descConnected, descRegChecked, descRegReady, descPaperOut, descFNExpiry, descOFDUnsent, descOFDOldest,
+		descShiftOpen, descShiftOver24h, descShiftNumber, descCertExpiry, descStoreSize, descBuild, descScrapeFailure} {
 		ch <- d
 	}
 }
@@ -346,6 +346,11 @@ func boolGauge(b bool) float64 {
 	}
 	return 0
 }
+
+// unixSeconds is t as Prometheus keeps times: seconds since the epoch.
+// Expiries are given as times, not days left, because Prometheus's base unit
+// is the second and time() does the subtraction in a rule.
+func unixSeconds(t time.Time) float64 { return float64(t.UnixMilli()) / 1000 }
 
 // ageSeconds is now - t, 0 for the zero time (nothing waiting).
 func ageSeconds(now, t time.Time) float64 {
@@ -400,7 +405,7 @@ func (c appCollector) Collect(ch chan<- prometheus.Metric) {
 		a.regState.mu.Unlock()
 		gauge(ch, descConnected, boolGauge(!checked.IsZero() && lastErr == "" && last != nil), "register")
 		if !checked.IsZero() {
-			gauge(ch, descRegChecked, float64(checked.UnixMilli())/1000)
+			gauge(ch, descRegChecked, unixSeconds(checked))
 		}
 		// The register's figures are from its last good answer; while it is
 		// unreachable they stay as they were, and kassa_device_connected
@@ -409,7 +414,7 @@ func (c appCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(ch, descRegReady, boolGauge(last.Ready == nil))
 			gauge(ch, descPaperOut, boolGauge(last.PaperOut))
 			if !last.FNExpiry.IsZero() {
-				gauge(ch, descFNDays, last.FNExpiry.Sub(now).Hours()/24)
+				gauge(ch, descFNExpiry, unixSeconds(last.FNExpiry))
 			}
 			gauge(ch, descOFDUnsent, float64(last.OFDBacklog))
 			gauge(ch, descOFDOldest, ageSeconds(now, last.OFDOldest))
@@ -419,7 +424,7 @@ func (c appCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	if a.sp != nil {
-		gauge(ch, descCertDays, a.sp.Certificate().NotAfter.Sub(now).Hours()/24)
+		gauge(ch, descCertExpiry, unixSeconds(a.sp.Certificate().NotAfter))
 	}
 	if size, err := a.store.Size(); err != nil {
 		failed("store", err)
