@@ -117,7 +117,7 @@ func TestMetricsSeeAPayment(t *testing.T) {
 	assert.Greater(t, v, float64(time.Now().Add(14*24*time.Hour).Unix()))
 	v, _ = before.value("kassa_store_size_bytes")
 	assert.Greater(t, v, 0.0)
-	v, ok = before.value("kassa_shift_open")
+	_, ok = before.value("kassa_shift_open")
 	assert.True(t, ok, "kassa_shift_open missing")
 	for _, name := range []string{"kassa_receipts_owed", "kassa_outbox_pending_messages", "kassa_outbox_parked_messages",
 		"kassa_outbox_oldest_pending_age_seconds", "kassa_ofd_unsent_documents", "kassa_receipt_owed_oldest_age_seconds"} {
