@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -237,4 +238,28 @@ func TestPromtool(t *testing.T) {
 	require.NotEmpty(t, tests, "no rule unit tests in scripts/prometheus")
 	out, err = exec.Command(promtool, append([]string{"test", "rules"}, tests...)...).CombinedOutput()
 	assert.NoError(t, err, "promtool test rules:\n%s", out)
+}
+
+// TestMetricsListenerRefusesToStart: a busy metrics port or a configured
+// token file that is missing or empty stops the start with a message naming
+// it, and the API port is released again.
+func TestMetricsListenerRefusesToStart(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer busy.Close()
+	empty := filepath.Join(t.TempDir(), "empty-token")
+	require.NoError(t, os.WriteFile(empty, []byte("\n"), 0o600))
+	for _, tc := range []struct{ extra, msg string }{
+		{fmt.Sprintf("[metrics]\nlisten = %q\n", busy.Addr().String()), "metrics address cannot listen"},
+		{fmt.Sprintf("[metrics]\nlisten = \"127.0.0.1:%d\"\ntoken_file = %q\n", freePort(t), filepath.Join(t.TempDir(), "absent")), "metrics.token_file"},
+		{fmt.Sprintf("[metrics]\nlisten = \"127.0.0.1:%d\"\ntoken_file = %q\n", freePort(t), empty), "is empty"},
+	} {
+		r := newRig(t, rigOptions{extra: tc.extra})
+		_, err := openApp(t.Context(), r.cfg, newLogger(r.cfg.Log, true, r.logs))
+		require.Error(t, err, tc.extra)
+		assert.Contains(t, err.Error(), tc.msg)
+		ln, err := net.Listen("tcp", r.cfg.API.Listen)
+		require.NoError(t, err, "the API port was not released")
+		ln.Close()
+	}
 }
