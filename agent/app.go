@@ -45,6 +45,9 @@ type app struct {
 	sp       *smartpay.Client
 	// providers are the enabled hosted-page providers.
 	providers []hostedProvider
+	// metrics is /metrics; metricsSrv its own address (metrics.listen), or nil.
+	metrics    *metrics
+	metricsSrv *metricsServer
 }
 
 // registerState is the last thing the agent learned about the register; the
@@ -68,7 +71,8 @@ type tuning struct {
 
 // tune, when given, adjusts timings (tests).
 func openApp(ctx context.Context, cfg config.Config, log *slog.Logger, tune ...func(*tuning)) (_ *app, err error) {
-	a := &app{cfg: cfg, log: log, started: time.Now(), hub: sale.NewHub(), scans: make(chan scanner.Code, 256)}
+	a := &app{cfg: cfg, log: log, started: time.Now(), hub: sale.NewHub(), scans: make(chan scanner.Code, 256),
+		metrics: newMetrics()}
 	if err := os.MkdirAll(cfg.Store.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory %s: %w", cfg.Store.Dir, err)
 	}
@@ -101,7 +105,7 @@ func openApp(ctx context.Context, cfg config.Config, log *slog.Logger, tune ...f
 		if a.sp, err = newSmartPay(cfg.SmartPay, log); err != nil {
 			return nil, err
 		}
-		opts.SmartPay = a.sp
+		opts.SmartPay = meteredSmartPay{a.sp, a.metrics}
 		pattern := cfg.SmartPay.CodePattern
 		if pattern == "" {
 			pattern = smartpay.DefaultCodePattern
@@ -114,7 +118,7 @@ func openApp(ctx context.Context, cfg config.Config, log *slog.Logger, tune ...f
 	}
 	a.providers = providers
 	for _, p := range providers {
-		opts.Providers = append(opts.Providers, p)
+		opts.Providers = append(opts.Providers, a.metrics.wrapProvider(p))
 	}
 	// Known even when switched off: their payments stay visible as
 	// provider_disabled until they are switched on again.
@@ -136,6 +140,7 @@ func openApp(ctx context.Context, cfg config.Config, log *slog.Logger, tune ...f
 		if tu.WrapRegister != nil {
 			opts.Register = tu.WrapRegister(opts.Register)
 		}
+		opts.Register = meteredRegister{opts.Register, a.metrics}
 	}
 	if a.engine, err = sale.New(opts); err != nil {
 		return nil, err
@@ -188,6 +193,9 @@ func openApp(ctx context.Context, cfg config.Config, log *slog.Logger, tune ...f
 	a.engine.Routes(a.api)
 	a.outboxRoutes(a.api)
 	a.api.Handle("GET /v1/openapi.json", serveOpenAPI)
+	if err := a.openMetrics(); err != nil {
+		return nil, err
+	}
 	return a, nil
 }
 
@@ -355,6 +363,9 @@ func (a *app) run(ctx context.Context) error {
 	if a.sp != nil {
 		goRun("smartpay-auth", false, a.smartpayAuth)
 	}
+	if a.metricsSrv != nil {
+		goRun("metrics", false, a.metricsSrv.serve)
+	}
 	if a.scanner != nil {
 		goRun("scanner", false, a.scanner.Supervise)
 		goRun("scans", false, a.handleScans)
@@ -420,7 +431,7 @@ func (a *app) recoverRegister(ctx context.Context) {
 func (a *app) watchRegister(ctx context.Context) error {
 	for {
 		sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-		st, err := a.register.Status(sctx)
+		st, err := meteredRegister{a.register, a.metrics}.Status(sctx)
 		cancel()
 		a.regState.mu.Lock()
 		a.regState.checked = time.Now().UTC()
@@ -482,6 +493,9 @@ func (a *app) close() {
 	}
 	if a.ln != nil {
 		_ = a.ln.Close()
+	}
+	if a.metricsSrv != nil {
+		_ = a.metricsSrv.ln.Close()
 	}
 	if err := a.store.Close(); err != nil {
 		a.log.Error("closing the store failed", "err", err)

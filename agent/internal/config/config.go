@@ -29,6 +29,7 @@ type Config struct {
 	SmartPay SmartPay `toml:"smartpay"`
 	Alif     Alif     `toml:"alif"`
 	AliKassa AliKassa `toml:"alikassa"`
+	Metrics  Metrics  `toml:"metrics"`
 
 	// Path is the file the configuration was read from ("" for defaults).
 	Path string `toml:"-"`
@@ -42,6 +43,17 @@ type API struct {
 	// MaxConnections bounds the connections the API holds open; a quarter is
 	// kept for clients that show the token.
 	MaxConnections int `toml:"max_connections"`
+}
+
+// Metrics configures the second address that serves /metrics alone, for a
+// Prometheus on another host. The API port serves /metrics too, with the API
+// token.
+type Metrics struct {
+	// Listen is host:port; "" (the default) opens no second address.
+	Listen string `toml:"listen"`
+	// TokenFile, when set, holds the bearer token the second address asks
+	// for; "" serves it without one.
+	TokenFile string `toml:"token_file"`
 }
 
 // Store configures the data directory and the bbolt file in it.
@@ -410,6 +422,19 @@ func (c *Config) check() []Problem {
 		}
 	}
 
+	if c.Metrics.Listen != "" {
+		// Any host is allowed: reaching the chain's Prometheus is the point.
+		if mh, mp, err := net.SplitHostPort(c.Metrics.Listen); err != nil {
+			add("metrics.listen", "%q is not host:port; write e.g. \"0.0.0.0:9717\", or \"\" for no metrics address", c.Metrics.Listen)
+		} else if p, err := strconv.Atoi(mp); err != nil || p < 1 || p > 65535 {
+			add("metrics.listen", "port %q must be a number from 1 to 65535", mp)
+		} else if c.API.Listen == c.Metrics.Listen || (mh == host && mp == port) {
+			add("metrics.listen", "must differ from api.listen: the payment API and the metrics address are separate listeners")
+		}
+	} else if c.Metrics.TokenFile != "" {
+		add("metrics.token_file", "set metrics.listen too: the token guards the metrics address, and the API port uses the API token")
+	}
+
 	if c.API.MaxConnections < 16 || c.API.MaxConnections > 4096 {
 		add("api.max_connections", "must be from 16 to 4096 (default 256); each connection holds a file descriptor")
 	}
@@ -633,6 +658,7 @@ func (c *Config) resolvePaths(dir string) {
 	abs(&c.AliKassa.PrivateKeyFile)
 	abs(&c.AliKassa.PasswordFile)
 	abs(&c.AliKassa.NotifyPublicKey)
+	abs(&c.Metrics.TokenFile)
 	if c.API.TokenFile == "" {
 		c.API.TokenFile = filepath.Join(c.Store.Dir, "api-token")
 	}

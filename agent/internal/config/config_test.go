@@ -38,6 +38,7 @@ func TestExampleHasEveryKey(t *testing.T) {
 		"smartpay.enabled", "smartpay.base_url", "smartpay.cert_file", "smartpay.key_file", "smartpay.ca_file",
 		"smartpay.code_pattern", "smartpay.request_timeout", "smartpay.poll_deadline", "smartpay.abandon_after",
 		"alif.enabled", "alif.token_file", "alikassa.enabled", "alikassa.account",
+		"metrics.listen", "metrics.token_file",
 	} {
 		assert.NotZero(t, lineOf(Example, strings.Split(key, ".")), "example lacks %s", key)
 	}
@@ -150,4 +151,31 @@ func TestRegisterTimezoneAndShiftDefaults(t *testing.T) {
 	assert.Equal(t, "register.timezone", ps[0].Key)
 	assert.Equal(t, 4, ps[0].Line)
 	assert.Contains(t, ps[0].Msg, "IANA")
+}
+
+func TestMetricsListen(t *testing.T) {
+	// Off by default: no second address unless asked for.
+	c, err := Parse("/etc/kassa-agent/config.toml", nil)
+	require.NoError(t, err)
+	assert.Empty(t, c.Metrics.Listen)
+
+	// A non-loopback address is the point (the chain's Prometheus is on
+	// another host), and the token file is relative to the config file.
+	c, err = Parse("/etc/kassa-agent/config.toml", []byte("[metrics]\nlisten = \"0.0.0.0:9717\"\ntoken_file = \"metrics-token\"\n"))
+	require.NoError(t, err)
+	assert.Equal(t, "0.0.0.0:9717", c.Metrics.Listen)
+	assert.Equal(t, filepath.Join("/etc/kassa-agent", "metrics-token"), c.Metrics.TokenFile)
+
+	for _, tc := range []struct{ src, key, msg string }{
+		{"[metrics]\nlisten = \"9717\"\n", "metrics.listen", "not host:port"},
+		{"[metrics]\nlisten = \"0.0.0.0:99999\"\n", "metrics.listen", "from 1 to 65535"},
+		{"[metrics]\nlisten = \"127.0.0.1:8717\"\n", "metrics.listen", "must differ from api.listen"},
+		{"[metrics]\ntoken_file = \"metrics-token\"\n", "metrics.token_file", "set metrics.listen too"},
+	} {
+		ps := problems(t, tc.src)
+		require.Len(t, ps, 1, "%s: %v", tc.src, ps)
+		assert.Equal(t, tc.key, ps[0].Key)
+		assert.Contains(t, ps[0].Msg, tc.msg)
+		assert.Equal(t, 2, ps[0].Line)
+	}
 }
