@@ -20,7 +20,7 @@ func TestDemoScript(t *testing.T) {
 	if _, err := os.Stat("/dev/ptmx"); err != nil {
 		t.Skip("the demo's devices are pseudo-terminals")
 	}
-	port := freePort(t)
+	port := freePorts(t, 5) // the API, the demo's controls and the three sandboxes
 	dir := filepath.Join(t.TempDir(), "demo")
 	cmd := exec.Command(agentBin, "demo", "--script", "all", "--dir", dir, "--processing", "100ms",
 		"--listen", fmt.Sprintf("127.0.0.1:%d", port))

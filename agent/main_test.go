@@ -50,6 +50,33 @@ func freePort(t testing.TB) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
+// freePorts finds n consecutive free loopback ports (the demo takes the
+// API's port and the next ones) and returns the first.
+func freePorts(t testing.TB, n int) int {
+	t.Helper()
+	for range 50 {
+		first := freePort(t)
+		var held []net.Listener
+		ok := true
+		for i := range n {
+			ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", first+i))
+			if err != nil {
+				ok = false
+				break
+			}
+			held = append(held, ln)
+		}
+		for _, ln := range held {
+			ln.Close()
+		}
+		if ok {
+			return first
+		}
+	}
+	t.Fatalf("no %d consecutive free ports", n)
+	return 0
+}
+
 // writeConfig makes a config with no devices in a fresh directory.
 func writeConfig(t *testing.T, extra string) (path string, port int) {
 	t.Helper()

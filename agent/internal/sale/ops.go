@@ -181,13 +181,35 @@ func (e *Engine) CreateReceipt(ctx context.Context, key string, req ReceiptReque
 	if err := e.registerReady(ctx); err != nil {
 		return nil, false, err
 	}
+	op, err := e.newOp(ctx, "receipt")
+	if err != nil {
+		return nil, false, err
+	}
+	op.request = &r
+	if replayed, err := e.storeOp(ctx, key, hash, op, nil); replayed != nil || err != nil {
+		return replayed, false, err
+	}
+	e.log.Info("receipt operation queued", "op_id", op.ID, "type", r.Type, "total", kopecks(r.Total()))
+	e.hub.Publish("receipt", op)
+	e.pokeOps()
+	return op, true, nil
+}
+
+// newOp makes a queued operation with a fresh id.
+func (e *Engine) newOp(ctx context.Context, kind string) (*Operation, error) {
 	n, err := e.opIDs.Next(ctx)
 	if err != nil {
-		return nil, false, localapi.Wrap("store_unavailable", "cannot reserve an operation id", err)
+		return nil, localapi.Wrap("store_unavailable", "cannot reserve an operation id", err)
 	}
 	now := e.now()
-	op := &Operation{ID: fmt.Sprintf("op_%012d", n), Kind: "receipt", State: OpQueued, Created: now, Updated: now, Version: 1, request: &r}
-	var replayed *Operation
+	return &Operation{ID: fmt.Sprintf("op_%012d", n), Kind: kind, State: OpQueued, Created: now, Updated: now, Version: 1}, nil
+}
+
+// storeOp writes op and its idempotency record in one transaction, with
+// whatever also does there; the key is checked again inside it, so two
+// racing retries make one operation. A key that already names an operation
+// returns that one (replayed) and writes nothing.
+func (e *Engine) storeOp(ctx context.Context, key string, hash []byte, op *Operation, also func(tx *queue.Tx) error) (replayed *Operation, err error) {
 	err = e.store.Update(ctx, func(tx *queue.Tx) error {
 		replayed = nil
 		prev, err := tx.CheckIdempotency(key, hash)
@@ -202,21 +224,20 @@ func (e *Engine) CreateReceipt(ctx context.Context, key string, req ReceiptReque
 			replayed, err = decodeOp(b)
 			return err
 		}
+		if also != nil {
+			if err := also(tx); err != nil {
+				return err
+			}
+		}
 		if err := putOp(tx, op); err != nil {
 			return err
 		}
 		return tx.PutIdempotency(key, queue.IdempotencyRecord{RequestHash: hash, ResourceID: op.ID, Status: 201})
 	})
 	if err != nil {
-		return nil, false, mapStoreErr(err)
+		return nil, mapStoreErr(err)
 	}
-	if replayed != nil {
-		return replayed, false, nil
-	}
-	e.log.Info("receipt operation queued", "op_id", op.ID, "type", r.Type, "total", kopecks(r.Total()))
-	e.hub.Publish("receipt", op)
-	e.pokeOps()
-	return op, true, nil
+	return replayed, nil
 }
 
 func (e *Engine) replayOp(key string, hash []byte) (*Operation, error) {

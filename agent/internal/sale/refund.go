@@ -86,57 +86,32 @@ func (e *Engine) CreateRefund(ctx context.Context, key, id string, req RefundReq
 			return nil, false, err
 		}
 	}
-	n, err := e.opIDs.Next(ctx)
+	op, err := e.newOp(ctx, "refund")
 	if err != nil {
-		return nil, false, localapi.Wrap("store_unavailable", "cannot reserve an operation id", err)
+		return nil, false, err
 	}
-	now := e.now()
-	op := &Operation{ID: fmt.Sprintf("op_%012d", n), Kind: "refund", State: OpQueued, Created: now, Updated: now, Version: 1,
-		Refund: &RefundInfo{PaymentID: p.ID, Amount: amount, Currency: p.Currency}}
+	op.Refund = &RefundInfo{PaymentID: p.ID, Amount: amount, Currency: p.Currency}
 	if p.Receipt != nil {
 		// The return receipt: the payment's lines, paid back electronically.
-		ret := *p.Receipt
-		ret.Type, ret.Payments = fiscal.SaleReturn, []fiscal.Payment{{Kind: fiscal.Electronic, Amount: amount}}
 		if amount != p.Amount {
 			return nil, false, localapi.Errorf("validation_failed", "amount: a part refund of a payment with a fiscal receipt needs the returned lines; refund the whole payment, or print the return receipt with POST /v1/receipts")
 		}
+		ret := *p.Receipt
+		ret.Type, ret.Payments = fiscal.SaleReturn, []fiscal.Payment{{Kind: fiscal.Electronic, Amount: amount}}
 		op.request = &ret
 	}
-	var replayed *Operation
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	err = e.store.Update(ctx, func(tx *queue.Tx) error {
-		replayed = nil
-		prev, err := tx.CheckIdempotency(key, hash)
-		if err != nil && !errors.Is(err, queue.ErrNotFound) {
-			return err
-		}
-		if prev != nil {
-			b, err := tx.Get(collOps, prev.ResourceID)
-			if err != nil {
-				return err
-			}
-			replayed, err = decodeOp(b)
-			return err
-		}
+	replayed, err := e.storeOp(ctx, key, hash, op, func(tx *queue.Tx) error {
 		q, err := getPayment(tx, p.ID)
 		if err != nil {
 			return err
 		}
 		q.Refunds = append(q.Refunds, PaymentRefund{ID: op.ID, Amount: amount, State: OpQueued})
-		if err := touchPayment(tx, q, now); err != nil {
-			return err
-		}
-		if err := putOp(tx, op); err != nil {
-			return err
-		}
-		return tx.PutIdempotency(key, queue.IdempotencyRecord{RequestHash: hash, ResourceID: op.ID, Status: 201})
+		return touchPayment(tx, q, op.Created)
 	})
-	if err != nil {
-		return nil, false, mapStoreErr(err)
-	}
-	if replayed != nil {
-		return replayed, false, nil
+	if replayed != nil || err != nil {
+		return replayed, false, err
 	}
 	e.paymentLog(p).Info("refund queued", "op_id", op.ID, "amount", amount)
 	e.hub.Publish("refund", op)
