@@ -202,6 +202,9 @@ func (d *Driver) checkRows(ctx context.Context, r fiscal.Receipt, rows []byte) e
 // withIdentity completes a stored document that lacks РН or ФН (kept by an older
 // version) from the register, when it is of the FN now in the register.
 func (d *Driver) withIdentity(ctx context.Context, doc fiscal.Document) (fiscal.Document, error) {
+	if doc.QR == "" && doc.FNNumber != "" && doc.FD != 0 { // kept by a version without it
+		doc.QR = fiscal.QRString(doc, doc.Type)
+	}
 	if doc.RegNumber != "" && doc.FNNumber != "" {
 		return doc, nil
 	}
@@ -214,6 +217,7 @@ func (d *Driver) withIdentity(ctx context.Context, doc fiscal.Document) (fiscal.
 			Text: fmt.Sprintf("document %d of FN %s lacks the registration number and the register now has FN %s; complete it by hand", doc.FD, doc.FNNumber, id.FNNumber)}
 	}
 	doc.RegNumber, doc.FNNumber = id.RegNumber, id.FNNumber
+	doc.QR = fiscal.QRString(doc, doc.Type)
 	return doc, nil
 }
 
@@ -268,6 +272,11 @@ func (d *Driver) printBody(ctx context.Context, r fiscal.Receipt, in fiscal.Iden
 			return fiscal.Document{}, err
 		}
 	}
+	if r.CashierINN != "" {
+		if _, err := d.do(ctx, CmdFNSendTLV, append(d.pw(), TLV(TagCashierINN, CP866(r.CashierINN))...), d.opt.Timeouts.Reply); err != nil {
+			return fiscal.Document{}, err
+		}
+	}
 	for _, p := range r.Payments {
 		c.Payments[p.Kind-1] += p.Amount
 	}
@@ -285,7 +294,9 @@ func (d *Driver) printBody(ctx context.Context, r fiscal.Receipt, in fiscal.Iden
 	if t.IsZero() {
 		t = d.now()
 	}
-	return fiscal.Document{FD: cr.FD, FP: cr.FP, FNNumber: in.FNNumber, RegNumber: in.RegNumber, Time: t, Total: r.Total(), Type: r.Type}, nil
+	doc := fiscal.Document{FD: cr.FD, FP: cr.FP, FNNumber: in.FNNumber, RegNumber: in.RegNumber, Time: t, Total: r.Total(), Type: r.Type, Change: cr.Change}
+	doc.QR = fiscal.QRString(doc, r.Type)
+	return doc, nil
 }
 
 // resolvePending resolves every pending journal entry except skip.
@@ -376,7 +387,8 @@ func (d *Driver) resolve(ctx context.Context, op fiscal.Pending) (fiscal.Documen
 			fnNumber = in.FNNumber
 		}
 		doc := fiscal.Document{FD: f.FD, FP: f.FP, FNNumber: fnNumber, RegNumber: in.RegNumber, Time: InZone(f.Time, d.opt.Location),
-			Total: total, Type: op.Receipt.Type, Recovered: true}
+			Total: total, Type: op.Receipt.Type, Change: op.Receipt.Change(), Recovered: true}
+		doc.QR = fiscal.QRString(doc, op.Receipt.Type)
 		if sp, err := d.shiftParams(ctx); err == nil {
 			doc.Shift = sp.Number
 			if fd == fn.LastFD {

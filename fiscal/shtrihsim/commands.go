@@ -634,9 +634,7 @@ func (s *Sim) finishReceipt(c shtrih.Close) (byte, Document) {
 	for _, t := range taxTotals(r.Items) {
 		lines = append(lines, kv(t.label, "="+money(t.sum)))
 	}
-	if v := r.Tags[shtrih.TagCashier]; v != "" {
-		lines = append(lines, kv("КАССИР", v))
-	}
+	lines = append(lines, cashierLines(r.Tags)...)
 	if v := r.Tags[shtrih.TagBuyerContact]; v != "" {
 		lines = append(lines, kv("ЭЛ. АДР. ПОКУПАТЕЛЯ", v))
 	}
