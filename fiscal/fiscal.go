@@ -416,9 +416,11 @@ type Document struct {
 	Time          time.Time   `json:"time"`           // the FN's date-time of the document (minute precision)
 	Total         int64       `json:"total"`          // kopecks
 	Type          ReceiptType `json:"type"`
-	Change        int64       `json:"change,omitempty"`    // kopecks handed back from cash (FF45h's reply)
-	QR            string      `json:"qr,omitempty"`        // the receipt's QR code text (QRString)
-	Recovered     bool        `json:"recovered,omitempty"` // learned from the FN after a lost reply
+	Kind          OpKind      `json:"kind,omitempty"`       // what made it; "" for a receipt
+	DocNumber     int         `json:"doc_number,omitempty"` // cash in/out: the device's document number (not an FN document)
+	Change        int64       `json:"change,omitempty"`     // kopecks handed back from cash (FF45h's reply)
+	QR            string      `json:"qr,omitempty"`         // the receipt's QR code text (QRString)
+	Recovered     bool        `json:"recovered,omitempty"`  // learned from the FN after a lost reply
 }
 
 // QRString is the text of a receipt's QR code in the FNS format:

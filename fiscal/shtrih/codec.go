@@ -311,6 +311,7 @@ type FoundDocument struct {
 	FP        uint32
 	Operation byte  // receipts: 1 sale, 2 sale return, 3 purchase, 4 purchase return
 	Total     int64 // receipts
+	Shift     int   // shift open / close reports
 	Raw       []byte
 }
 
@@ -325,9 +326,12 @@ func DecodeFoundDocument(d []byte) (FoundDocument, error) {
 		f.FD = binary.LittleEndian.Uint32(r[5:9])
 		f.FP = binary.LittleEndian.Uint32(r[9:13])
 	}
-	if (f.Type == 3 || f.Type == 4) && len(r) >= 19 {
+	switch {
+	case (f.Type == 3 || f.Type == 4 || f.Type == 31 || f.Type == 41) && len(r) >= 19: // receipts, correction receipts
 		f.Operation = r[13]
 		f.Total = int64(getUint(r[14:19]))
+	case (f.Type == 2 || f.Type == 5) && len(r) >= 15: // shift open / close: shift number
+		f.Shift = int(binary.LittleEndian.Uint16(r[13:15]))
 	}
 	return f, nil
 }

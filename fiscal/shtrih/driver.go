@@ -556,8 +556,10 @@ func (d *Driver) cancelOpen(ctx context.Context) error {
 	return err
 }
 
-// CashIn and CashOut put cash into / take it out of the drawer (kopecks). They are
-// not fiscal documents in the FN; a lost reply is reported as register_outcome_unknown.
+// CashIn and CashOut put cash into / take it out of the drawer (kopecks). They
+// are device documents, not FN ones; a lost reply is settled from the device's
+// through document number (11h) read before and after. Without an id they are
+// not safe across a crash of the agent: CashInOnce / CashOutOnce are.
 func (d *Driver) CashIn(ctx context.Context, amount int64) error {
 	return d.cash(ctx, CmdCashIn, amount)
 }
@@ -567,8 +569,8 @@ func (d *Driver) CashOut(ctx context.Context, amount int64) error {
 }
 
 func (d *Driver) cash(ctx context.Context, cmd uint16, amount int64) error {
-	if amount <= 0 || amount > fiscal.DefaultLimits.MaxAmount {
-		return &fiscal.Error{Code: fiscal.CodeBadReceipt, Text: "cash amount out of range"}
+	if err := fiscal.CheckCash(amount, d.opt.Limits); err != nil {
+		return err
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -578,8 +580,26 @@ func (d *Driver) cash(ctx context.Context, cmd uint16, amount int64) error {
 	if _, err := d.prepare(ctx); err != nil {
 		return err
 	}
-	_, err := d.do(ctx, cmd, append(d.pw(), Money5(amount)...), d.opt.Timeouts.Long)
-	return err
+	before, err := d.fullStatus(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = d.do(ctx, cmd, append(d.pw(), Money5(amount)...), d.opt.Timeouts.Long)
+	if fiscal.CodeOf(err) != fiscal.CodeOutcomeUnknown {
+		return err
+	}
+	if _, serr := d.settleDevice(ctx); serr != nil {
+		return err
+	}
+	now, serr := d.fullStatus(ctx)
+	switch {
+	case serr != nil:
+		return err
+	case cashHappened(before.DocNumber, now.DocNumber):
+		d.log.Info("cash operation printed though its reply was lost", "doc_number", now.DocNumber)
+		return nil
+	}
+	return &fiscal.Error{Code: fiscal.CodeUnavailable, Command: cmd, Text: "the reply was lost and the slip did not print; retry", Err: err}
 }
 
 // FindDocument reads a document from the FN archive by its number.

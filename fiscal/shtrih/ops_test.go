@@ -77,3 +77,33 @@ func TestRecoveredReceiptKnowsChangeAndQR(t *testing.T) {
 		t.Fatalf("recovered %+v", doc)
 	}
 }
+
+// cashSlips counts the cash-in (or cash-out) slips on the tape.
+func cashSlips(r *rig, title string) int { return strings.Count(r.sim.Tape(), title) }
+
+// TestCashLostReplySettledByCounter: the reply to 50h/51h is lost with the
+// device's power; the call learns from the 11h document counter that the cash
+// went in, rather than report an unknown outcome the POS would retry into a
+// second slip.
+func TestCashLostReplySettledByCounter(t *testing.T) {
+	bothRigs(t, func(t *testing.T, r *rig) {
+		ctx := context.Background()
+		if err := r.drv.OpenShift(ctx); err != nil {
+			t.Fatal(err)
+		}
+		r.sim.Inject(shtrihsim.Fault{Kind: shtrihsim.PowerCutAfterClose, Command: shtrih.CmdCashIn})
+		if err := r.drv.CashIn(ctx, 150000); err != nil {
+			t.Fatalf("cash in with the reply lost: %v", err)
+		}
+		if n := cashSlips(r, "ВНЕСЕНИЕ"); n != 1 {
+			t.Fatalf("%d cash-in slips", n)
+		}
+		r.sim.Inject(shtrihsim.Fault{Kind: shtrihsim.NAK, Command: shtrih.CmdCashOut})
+		if err := r.drv.CashOut(ctx, 50000); err != nil {
+			t.Fatalf("cash out after a NAK: %v", err)
+		}
+		if n := cashSlips(r, "ВЫПЛАТА"); n != 1 {
+			t.Fatalf("%d cash-out slips", n)
+		}
+	})
+}

@@ -31,6 +31,8 @@ func (d *Driver) PrintReceipt(ctx context.Context, id string, r fiscal.Receipt) 
 
 	e, err := j.Get(ctx, id)
 	switch {
+	case err == nil && e.Op.Kind != fiscal.OpReceipt:
+		return fiscal.Document{}, fiscal.KindMismatch(id, e.Op.Kind, fiscal.OpReceipt)
 	case err == nil && e.Done:
 		return d.withIdentity(ctx, e.Doc)
 	case err == nil:
@@ -325,12 +327,12 @@ func (d *Driver) resolvePending(ctx context.Context, rep *fiscal.RecoveryReport)
 	return nil
 }
 
-// resolve settles one pending op from the FN's own record: ENQ first (a held reply
+// resolveReceipt settles one pending receipt from the FN's own record: ENQ first (a held reply
 // to FF45h is used directly), a receipt still open is cancelled (it never reached the
 // FN), then the FN's last FD number is compared with op.LastFD and the new documents
 // are searched for a receipt of this type and total. Found ⇒ finished in the journal;
 // not found ⇒ aborted (proved not printed).
-func (d *Driver) resolve(ctx context.Context, op fiscal.Pending) (fiscal.Document, bool, error) {
+func (d *Driver) resolveReceipt(ctx context.Context, op fiscal.Pending) (fiscal.Document, bool, error) {
 	j := d.opt.Journal
 	log := d.log.With("payment_id", op.ID)
 	// A document found below is recorded with the register's identity: read it
