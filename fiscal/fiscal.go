@@ -501,6 +501,19 @@ type Register interface {
 	// Recover resolves what a crash left behind: pending journal entries and a
 	// receipt left open on the device. Call it at start-up.
 	Recover(ctx context.Context) (RecoveryReport, error)
+	// RecoverRegister is Recover usable at any time: it also reports the mode
+	// found, paper out, and what it did in words.
+	RecoverRegister(ctx context.Context) (RecoveryReport, error)
+
+	// The operations below are exactly-once for a caller-given id, as
+	// PrintReceipt: a repeat with the same id returns the same document, and
+	// an id names one operation whatever its kind.
+	OpenShiftAs(ctx context.Context, id string, c Cashier) (Document, error)
+	CloseShiftAs(ctx context.Context, id string, c Cashier) (Document, error)
+	CashInOnce(ctx context.Context, id string, amount int64) (Document, error)
+	CashOutOnce(ctx context.Context, id string, amount int64) (Document, error)
+	PrintCorrection(ctx context.Context, id string, c Correction) (Document, error)
+
 	Close() error
 }
 
@@ -510,4 +523,11 @@ type RecoveryReport struct {
 	NotPrinted     []string // ids proved not printed (journal entry dropped; print again with the same id)
 	CancelledOpen  bool     // a receipt open on the device was cancelled
 	ContinuedPrint bool     // printing was continued after paper out (B0h)
+	// Mode and Submode are the device's as found, before anything was done.
+	Mode    int `json:"mode"`
+	Submode int `json:"submode"`
+	// PaperOut: no paper now; printing continues (B0h) once it is loaded.
+	PaperOut bool `json:"paper_out,omitempty"`
+	// Found says in words what was found and done, for the operator.
+	Found []string `json:"found,omitempty"`
 }

@@ -118,6 +118,7 @@ var mutating = map[uint16]bool{
 	CmdPrintLine: true, CmdCut: true, CmdXReport: true, CmdZReport: true, CmdCashIn: true, CmdCashOut: true,
 	CmdCancelReceipt: true, CmdOpenReceipt: true, CmdContinuePrint: true, CmdOpenShift: true,
 	CmdFNSendTLV: true, CmdFNCloseReceipt: true, CmdFNOperation: true, CmdFNOperationTLV: true,
+	CmdFNBeginOpen: true, CmdFNBeginClose: true, CmdFNBeginCorrection: true, CmdFNCorrection: true,
 }
 
 func linkError(cmd uint16, err error) error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"kassa-agent/fiscal"
 	"kassa-agent/fiscal/shtrih"
@@ -106,4 +107,12 @@ func TestCashLostReplySettledByCounter(t *testing.T) {
 			t.Fatalf("%d cash-out slips", n)
 		}
 	})
+}
+
+// correction is a correction of a 2025 sale not registered then (20 % VAT in force).
+func correction(amount int64) fiscal.Correction {
+	return fiscal.Correction{Type: fiscal.CorrectionSelf, BaseDate: time.Date(2025, 12, 20, 0, 0, 0, 0, time.UTC),
+		Receipt: fiscal.Receipt{Type: fiscal.Sale, TaxSystem: fiscal.OSN, Cashier: "Петрова М.", CashierINN: "500100732259",
+			Items:    []fiscal.Item{{Name: "Товар", Quantity: fiscal.QuantityOne, Price: amount, VAT: fiscal.VAT20}},
+			Payments: []fiscal.Payment{{Kind: fiscal.Cash, Amount: amount}}}}
 }

@@ -445,6 +445,59 @@ func (d *Driver) Recover(ctx context.Context) (fiscal.RecoveryReport, error) {
 	return rep, nil
 }
 
+// RecoverRegister is Recover at any time, reporting what it found: the mode,
+// paper out (printing continues once paper is loaded), pending operations
+// settled, a document left open (a foreign receipt) cancelled.
+func (d *Driver) RecoverRegister(ctx context.Context) (fiscal.RecoveryReport, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var rep fiscal.RecoveryReport
+	if _, err := d.l.sync(ctx); err != nil {
+		return rep, linkError(0, err)
+	}
+	ss, err := d.shortStatus(ctx)
+	if err != nil {
+		return rep, err
+	}
+	rep.Mode, rep.Submode = ss.ModeNumber(), int(ss.Submode)
+	switch ss.Submode {
+	case SubmodePassivePaperOut, SubmodeActivePaperOut:
+		rep.PaperOut = true
+		rep.Found = append(rep.Found, "no paper: load it; printing continues then")
+		// Nothing prints without paper: pending operations wait for it.
+		return rep, &fiscal.Error{Code: fiscal.CodePaperOut, Text: "no receipt paper"}
+	case SubmodeAfterPaperOut:
+		if _, err := d.do(ctx, CmdContinuePrint, d.pw(), d.opt.Timeouts.Long); err != nil {
+			return rep, err
+		}
+		rep.ContinuedPrint = true
+		rep.Found = append(rep.Found, "printing stopped by paper out was continued")
+	}
+	if err := d.resolvePending(ctx, &rep); err != nil {
+		return rep, err
+	}
+	for _, id := range rep.Completed {
+		rep.Found = append(rep.Found, fmt.Sprintf("operation %s was found done on the register and recorded", id))
+	}
+	for _, id := range rep.NotPrinted {
+		rep.Found = append(rep.Found, fmt.Sprintf("operation %s was not done; run it again with the same id", id))
+	}
+	if ss, err = d.shortStatus(ctx); err != nil {
+		return rep, err
+	}
+	if ss.ModeNumber() == ModeDocumentOpen {
+		if _, err := d.do(ctx, CmdCancelReceipt, d.pw(), d.opt.Timeouts.Reply); err != nil {
+			return rep, err
+		}
+		rep.CancelledOpen = true
+		rep.Found = append(rep.Found, "a receipt left open by other software was cancelled")
+	}
+	if len(rep.Found) == 0 {
+		rep.Found = append(rep.Found, "nothing to recover")
+	}
+	return rep, nil
+}
+
 // openType maps a receipt type to 8Dh's numbering (0 sale, 1 purchase, 2 sale
 // return, 3 purchase return), which differs from tag 1054's.
 func openType(t fiscal.ReceiptType) byte {

@@ -175,11 +175,19 @@ func (s *Sim) run(cmd uint16, p []byte) (byte, []byte) {
 		if s.st.Receipt == nil {
 			return shtrih.ErrCodeWrongMode, nil
 		}
-		s.st.Receipt = nil
+		s.st.Receipt, s.st.Correction = nil, nil
 		s.print("        ЧЕК АННУЛИРОВАН", "")
 		return 0, []byte{op}
 	case shtrih.CmdFNCloseReceipt:
 		return s.closeReceipt(p)
+	case shtrih.CmdFNBeginCorrection:
+		if c := s.shiftReady(); c != 0 {
+			return shtrih.FNErrState, nil
+		}
+		s.st.Correction = &openReceipt{}
+		return 0, nil
+	case shtrih.CmdFNCorrection:
+		return s.correction(p)
 	}
 	return shtrih.ErrCodeNotSupported, nil
 }
@@ -254,7 +262,7 @@ func (s *Sim) find(p []byte) (byte, []byte) {
 		d = binary.LittleEndian.AppendUint32(d, doc.FD)
 		d = binary.LittleEndian.AppendUint32(d, doc.FP)
 		switch doc.Type {
-		case DocReceipt:
+		case DocReceipt, DocCorrection:
 			d = append(d, byte(doc.Operation))
 			d = append(d, shtrih.Money5(doc.Total)...)
 		case DocShiftOpen, DocShiftClose:
@@ -511,7 +519,7 @@ func (s *Sim) operation(p []byte) (byte, []byte) {
 }
 
 func (s *Sim) tlv(cmd uint16, p []byte) (byte, []byte) {
-	if s.st.Receipt == nil && (cmd != shtrih.CmdFNSendTLV || s.st.ShiftBegin == nil) {
+	if s.st.Receipt == nil && (cmd != shtrih.CmdFNSendTLV || (s.st.ShiftBegin == nil && s.st.Correction == nil)) {
 		return shtrih.FNErrState, nil
 	}
 	if len(p) < 4 {
@@ -523,6 +531,25 @@ func (s *Sim) tlv(cmd uint16, p []byte) (byte, []byte) {
 		return shtrih.FNErrBadParam, nil
 	}
 	v := p[4:]
+	if s.st.Receipt == nil && s.st.Correction != nil { // a begun correction receipt
+		c := s.st.Correction
+		if c.Tags == nil {
+			c.Tags = map[int]string{}
+		}
+		if tag != shtrih.TagCorrectionBase {
+			c.Tags[tag] = shtrih.DecodeCP866(v)
+			return 0, nil
+		}
+		date, number, err := shtrih.DecodeCorrectionBase(v)
+		if err != nil {
+			return shtrih.FNErrBadParam, nil
+		}
+		c.Tags[shtrih.TagCorrectionDate] = date.Format(time.DateOnly)
+		if number != "" {
+			c.Tags[shtrih.TagCorrectionOrder] = number
+		}
+		return 0, nil
+	}
 	if s.st.Receipt == nil { // a begun shift open or close: the tag goes into its document
 		b := s.st.ShiftBegin
 		if b.Tags == nil {
@@ -782,4 +809,57 @@ func receiptOf(op int) (int, bool) {
 		return [...]int{0, 2, 1, 3}[op-1], true
 	}
 	return 0, false
+}
+
+// correction is FF4Ah (layout in shtrih/correction.go): it needs a correction
+// begun with FF35h and its base (tag 1174, kept as 1178/1179); the payments must
+// equal the total; the FN records a correction receipt (type 31).
+func (s *Sim) correction(p []byte) (byte, []byte) {
+	if c := s.printable(); c != 0 {
+		return c, nil
+	}
+	b := s.st.Correction
+	if b == nil || b.Tags[shtrih.TagCorrectionDate] == "" {
+		return shtrih.FNErrState, nil
+	}
+	_, c, err := shtrih.DecodeCorrection(append(make([]byte, 4), p...))
+	if err != nil || c.Type > 1 || c.Sign < 1 || c.Sign > 4 || c.Total == 0 ||
+		(c.TaxSystem != 0 && c.TaxSystem&(c.TaxSystem-1) != 0) {
+		return shtrih.FNErrBadParam, nil
+	}
+	if c.Type == 1 && b.Tags[shtrih.TagCorrectionOrder] == "" {
+		return shtrih.FNErrBadParam, nil // by order: the order's number is required
+	}
+	var paid int64
+	for _, x := range c.Payments {
+		paid += x
+	}
+	if paid != c.Total {
+		return shtrih.ErrCodePaymentsLess, nil
+	}
+	tags := b.Tags
+	tags[shtrih.TagCorrectionType] = fmt.Sprint(c.Type)
+	var pay [16]int64
+	pay[0], pay[1], pay[13], pay[14], pay[15] = c.Payments[0], c.Payments[1], c.Payments[2], c.Payments[3], c.Payments[4]
+	s.st.ShiftReceipts++
+	doc := s.commit(Document{Type: DocCorrection, Shift: s.st.Shift, Number: s.st.ShiftReceipts, Operation: int(c.Sign),
+		Total: c.Total, Payments: pay, TaxSystem: int(c.TaxSystem), Tags: tags})
+	s.st.Correction = nil
+	kind := "САМОСТОЯТЕЛЬНО"
+	if c.Type == 1 {
+		kind = "ПО ПРЕДПИСАНИЮ"
+	}
+	lines := []string{center("КАССОВЫЙ ЧЕК КОРРЕКЦИИ"), center(strings.ToUpper(opName(int(c.Sign)))), kv("КОРРЕКЦИЯ", kind),
+		kv("ДАТА РАСЧЕТА", tags[shtrih.TagCorrectionDate])}
+	if n := tags[shtrih.TagCorrectionOrder]; n != "" {
+		lines = append(lines, kv("ПРЕДПИСАНИЕ", n))
+	}
+	lines = append(lines, kv("ИТОГ", "="+money(c.Total)))
+	lines = append(lines, cashierLines(tags)...)
+	lines = append(lines, kv("ЧЕК", fmt.Sprintf("%d  СМЕНА %d", doc.Number, doc.Shift)))
+	s.print(append(lines, s.footer(doc)...)...)
+	s.printed()
+	d := binary.LittleEndian.AppendUint16(nil, uint16(doc.Number))
+	d = binary.LittleEndian.AppendUint32(d, doc.FD)
+	return 0, binary.LittleEndian.AppendUint32(d, doc.FP)
 }

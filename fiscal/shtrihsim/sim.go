@@ -116,6 +116,7 @@ const (
 	DocShiftOpen    = 2
 	DocReceipt      = 3
 	DocShiftClose   = 5
+	DocCorrection   = 31 // кассовый чек коррекции
 )
 
 // Document is one FN document.
@@ -150,6 +151,7 @@ type state struct {
 	Docs          []Document   `json:"docs"`
 	Receipt       *openReceipt `json:"receipt,omitempty"`
 	ShiftBegin    *shiftBegin  `json:"shift_begin,omitempty"`
+	Correction    *openReceipt `json:"correction,omitempty"` // begun with FF35h: the tags sent since
 	Cash          int64        `json:"cash"`
 	DevDoc        int          `json:"dev_doc"`
 	Paper         int          `json:"paper"` // submode: 0, 1, 2, 3
