@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"kassa-agent/fiscal"
 	"kassa-agent/fiscal/shtrih"
@@ -174,5 +175,80 @@ func TestOpsRefuseBadInput(t *testing.T) {
 	}
 	if _, err := r.drv.PrintReceipt(ctx, "same", oneLine(fiscal.VAT22, 100)); fiscal.CodeOf(err) != fiscal.CodeBadReceipt {
 		t.Fatalf("receipt under a cash op's id: %v", err)
+	}
+}
+
+// TestCorrectionFaults: a correction receipt by order under every fault on
+// FF4Ah and on its base tag: one correction document per id in the FN with
+// 1173, 1178 and 1179, its FD and FP known.
+func TestCorrectionFaults(t *testing.T) {
+	bothRigs(t, func(t *testing.T, r *rig) {
+		ctx := context.Background()
+		n := 0
+		for _, kind := range opFaults {
+			for _, cmd := range []uint16{shtrih.CmdFNCorrection, shtrih.CmdFNSendTLV} {
+				n++
+				id := fmt.Sprintf("corr-%d", n)
+				c := correction(int64(5000 + n))
+				c.Type, c.BaseNumber = fiscal.CorrectionByOrder, "ПР-77/2026"
+				c.Receipt.Type = []fiscal.ReceiptType{fiscal.Sale, fiscal.SaleReturn, fiscal.Purchase, fiscal.PurchaseReturn}[n%4]
+				c.Receipt.Payments = []fiscal.Payment{{Kind: fiscal.Cash, Amount: 1000}, {Kind: fiscal.Electronic, Amount: c.Receipt.Total() - 1000}}
+				before := len(docsOf(r.sim.Documents(), shtrihsim.DocCorrection))
+				r.sim.Inject(shtrihsim.Fault{Kind: kind, Command: cmd, Delay: 3 * testTimeouts.Long})
+				doc := untilDone(t, r, id, func() (fiscal.Document, error) { return r.drv.PrintCorrection(ctx, id, c) })
+				r.sim.ClearFaults()
+				r.sim.SetPaper(true)
+				got := docsOf(r.sim.Documents(), shtrihsim.DocCorrection)
+				if len(got) != before+1 {
+					t.Fatalf("%s %v on %#x: %d new corrections, want 1", id, kind, cmd, len(got)-before)
+				}
+				last := got[len(got)-1]
+				if last.FD != doc.FD || last.FP != doc.FP || last.Total != c.Receipt.Total() || last.Operation != int(c.Receipt.Type) ||
+					last.Payments[0] != 1000 || doc.Kind != fiscal.OpCorrection || doc.QR != fiscal.QRString(doc, c.Receipt.Type) {
+					t.Fatalf("%s %v: FN %+v, caller %+v", id, kind, last, doc)
+				}
+				if last.Tags[shtrih.TagCorrectionType] != "1" || last.Tags[shtrih.TagCorrectionDate] != "2025-12-20" ||
+					last.Tags[shtrih.TagCorrectionOrder] != "ПР-77/2026" || last.Tags[shtrih.TagCashierINN] != "500100732259" {
+					t.Fatalf("%s: tags %v", id, last.Tags)
+				}
+				if again, err := r.drv.PrintCorrection(ctx, id, c); err != nil || again.FD != doc.FD {
+					t.Fatalf("%s repeated: %+v, %v", id, again, err)
+				}
+			}
+		}
+		if !strings.Contains(r.sim.Tape(), "КАССОВЫЙ ЧЕК КОРРЕКЦИИ") || !strings.Contains(r.sim.Tape(), "ПО ПРЕДПИСАНИЮ") {
+			t.Fatal("no correction on the tape")
+		}
+	})
+}
+
+// TestCorrectionRefusesBadInput: refused naming the field, nothing sent.
+func TestCorrectionRefusesBadInput(t *testing.T) {
+	r := newTCPRig(t, shtrihsim.Options{}, shtrih.Options{AutoOpenShift: true})
+	ctx := context.Background()
+	before := r.sim.Commands()
+	for name, tc := range map[string]struct {
+		mod   func(*fiscal.Correction)
+		field string
+	}{
+		"no base date":     {func(c *fiscal.Correction) { c.BaseDate = time.Time{} }, "base_date"},
+		"future base date": {func(c *fiscal.Correction) { c.BaseDate = time.Now().AddDate(0, 1, 0) }, "base_date"},
+		"by order, no no.": {func(c *fiscal.Correction) { c.Type = fiscal.CorrectionByOrder }, "base_number"},
+		"bad type":         {func(c *fiscal.Correction) { c.Type = 5 }, "type"},
+		"22 % in 2025":     {func(c *fiscal.Correction) { c.Receipt.Items[0].VAT = fiscal.VAT22 }, "items[0].vat"},
+		"5 % has no sum":   {func(c *fiscal.Correction) { c.Receipt.Items[0].VAT = fiscal.VAT5 }, "items[0].vat"},
+		"change":           {func(c *fiscal.Correction) { c.Receipt.Payments[0].Amount++ }, "payments"},
+		"no items":         {func(c *fiscal.Correction) { c.Receipt.Items = nil }, "items"},
+	} {
+		c := correction(1000)
+		tc.mod(&c)
+		_, err := r.drv.PrintCorrection(ctx, "bad-"+name, c)
+		var fe *fiscal.Error
+		if !errors.As(err, &fe) || fe.Code != fiscal.CodeBadReceipt || fe.Field != tc.field {
+			t.Errorf("%s: %v, want a bad-input error on %s", name, err, tc.field)
+		}
+	}
+	if n := r.sim.Commands() - before; n != 0 {
+		t.Fatalf("%d commands sent for bad input", n)
 	}
 }
