@@ -435,7 +435,8 @@ func QRString(doc Document, r ReceiptType) string {
 type FoundDocument struct {
 	FD        uint32
 	FP        uint32
-	Kind      int // FN document type: 1 registration, 2 shift open, 3 receipt, 5 shift close, …
+	Kind      int // FN document type: 1 registration, 2 shift open, 3 receipt, 5 shift close, 31 correction, …
+	Shift     int // shift open / close reports: the shift number
 	Time      time.Time
 	Operation ReceiptType // receipts only
 	Total     int64       // receipts only
@@ -513,6 +514,15 @@ type Register interface {
 	CashInOnce(ctx context.Context, id string, amount int64) (Document, error)
 	CashOutOnce(ctx context.Context, id string, amount int64) (Document, error)
 	PrintCorrection(ctx context.Context, id string, c Correction) (Document, error)
+
+	// LastDocument reads the FN's last document.
+	LastDocument(ctx context.Context) (FoundDocument, error)
+	// PrintLastCopy prints a copy of the last document (no fiscal effect).
+	PrintLastCopy(ctx context.Context) error
+	// PrintQR prints a QR code of text on the receipt tape (non-fiscal).
+	PrintQR(ctx context.Context, text string) error
+	// Info reads everything about the register for diagnostics and the POS.
+	Info(ctx context.Context) (Info, error)
 
 	Close() error
 }

@@ -109,3 +109,50 @@ func kindName(k OpKind) string {
 	}
 	return string(k)
 }
+
+// FNWarnings are the FN's warning flags (FF01h).
+type FNWarnings struct {
+	ReplaceUrgently bool `json:"replace_urgently"` // bit 0: the FN's key expires within 3 days
+	ReplaceSoon     bool `json:"replace_soon"`     // bit 1: the FN's key expires within 30 days
+	MemoryFull      bool `json:"memory_full"`      // bit 2: the archive is 99 % full
+	OFDTimeout      bool `json:"ofd_timeout"`      // bit 3: the OFD has not answered for too long
+	Critical        bool `json:"critical"`         // bit 7: critical FN error
+}
+
+// Any is true when any warning is set.
+func (w FNWarnings) Any() bool {
+	return w.ReplaceUrgently || w.ReplaceSoon || w.MemoryFull || w.OFDTimeout || w.Critical
+}
+
+// Info is everything the register says about itself, for diagnostics and the POS.
+type Info struct {
+	Model      string     `json:"model"`
+	Serial     string     `json:"serial"`
+	Firmware   string     `json:"firmware"`
+	FFD        string     `json:"ffd"` // configured FFD version (see the driver)
+	FNNumber   string     `json:"fn_number"`
+	FNPhase    int        `json:"fn_phase"`
+	FNExpiry   time.Time  `json:"fn_expiry"`
+	FNDaysLeft int        `json:"fn_days_left"`
+	FNWarnings FNWarnings `json:"fn_warnings"`
+	RegNumber  string     `json:"reg_number"`
+	INN        string     `json:"inn"`
+	TaxSystems TaxSystem  `json:"tax_systems"` // bit set of the registered systems
+	LastFD     uint32     `json:"last_fd"`
+
+	Mode         int           `json:"mode"`
+	Submode      int           `json:"submode"`
+	ShiftOpen    bool          `json:"shift_open"`
+	ShiftNumber  int           `json:"shift_number"`
+	ShiftOpened  time.Time     `json:"shift_opened"`  // zero when closed or not found
+	ShiftAge     time.Duration `json:"shift_age"`     // since ShiftOpened
+	ShiftExpired bool          `json:"shift_expired"` // over 24 h: Z report needed
+	PaperOut     bool          `json:"paper_out"`
+
+	OFDBacklog  int       `json:"ofd_backlog"`
+	OFDOldestFD uint32    `json:"ofd_oldest_fd"`
+	OFDOldest   time.Time `json:"ofd_oldest"`
+
+	Clock      time.Time     `json:"clock"`       // the register's date-time
+	ClockDrift time.Duration `json:"clock_drift"` // register minus host; whole seconds
+}

@@ -25,7 +25,10 @@ const (
 	CmdCloseReceipt   uint16 = 0x85
 	CmdCancelReceipt  uint16 = 0x88
 	CmdOpenReceipt    uint16 = 0x8D
+	CmdPrintCopy      uint16 = 0x8C // repeat (print a copy of) the last document
 	CmdContinuePrint  uint16 = 0xB0
+	CmdLoadData       uint16 = 0xDD // load a data block (for 2D barcodes)
+	CmdPrint2D        uint16 = 0xDE // print a 2D barcode from loaded blocks
 	CmdOpenShift      uint16 = 0xE0
 	CmdDeviceType     uint16 = 0xFC
 	CmdFNStatus       uint16 = 0xFF01
@@ -210,6 +213,7 @@ type FullStatus struct {
 	Serial    string
 	LastShift int
 	INN       string
+	Clock     time.Time // the device's date-time, a wall clock in UTC (as FNTime)
 }
 
 // DecodeFullStatus decodes an 11h reply's data.
@@ -227,7 +231,20 @@ func DecodeFullStatus(d []byte) (FullStatus, error) {
 		Serial:    fmt.Sprintf("%d", binary.LittleEndian.Uint32(d[30:34])),
 		LastShift: int(binary.LittleEndian.Uint16(d[34:36])),
 		INN:       fmt.Sprintf("%d", getUint(d[40:46])),
+		Clock:     deviceClock(d[23:29]),
 	}, nil
+}
+
+// deviceClock reads DD MM YY hh mm ss; zero when not a valid date-time.
+func deviceClock(b []byte) time.Time {
+	if b[1] < 1 || b[1] > 12 || b[0] < 1 || b[0] > 31 || b[3] > 23 || b[4] > 59 || b[5] > 59 {
+		return time.Time{}
+	}
+	t := time.Date(2000+int(b[2]), time.Month(b[1]), int(b[0]), int(b[3]), int(b[4]), int(b[5]), 0, time.UTC)
+	if t.Day() != int(b[0]) {
+		return time.Time{}
+	}
+	return t
 }
 
 // DeviceType is the FCh reply.

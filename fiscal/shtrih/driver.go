@@ -34,6 +34,10 @@ type Options struct {
 	// VATRows overrides the table-6 row sent for a rate (e.g. when a register's
 	// table 6 holds 5 % in another row than DefaultVATRows says).
 	VATRows map[fiscal.VATRate]byte
+	// FFD is the FFD version the register is registered for, reported by Info
+	// as configured ("" = "1.2"): the protocol commands checked for this driver
+	// do not read it.
+	FFD string
 }
 
 // Driver is a fiscal.Register speaking the Shtrih-M protocol over a Port.
@@ -119,6 +123,7 @@ var mutating = map[uint16]bool{
 	CmdCancelReceipt: true, CmdOpenReceipt: true, CmdContinuePrint: true, CmdOpenShift: true,
 	CmdFNSendTLV: true, CmdFNCloseReceipt: true, CmdFNOperation: true, CmdFNOperationTLV: true,
 	CmdFNBeginOpen: true, CmdFNBeginClose: true, CmdFNBeginCorrection: true, CmdFNCorrection: true,
+	CmdPrintCopy: true, CmdLoadData: true, CmdPrint2D: true,
 }
 
 func linkError(cmd uint16, err error) error {
@@ -611,8 +616,41 @@ func (d *Driver) FindDocument(ctx context.Context, fd uint32) (fiscal.FoundDocum
 	if err != nil {
 		return fiscal.FoundDocument{}, err
 	}
+	return d.found(f), nil
+}
+
+func (d *Driver) found(f FoundDocument) fiscal.FoundDocument {
 	return fiscal.FoundDocument{FD: f.FD, FP: f.FP, Kind: int(f.Type), Time: InZone(f.Time, d.opt.Location), Operation: fiscal.ReceiptType(f.Operation),
-		Total: f.Total, SentToOFD: f.SentToOFD}, nil
+		Total: f.Total, Shift: f.Shift, SentToOFD: f.SentToOFD}
+}
+
+// LastDocument reads the FN's last document (FF01h's last FD, then FF0Ah).
+func (d *Driver) LastDocument(ctx context.Context) (fiscal.FoundDocument, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	fn, err := d.fnStatus(ctx)
+	if err != nil {
+		return fiscal.FoundDocument{}, err
+	}
+	f, err := d.findDocument(ctx, fn.LastFD)
+	if err != nil {
+		return fiscal.FoundDocument{}, err
+	}
+	return d.found(f), nil
+}
+
+// PrintLastCopy prints a copy of the last document (8Ch). It is not a fiscal
+// document: a lost reply may at worst leave a second copy, so it is not
+// journaled. The protocol has no command that prints an arbitrary FD from the
+// FN archive (FindDocument reads one).
+func (d *Driver) PrintLastCopy(ctx context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, err := d.readyToPrint(ctx); err != nil {
+		return err
+	}
+	_, err := d.do(ctx, CmdPrintCopy, d.pw(), d.opt.Timeouts.Long)
+	return err
 }
 
 func (d *Driver) findDocument(ctx context.Context, fd uint32) (FoundDocument, error) {

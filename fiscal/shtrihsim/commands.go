@@ -66,7 +66,7 @@ func (s *Sim) run(cmd uint16, p []byte) (byte, []byte) {
 		if s.opt.Unregistered {
 			phase = 1 // ready for fiscalization
 		}
-		d := []byte{phase, 0, 0, b2b(s.st.ShiftOpen), 0}
+		d := []byte{phase, 0, 0, b2b(s.st.ShiftOpen), s.opt.FNWarnings}
 		d = shtrih.PutFNTime(d, s.now())
 		d = append(d, pad(s.opt.FNNumber, 16)...)
 		return 0, binary.LittleEndian.AppendUint32(d, s.lastFD())
@@ -188,6 +188,20 @@ func (s *Sim) run(cmd uint16, p []byte) (byte, []byte) {
 		return 0, nil
 	case shtrih.CmdFNCorrection:
 		return s.correction(p)
+	case shtrih.CmdLoadData:
+		_, typ, n, block, err := shtrih.DecodeLoadData(append(make([]byte, 4), p...))
+		if err != nil || typ != 0 || n > 127 {
+			return shtrih.ErrCodeBadParams, nil
+		}
+		if s.blocks == nil {
+			s.blocks = map[byte][]byte{}
+		}
+		s.blocks[n] = append([]byte(nil), block...)
+		return 0, []byte{op}
+	case shtrih.CmdPrint2D:
+		return s.print2D(op, p)
+	case shtrih.CmdPrintCopy:
+		return s.printCopy(op)
 	}
 	return shtrih.ErrCodeNotSupported, nil
 }
@@ -862,4 +876,50 @@ func (s *Sim) correction(p []byte) (byte, []byte) {
 	d := binary.LittleEndian.AppendUint16(nil, uint16(doc.Number))
 	d = binary.LittleEndian.AppendUint32(d, doc.FD)
 	return 0, binary.LittleEndian.AppendUint32(d, doc.FP)
+}
+
+// print2D prints a 2D barcode from the loaded blocks as a marker line with its
+// text: "[QR] text".
+func (s *Sim) print2D(op byte, p []byte) (byte, []byte) {
+	if c := s.printable(); c != 0 {
+		return c, nil
+	}
+	_, r, err := shtrih.DecodePrint2D(append(make([]byte, 4), p...))
+	if err != nil || r.Type > 3 || r.Align > 2 || r.Length == 0 || (r.Type == shtrih.Barcode2DQR && (r.Params[2] < 3 || r.Params[2] > 8 || r.Params[4] > 3)) {
+		return shtrih.ErrCodeBadParams, nil
+	}
+	var data []byte
+	for n := int(r.FirstBlock); len(data) < r.Length; n++ {
+		b, ok := s.blocks[byte(n)]
+		if !ok || n > 127 {
+			return shtrih.ErrCodeBadParams, nil
+		}
+		data = append(data, b...)
+	}
+	data = data[:r.Length]
+	if len(data) > 0 && data[len(data)-1] == 0 {
+		data = data[:len(data)-1]
+	}
+	s.blocks = nil
+	s.print(fmt.Sprintf("[%s] %s", [...]string{"PDF417", "DATAMATRIX", "AZTEC", "QR"}[r.Type], data))
+	s.printed()
+	return 0, []byte{op}
+}
+
+// printCopy is 8Ch: a copy of the last document.
+func (s *Sim) printCopy(op byte) (byte, []byte) {
+	if c := s.printable(); c != 0 {
+		return c, nil
+	}
+	if s.st.Receipt != nil {
+		return shtrih.ErrCodeReceiptOpen, nil
+	}
+	doc := s.st.Docs[len(s.st.Docs)-1]
+	lines := []string{center("КОПИЯ"), kv("ДОКУМЕНТ", fmt.Sprint(doc.Type))}
+	if doc.Total != 0 {
+		lines = append(lines, kv("ИТОГ", "="+money(doc.Total)))
+	}
+	s.print(append(lines, s.footer(doc)...)...)
+	s.printed()
+	return 0, []byte{op}
 }

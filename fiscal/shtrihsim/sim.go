@@ -93,6 +93,9 @@ type Options struct {
 	// Unregistered: the FN is ready for fiscalization but not registered (phase
 	// 1): FF09h fails and there is no registration number.
 	Unregistered bool
+	// FNWarnings is FF01h's warning byte (bit 0 replace urgently, 1 replace
+	// soon, 2 memory 99 % full, 3 OFD timeout, 7 critical).
+	FNWarnings byte
 }
 
 // Item is a receipt line as the FN recorded it.
@@ -172,6 +175,7 @@ type Sim struct {
 	rnd       *rand.Rand
 	commands  int
 	saved     []byte // the state as last written to StatePath
+	blocks    map[byte][]byte // DDh data blocks (device RAM: lost on restart)
 }
 
 // New creates a simulator, loading StatePath when it exists.
