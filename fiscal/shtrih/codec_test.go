@@ -233,7 +233,7 @@ func FuzzDecoders(f *testing.F) {
 	f.Add([]byte{0xD0, 0x07}) // table 6 field 1: 20.00 %
 	f.Add([]byte{0x1A, 0x0C, 0x01, 0x17, 0x3B})
 	f.Add(EncodeCorrection(30, CorrectionV2{Type: 1, Sign: 1, Total: 12345, Payments: [5]int64{12345}, Taxes: [6]int64{2058}, TaxSystem: 1}))
-	f.Add(unhex(f, "07 00 2A 00 00 00 0E C1 17 E4"))                                  // correction reply: receipt 7, FD 42, FP
+	f.Add(unhex(f, "07 00 2A 00 00 00 0E C1 17 E4"))                                   // correction reply: receipt 7, FD 42, FP
 	f.Add(CorrectionBase(time.Date(2025, 12, 20, 0, 0, 0, 0, time.UTC), "ПР-77/2026")) // STLV 1174
 	f.Add(EncodePrint2D(30, Print2D{Type: 3, Length: 70, Params: [5]byte{0, 0, 4, 0, 1}, Align: 1}))
 	f.Add(EncodeLoadData(30, 1, []byte("t=20260101T1230&s=123.45")))

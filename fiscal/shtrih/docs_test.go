@@ -187,4 +187,3 @@ func TestRecoverRegisterAnyTime(t *testing.T) {
 		t.Fatalf("submode %d after recovery", s.Submode)
 	}
 }
-

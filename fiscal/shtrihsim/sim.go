@@ -174,7 +174,7 @@ type Sim struct {
 	fired     []string
 	rnd       *rand.Rand
 	commands  int
-	saved     []byte // the state as last written to StatePath
+	saved     []byte          // the state as last written to StatePath
 	blocks    map[byte][]byte // DDh data blocks (device RAM: lost on restart)
 }
 
