@@ -530,12 +530,44 @@ func (d *Driver) closeShift(ctx context.Context) error {
 	return d.doToMode(ctx, CmdZReport, ModeShiftClosed)
 }
 
-// XReport prints the X report (no fiscal effect).
+// XReport prints the X report. It is no FN document and has no fiscal effect,
+// so it is not journaled; a lost reply is settled like a cash slip's, by the
+// device's through document number (11h), so the caller learns whether it
+// printed; only a crash between can leave that unknown, and a second X report
+// is harmless.
 func (d *Driver) XReport(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	_, err := d.do(ctx, CmdXReport, d.pw(), d.opt.Timeouts.Long)
-	return err
+	if _, err := d.readyToPrint(ctx); err != nil {
+		return err
+	}
+	before, err := d.fullStatus(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = d.do(ctx, CmdXReport, d.pw(), d.opt.Timeouts.Long)
+	return d.settleByCounter(ctx, CmdXReport, before.DocNumber, err)
+}
+
+// settleByCounter turns an unknown outcome of a device-document command (cash
+// slip, X report) into a known one from the through document number: advanced
+// ⇒ done (nil), not ⇒ a retryable error saying it did not print.
+func (d *Driver) settleByCounter(ctx context.Context, cmd uint16, before int, err error) error {
+	if fiscal.CodeOf(err) != fiscal.CodeOutcomeUnknown {
+		return err
+	}
+	if _, serr := d.settleDevice(ctx); serr != nil {
+		return err
+	}
+	now, serr := d.fullStatus(ctx)
+	switch {
+	case serr != nil:
+		return err
+	case cashHappened(before, now.DocNumber):
+		d.log.Info("document printed though its reply was lost", "command", fmt.Sprintf("%#x", cmd), "doc_number", now.DocNumber)
+		return nil
+	}
+	return &fiscal.Error{Code: fiscal.CodeUnavailable, Command: cmd, Text: "the reply was lost and the document did not print; retry", Err: err}
 }
 
 // CancelOpenReceipt cancels a receipt open on the device, if any. Pending journal
@@ -591,21 +623,7 @@ func (d *Driver) cash(ctx context.Context, cmd uint16, amount int64) error {
 		return err
 	}
 	_, err = d.do(ctx, cmd, append(d.pw(), Money5(amount)...), d.opt.Timeouts.Long)
-	if fiscal.CodeOf(err) != fiscal.CodeOutcomeUnknown {
-		return err
-	}
-	if _, serr := d.settleDevice(ctx); serr != nil {
-		return err
-	}
-	now, serr := d.fullStatus(ctx)
-	switch {
-	case serr != nil:
-		return err
-	case cashHappened(before.DocNumber, now.DocNumber):
-		d.log.Info("cash operation printed though its reply was lost", "doc_number", now.DocNumber)
-		return nil
-	}
-	return &fiscal.Error{Code: fiscal.CodeUnavailable, Command: cmd, Text: "the reply was lost and the slip did not print; retry", Err: err}
+	return d.settleByCounter(ctx, cmd, before.DocNumber, err)
 }
 
 // FindDocument reads a document from the FN archive by its number.

@@ -116,3 +116,22 @@ func correction(amount int64) fiscal.Correction {
 			Items:    []fiscal.Item{{Name: "Товар", Quantity: fiscal.QuantityOne, Price: amount, VAT: fiscal.VAT20}},
 			Payments: []fiscal.Payment{{Kind: fiscal.Cash, Amount: amount}}}}
 }
+
+// TestXReportLostReplySettled: the X report is no FN document, but it is a
+// device document: a reply lost with the power is settled by the 11h document
+// counter, so the caller learns it printed (once) rather than "unknown".
+func TestXReportLostReplySettled(t *testing.T) {
+	bothRigs(t, func(t *testing.T, r *rig) {
+		ctx := context.Background()
+		if err := r.drv.OpenShift(ctx); err != nil {
+			t.Fatal(err)
+		}
+		r.sim.Inject(shtrihsim.Fault{Kind: shtrihsim.PowerCutAfterClose, Command: shtrih.CmdXReport})
+		if err := r.drv.XReport(ctx); err != nil {
+			t.Fatalf("X report with the reply lost: %v", err)
+		}
+		if n := strings.Count(r.sim.Tape(), "X-ОТЧЕТ"); n != 1 {
+			t.Fatalf("%d X reports on the tape", n)
+		}
+	})
+}

@@ -314,6 +314,7 @@ func (s *Sim) commit(doc Document) Document {
 	doc.FP = s.fp(doc.FD, doc.Total, doc.Time)
 	doc.SentToOFD = s.opt.OFDOnline
 	s.st.Docs = append(s.st.Docs, doc)
+	s.st.DevDoc++ // every printed document takes the device's through number
 	return doc
 }
 
@@ -399,6 +400,7 @@ func (s *Sim) report(z bool) (byte, Document) {
 	lines := []string{kv("СМЕНА", fmt.Sprint(s.st.Shift)), kv("ЧЕКОВ ЗА СМЕНУ", fmt.Sprint(cnt)),
 		kv("ПРИХОД (НЕТТО)", money(sales)), kv("НАЛИЧНЫХ В КАССЕ", money(s.st.Cash))}
 	if !z {
+		s.st.DevDoc++
 		s.print(append([]string{center("X-ОТЧЕТ (без гашения)")}, append(lines, "")...)...)
 		s.printed()
 		return 0, Document{}
