@@ -34,6 +34,7 @@ const (
 	CmdFNStatus       uint16 = 0xFF01
 	CmdFNNumber       uint16 = 0xFF02
 	CmdFNExpiry       uint16 = 0xFF03
+	CmdFNVoidDocument uint16 = 0xFF08 // void the document begun in the FN (vendor OPOS driver: "FS: Void document")
 	CmdFNFiscalResult uint16 = 0xFF09
 	CmdFNFindDocument uint16 = 0xFF0A
 	CmdFNOpenShift    uint16 = 0xFF0B

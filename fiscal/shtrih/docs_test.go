@@ -186,4 +186,15 @@ func TestRecoverRegisterAnyTime(t *testing.T) {
 	if s := r.sim.Snapshot(); s.Submode != 0 {
 		t.Fatalf("submode %d after recovery", s.Submode)
 	}
+	// Other software began a shift close in the FN (FF42h) and went away: the
+	// FN takes no other document until it is voided.
+	if err := rawCommand(mustDial(t, r.addr), shtrih.CmdFNBeginClose, shtrih.Password(30)); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err = r.drv.RecoverRegister(ctx); err != nil || !strings.Contains(strings.Join(rep.Found, "; "), "voided") {
+		t.Fatalf("begun FN document: %+v, %v", rep, err)
+	}
+	if _, err := r.drv.CloseShiftAs(ctx, "z-after-void", cashier); err != nil {
+		t.Fatalf("Z after the void: %v", err)
+	}
 }

@@ -123,7 +123,7 @@ var mutating = map[uint16]bool{
 	CmdCancelReceipt: true, CmdOpenReceipt: true, CmdContinuePrint: true, CmdOpenShift: true,
 	CmdFNSendTLV: true, CmdFNCloseReceipt: true, CmdFNOperation: true, CmdFNOperationTLV: true,
 	CmdFNBeginOpen: true, CmdFNBeginClose: true, CmdFNBeginCorrection: true, CmdFNCorrection: true,
-	CmdPrintCopy: true, CmdLoadData: true, CmdPrint2D: true,
+	CmdPrintCopy: true, CmdLoadData: true, CmdPrint2D: true, CmdFNVoidDocument: true,
 }
 
 func linkError(cmd uint16, err error) error {

@@ -127,7 +127,26 @@ func (d *Driver) settleDevice(ctx context.Context) ([]byte, error) {
 			return held, err
 		}
 	}
+	if _, err := d.voidBegun(ctx); err != nil {
+		return held, err
+	}
 	return held, nil
+}
+
+// voidBegun voids a document begun in the FN and never completed (a shift open
+// or close begun with FF41h/FF42h, a correction begun with FF35h, when the
+// agent died before the completing command): the FN takes no new document
+// until it is gone. It never reached the FN's archive, so nothing is lost.
+func (d *Driver) voidBegun(ctx context.Context) (bool, error) {
+	fn, err := d.fnStatus(ctx)
+	if err != nil || fn.Document == 0 {
+		return false, err
+	}
+	d.log.Warn("voiding a document begun in the FN and never completed", "fn_document", fn.Document)
+	if _, err := d.do(ctx, CmdFNVoidDocument, d.pw(), d.opt.Timeouts.Reply); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 // resolveFN settles an op that makes an FN document: the documents after

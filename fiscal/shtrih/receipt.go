@@ -492,6 +492,11 @@ func (d *Driver) RecoverRegister(ctx context.Context) (fiscal.RecoveryReport, er
 		rep.CancelledOpen = true
 		rep.Found = append(rep.Found, "a receipt left open by other software was cancelled")
 	}
+	if voided, err := d.voidBegun(ctx); err != nil {
+		return rep, err
+	} else if voided {
+		rep.Found = append(rep.Found, "a document begun in the FN and never completed was voided")
+	}
 	if len(rep.Found) == 0 {
 		rep.Found = append(rep.Found, "nothing to recover")
 	}

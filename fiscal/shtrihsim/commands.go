@@ -66,7 +66,7 @@ func (s *Sim) run(cmd uint16, p []byte) (byte, []byte) {
 		if s.opt.Unregistered {
 			phase = 1 // ready for fiscalization
 		}
-		d := []byte{phase, 0, 0, b2b(s.st.ShiftOpen), s.opt.FNWarnings}
+		d := []byte{phase, s.fnDocument(), 0, b2b(s.st.ShiftOpen), s.opt.FNWarnings}
 		d = shtrih.PutFNTime(d, s.now())
 		d = append(d, pad(s.opt.FNNumber, 16)...)
 		return 0, binary.LittleEndian.AppendUint32(d, s.lastFD())
@@ -148,13 +148,13 @@ func (s *Sim) run(cmd uint16, p []byte) (byte, []byte) {
 		code, doc := s.report(true)
 		return code, shiftReply(doc)
 	case shtrih.CmdFNBeginOpen:
-		if s.st.ShiftOpen {
+		if s.st.ShiftOpen || s.fnDocumentBegun() {
 			return shtrih.FNErrState, nil
 		}
 		s.st.ShiftBegin = &shiftBegin{}
 		return 0, nil
 	case shtrih.CmdFNBeginClose:
-		if !s.st.ShiftOpen || s.st.Receipt != nil {
+		if !s.st.ShiftOpen || s.st.Receipt != nil || s.fnDocumentBegun() {
 			return shtrih.FNErrState, nil
 		}
 		s.st.ShiftBegin = &shiftBegin{Close: true}
@@ -181,13 +181,20 @@ func (s *Sim) run(cmd uint16, p []byte) (byte, []byte) {
 	case shtrih.CmdFNCloseReceipt:
 		return s.closeReceipt(p)
 	case shtrih.CmdFNBeginCorrection:
-		if c := s.shiftReady(); c != 0 {
+		if c := s.shiftReady(); c != 0 || s.fnDocumentBegun() {
 			return shtrih.FNErrState, nil
 		}
 		s.st.Correction = &openReceipt{}
 		return 0, nil
 	case shtrih.CmdFNCorrection:
 		return s.correction(p)
+	case shtrih.CmdFNVoidDocument:
+		if !s.fnDocumentBegun() {
+			return shtrih.FNErrState, nil
+		}
+		s.st.ShiftBegin, s.st.Correction = nil, nil
+		s.print("    ДОКУМЕНТ ФН ОТМЕНЕН", "")
+		return 0, nil
 	case shtrih.CmdLoadData:
 		_, typ, n, block, err := shtrih.DecodeLoadData(append(make([]byte, 4), p...))
 		if err != nil || typ != 0 || n > 127 {
@@ -924,4 +931,23 @@ func (s *Sim) printCopy(op byte) (byte, []byte) {
 	s.print(append(lines, s.footer(doc)...)...)
 	s.printed()
 	return 0, []byte{op}
+}
+
+// fnDocumentBegun: the FN has a document begun (FF41h, FF42h, FF35h) and not
+// completed; it takes no other begin until the document is completed or voided.
+func (s *Sim) fnDocumentBegun() bool { return s.st.ShiftBegin != nil || s.st.Correction != nil }
+
+// fnDocument is FF01h's "current document" byte for a begun FN document: 02h
+// shift open, 08h shift close, 14h correction receipt (04h receipt, as the FN
+// protocol numbers them); 0 when none.
+func (s *Sim) fnDocument() byte {
+	switch {
+	case s.st.ShiftBegin != nil && !s.st.ShiftBegin.Close:
+		return 0x02
+	case s.st.ShiftBegin != nil:
+		return 0x08
+	case s.st.Correction != nil:
+		return 0x14
+	}
+	return 0
 }
