@@ -563,7 +563,7 @@ func (d *Driver) settleByCounter(ctx context.Context, cmd uint16, before int, er
 	switch {
 	case serr != nil:
 		return err
-	case cashHappened(before, now.DocNumber):
+	case docAdvanced(before, now.DocNumber):
 		d.log.Info("document printed though its reply was lost", "command", fmt.Sprintf("%#x", cmd), "doc_number", now.DocNumber)
 		return nil
 	}

@@ -389,10 +389,11 @@ func (d *Driver) fullStatus(ctx context.Context) (FullStatus, error) {
 	return query(ctx, d, CmdStatus, d.pw(), DecodeFullStatus)
 }
 
-// cashHappened says from the document number before a cash command and now
-// whether the command made its slip. Nothing else runs between (the driver's
-// lock; pending ops are settled before any new one), so any advance is it.
-func cashHappened(before, now int) bool { return uint16(now-before) != 0 }
+// docAdvanced says from the device's through document number (16 bits, it
+// wraps) before a command and now whether the command printed its document.
+// Nothing else of ours runs between (the driver's lock; pending ops are settled
+// before any new one), so any advance is it.
+func docAdvanced(before, now int) bool { return uint16(now-before) != 0 }
 
 // resolveCash settles a cash in/out: a held reply is read by ENQ, then the
 // device's document number is compared with the one before the command.
@@ -404,7 +405,7 @@ func (d *Driver) resolveCash(ctx context.Context, op fiscal.Pending) (fiscal.Doc
 	if err != nil {
 		return fiscal.Document{}, false, err
 	}
-	if !cashHappened(op.DocNumber, s.DocNumber) {
+	if !docAdvanced(op.DocNumber, s.DocNumber) {
 		if err := d.opt.Journal.Abort(ctx, op.ID); err != nil {
 			return fiscal.Document{}, false, &fiscal.Error{Code: fiscal.CodeJournal, Err: err}
 		}
