@@ -149,6 +149,21 @@ type Receipt struct {
 	TaxSystem TaxSystem
 	Buyer     string // phone (+7…) or e-mail, tag 1008; optional
 	Cashier   string // tag 1021; optional
+	// CashierINN is tag 1203, the cashier's own INN (12 digits); optional.
+	CashierINN string
+}
+
+// Change is what the buyer gets back: the payments over the total. Validate
+// allows it only from cash.
+func (r Receipt) Change() int64 {
+	var paid int64
+	for _, p := range r.Payments {
+		paid += p.Amount
+	}
+	if c := paid - r.Total(); c > 0 {
+		return c
+	}
+	return 0
 }
 
 // Total is the sum of the item sums in kopecks.
@@ -259,16 +274,16 @@ func (r Receipt) Validate(l Limits) error {
 	}
 	var paid, cash int64
 	seen := map[PaymentKind]bool{}
-	for _, p := range r.Payments {
+	for i, p := range r.Payments {
 		if p.Kind < 1 || p.Kind > 16 {
-			return badField("payments", "unknown payment kind %d", p.Kind)
+			return badField(fmt.Sprintf("payments[%d].kind", i), "unknown payment kind %d", p.Kind)
 		}
 		if seen[p.Kind] {
-			return badField("payments", "payment kind %d given twice", p.Kind)
+			return badField(fmt.Sprintf("payments[%d].kind", i), "payment kind %d given twice", p.Kind)
 		}
 		seen[p.Kind] = true
 		if p.Amount < 0 || p.Amount > l.MaxAmount {
-			return badField("payments", "payment %d out of range", p.Amount)
+			return badField(fmt.Sprintf("payments[%d].amount", i), "payment %d out of range", p.Amount)
 		}
 		paid += p.Amount
 		if p.Kind == Cash {
@@ -295,6 +310,18 @@ func (r Receipt) Validate(l Limits) error {
 	}
 	if n := utf8.RuneCountInString(r.Cashier); n > l.MaxCashierLen {
 		return badField("cashier", "cashier name too long")
+	}
+	return CheckPersonINN("cashier_inn", r.CashierINN)
+}
+
+// CheckPersonINN refuses an INN of a natural person (tag 1203) that is not 12
+// digits; empty is allowed (the tag is optional).
+func CheckPersonINN(field, inn string) error {
+	if inn == "" {
+		return nil
+	}
+	if len(inn) != 12 || strings.Trim(inn, "0123456789") != "" {
+		return badField(field, "a person's INN is 12 digits")
 	}
 	return nil
 }
@@ -389,14 +416,27 @@ type Document struct {
 	Time          time.Time   `json:"time"`           // the FN's date-time of the document (minute precision)
 	Total         int64       `json:"total"`          // kopecks
 	Type          ReceiptType `json:"type"`
-	Recovered     bool        `json:"recovered,omitempty"` // learned from the FN after a lost reply
+	Kind          OpKind      `json:"kind,omitempty"`       // what made it; "" for a receipt
+	DocNumber     int         `json:"doc_number,omitempty"` // cash in/out: the device's document number (not an FN document)
+	Change        int64       `json:"change,omitempty"`     // kopecks handed back from cash (FF45h's reply)
+	QR            string      `json:"qr,omitempty"`         // the receipt's QR code text (QRString)
+	Recovered     bool        `json:"recovered,omitempty"`  // learned from the FN after a lost reply
+}
+
+// QRString is the text of a receipt's QR code in the FNS format:
+// t=YYYYMMDDTHHMM&s=RUB.KK&fn=FN&i=FD&fp=FP&n=type, the time as the register's
+// wall clock (doc.Time's own zone), n the calculation sign (tag 1054).
+func QRString(doc Document, r ReceiptType) string {
+	return fmt.Sprintf("t=%s&s=%d.%02d&fn=%s&i=%d&fp=%d&n=%d", doc.Time.Format("20060102T1504"),
+		doc.Total/100, doc.Total%100, doc.FNNumber, doc.FD, doc.FP, int(r))
 }
 
 // FoundDocument is a document read back from the FN archive by number.
 type FoundDocument struct {
 	FD        uint32
 	FP        uint32
-	Kind      int // FN document type: 1 registration, 2 shift open, 3 receipt, 5 shift close, …
+	Kind      int // FN document type: 1 registration, 2 shift open, 3 receipt, 5 shift close, 31 correction, …
+	Shift     int // shift open / close reports: the shift number
 	Time      time.Time
 	Operation ReceiptType // receipts only
 	Total     int64       // receipts only
@@ -462,6 +502,28 @@ type Register interface {
 	// Recover resolves what a crash left behind: pending journal entries and a
 	// receipt left open on the device. Call it at start-up.
 	Recover(ctx context.Context) (RecoveryReport, error)
+	// RecoverRegister is Recover usable at any time: it also reports the mode
+	// found, paper out, and what it did in words.
+	RecoverRegister(ctx context.Context) (RecoveryReport, error)
+
+	// The operations below are exactly-once for a caller-given id, as
+	// PrintReceipt: a repeat with the same id returns the same document, and
+	// an id names one operation whatever its kind.
+	OpenShiftAs(ctx context.Context, id string, c Cashier) (Document, error)
+	CloseShiftAs(ctx context.Context, id string, c Cashier) (Document, error)
+	CashInOnce(ctx context.Context, id string, amount int64) (Document, error)
+	CashOutOnce(ctx context.Context, id string, amount int64) (Document, error)
+	PrintCorrection(ctx context.Context, id string, c Correction) (Document, error)
+
+	// LastDocument reads the FN's last document.
+	LastDocument(ctx context.Context) (FoundDocument, error)
+	// PrintLastCopy prints a copy of the last document (no fiscal effect).
+	PrintLastCopy(ctx context.Context) error
+	// PrintQR prints a QR code of text on the receipt tape (non-fiscal).
+	PrintQR(ctx context.Context, text string) error
+	// Info reads everything about the register for diagnostics and the POS.
+	Info(ctx context.Context) (Info, error)
+
 	Close() error
 }
 
@@ -471,4 +533,11 @@ type RecoveryReport struct {
 	NotPrinted     []string // ids proved not printed (journal entry dropped; print again with the same id)
 	CancelledOpen  bool     // a receipt open on the device was cancelled
 	ContinuedPrint bool     // printing was continued after paper out (B0h)
+	// Mode and Submode are the device's as found, before anything was done.
+	Mode    int `json:"mode"`
+	Submode int `json:"submode"`
+	// PaperOut: no paper now; printing continues (B0h) once it is loaded.
+	PaperOut bool `json:"paper_out,omitempty"`
+	// Found says in words what was found and done, for the operator.
+	Found []string `json:"found,omitempty"`
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 	"unicode"
 
 	"kassa-agent/fiscal"
@@ -131,4 +132,75 @@ func FuzzValidateText(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestValidatePaymentFields: every payment-split failure names the payment at
+// fault, so the POS can point at it.
+func TestValidatePaymentFields(t *testing.T) {
+	for name, c := range map[string]struct {
+		mod   func(*fiscal.Receipt)
+		field string
+	}{
+		"unknown kind":       {func(r *fiscal.Receipt) { r.Payments = []fiscal.Payment{{Kind: 17, Amount: 7000}} }, "payments[0].kind"},
+		"duplicate kind":     {func(r *fiscal.Receipt) { r.Payments = append(r.Payments, fiscal.Payment{Kind: fiscal.Cash, Amount: 1}) }, "payments[1].kind"},
+		"negative amount":    {func(r *fiscal.Receipt) { r.Payments = []fiscal.Payment{{Kind: fiscal.Cash, Amount: -1}} }, "payments[0].amount"},
+		"less than total":    {func(r *fiscal.Receipt) { r.Payments = []fiscal.Payment{{Kind: fiscal.Cash, Amount: 6898}} }, "payments"},
+		"change w/o cash":    {func(r *fiscal.Receipt) { r.Payments = []fiscal.Payment{{Kind: fiscal.Prepayment, Amount: 7000}} }, "payments"},
+		"cashier INN short":  {func(r *fiscal.Receipt) { r.CashierINN = "12345" }, "cashier_inn"},
+		"cashier INN letter": {func(r *fiscal.Receipt) { r.CashierINN = "77012345678X" }, "cashier_inn"},
+	} {
+		r := good()
+		c.mod(&r)
+		err := r.Validate(fiscal.DefaultLimits)
+		var fe *fiscal.Error
+		if !errors.As(err, &fe) || fe.Field != c.field {
+			t.Errorf("%s: %v (field %q), want field %q", name, err, fieldOf(fe), c.field)
+		}
+	}
+	// Every kind of split that is right passes.
+	r := good() // total 68.99
+	for _, ps := range [][]fiscal.Payment{
+		{{Kind: fiscal.Cash, Amount: 10000}},
+		{{Kind: fiscal.Cash, Amount: 5000}, {Kind: fiscal.Electronic, Amount: 1899}},
+		{{Kind: fiscal.Cash, Amount: 5000}, {Kind: fiscal.Electronic, Amount: 1899}, {Kind: fiscal.Prepayment, Amount: 1}},
+		{{Kind: fiscal.Prepayment, Amount: 3000}, {Kind: fiscal.Credit, Amount: 3000}, {Kind: fiscal.Consideration, Amount: 899}},
+		{{Kind: fiscal.Cash, Amount: 100000}, {Kind: fiscal.Credit, Amount: 6899}},
+	} {
+		r.Payments, r.CashierINN = ps, "770123456789"
+		if err := r.Validate(fiscal.DefaultLimits); err != nil {
+			t.Errorf("%+v: %v", ps, err)
+		}
+	}
+	if c := (fiscal.Receipt{Items: good().Items, Payments: []fiscal.Payment{{Kind: fiscal.Cash, Amount: 10000}, {Kind: fiscal.Electronic, Amount: 1000}}}).Change(); c != 10000+1000-6899 {
+		t.Errorf("Change = %d", c)
+	}
+}
+
+func fieldOf(fe *fiscal.Error) string {
+	if fe == nil {
+		return ""
+	}
+	return fe.Field
+}
+
+func TestQRString(t *testing.T) {
+	msk := time.FixedZone("MSK", 3*3600)
+	for _, c := range []struct {
+		doc  fiscal.Document
+		typ  fiscal.ReceiptType
+		want string
+	}{
+		{fiscal.Document{FD: 12, FP: 3826176301, FNNumber: "9999078902012345", Time: time.Date(2026, 1, 1, 12, 30, 59, 0, msk), Total: 12345},
+			fiscal.Sale, "t=20260101T1230&s=123.45&fn=9999078902012345&i=12&fp=3826176301&n=1"},
+		{fiscal.Document{FD: 7, FP: 42, FNNumber: "7380440700076549", Time: time.Date(2026, 11, 30, 9, 5, 0, 0, msk), Total: 5},
+			fiscal.SaleReturn, "t=20261130T0905&s=0.05&fn=7380440700076549&i=7&fp=42&n=2"},
+		{fiscal.Document{FD: 1000000, FP: 1, FNNumber: "1", Time: time.Date(2026, 3, 8, 23, 59, 0, 0, msk), Total: 100},
+			fiscal.Purchase, "t=20260308T2359&s=1.00&fn=1&i=1000000&fp=1&n=3"},
+		{fiscal.Document{FD: 3, FP: 9, FNNumber: "2", Time: time.Date(2026, 3, 8, 0, 0, 0, 0, msk), Total: 1234567890},
+			fiscal.PurchaseReturn, "t=20260308T0000&s=12345678.90&fn=2&i=3&fp=9&n=4"},
+	} {
+		if got := fiscal.QRString(c.doc, c.typ); got != c.want {
+			t.Errorf("QRString = %q, want %q", got, c.want)
+		}
+	}
 }

@@ -40,6 +40,17 @@ type Pending struct {
 	LastFD  uint32    `json:"last_fd"` // the FN's last FD number before the document
 	FN      string    `json:"fn"`      // FN number the op started on
 	Started time.Time `json:"started"`
+	// Kind is what the op does; receipts have none (OpReceipt).
+	Kind OpKind `json:"kind,omitempty"`
+	// Cashier of a shift open or close.
+	Cashier *Cashier `json:"cashier,omitempty"`
+	// Amount of a cash in/out (kopecks).
+	Amount int64 `json:"amount,omitempty"`
+	// DocNumber is the device's through document number (11h) before a cash
+	// in/out: cash documents are not in the FN, this counter says whether one printed.
+	DocNumber int `json:"doc_number,omitempty"`
+	// Correction of a correction receipt.
+	Correction *Correction `json:"correction,omitempty"`
 }
 
 // Entry is a journal record.

@@ -25,12 +25,16 @@ const (
 	CmdCloseReceipt   uint16 = 0x85
 	CmdCancelReceipt  uint16 = 0x88
 	CmdOpenReceipt    uint16 = 0x8D
+	CmdPrintCopy      uint16 = 0x8C // repeat (print a copy of) the last document
 	CmdContinuePrint  uint16 = 0xB0
+	CmdLoadData       uint16 = 0xDD // load a data block (for 2D barcodes)
+	CmdPrint2D        uint16 = 0xDE // print a 2D barcode from loaded blocks
 	CmdOpenShift      uint16 = 0xE0
 	CmdDeviceType     uint16 = 0xFC
 	CmdFNStatus       uint16 = 0xFF01
 	CmdFNNumber       uint16 = 0xFF02
 	CmdFNExpiry       uint16 = 0xFF03
+	CmdFNVoidDocument uint16 = 0xFF08 // void the document begun in the FN (vendor OPOS driver: "FS: Void document")
 	CmdFNFiscalResult uint16 = 0xFF09
 	CmdFNFindDocument uint16 = 0xFF0A
 	CmdFNOpenShift    uint16 = 0xFF0B
@@ -210,6 +214,7 @@ type FullStatus struct {
 	Serial    string
 	LastShift int
 	INN       string
+	Clock     time.Time // the device's date-time, a wall clock in UTC (as FNTime)
 }
 
 // DecodeFullStatus decodes an 11h reply's data.
@@ -227,7 +232,20 @@ func DecodeFullStatus(d []byte) (FullStatus, error) {
 		Serial:    fmt.Sprintf("%d", binary.LittleEndian.Uint32(d[30:34])),
 		LastShift: int(binary.LittleEndian.Uint16(d[34:36])),
 		INN:       fmt.Sprintf("%d", getUint(d[40:46])),
+		Clock:     deviceClock(d[23:29]),
 	}, nil
+}
+
+// deviceClock reads DD MM YY hh mm ss; zero when not a valid date-time.
+func deviceClock(b []byte) time.Time {
+	if b[1] < 1 || b[1] > 12 || b[0] < 1 || b[0] > 31 || b[3] > 23 || b[4] > 59 || b[5] > 59 {
+		return time.Time{}
+	}
+	t := time.Date(2000+int(b[2]), time.Month(b[1]), int(b[0]), int(b[3]), int(b[4]), int(b[5]), 0, time.UTC)
+	if t.Day() != int(b[0]) {
+		return time.Time{}
+	}
+	return t
 }
 
 // DeviceType is the FCh reply.
@@ -311,6 +329,7 @@ type FoundDocument struct {
 	FP        uint32
 	Operation byte  // receipts: 1 sale, 2 sale return, 3 purchase, 4 purchase return
 	Total     int64 // receipts
+	Shift     int   // shift open / close reports
 	Raw       []byte
 }
 
@@ -325,9 +344,12 @@ func DecodeFoundDocument(d []byte) (FoundDocument, error) {
 		f.FD = binary.LittleEndian.Uint32(r[5:9])
 		f.FP = binary.LittleEndian.Uint32(r[9:13])
 	}
-	if (f.Type == 3 || f.Type == 4) && len(r) >= 19 {
+	switch {
+	case (f.Type == 3 || f.Type == 4 || f.Type == 31 || f.Type == 41) && len(r) >= 19: // receipts, correction receipts
 		f.Operation = r[13]
 		f.Total = int64(getUint(r[14:19]))
+	case (f.Type == 2 || f.Type == 5) && len(r) >= 15: // shift open / close: shift number
+		f.Shift = int(binary.LittleEndian.Uint16(r[13:15]))
 	}
 	return f, nil
 }

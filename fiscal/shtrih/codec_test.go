@@ -232,6 +232,11 @@ func FuzzDecoders(f *testing.F) {
 	f.Add(make([]byte, 60))
 	f.Add([]byte{0xD0, 0x07}) // table 6 field 1: 20.00 %
 	f.Add([]byte{0x1A, 0x0C, 0x01, 0x17, 0x3B})
+	f.Add(EncodeCorrection(30, CorrectionV2{Type: 1, Sign: 1, Total: 12345, Payments: [5]int64{12345}, Taxes: [6]int64{2058}, TaxSystem: 1}))
+	f.Add(unhex(f, "07 00 2A 00 00 00 0E C1 17 E4"))                                   // correction reply: receipt 7, FD 42, FP
+	f.Add(CorrectionBase(time.Date(2025, 12, 20, 0, 0, 0, 0, time.UTC), "ПР-77/2026")) // STLV 1174
+	f.Add(EncodePrint2D(30, Print2D{Type: 3, Length: 70, Params: [5]byte{0, 0, 4, 0, 1}, Align: 1}))
+	f.Add(EncodeLoadData(30, 1, []byte("t=20260101T1230&s=123.45")))
 	f.Fuzz(func(t *testing.T, d []byte) {
 		_, _ = DecodeShortStatus(d)
 		_, _ = DecodeFullStatus(d)
@@ -253,7 +258,52 @@ func FuzzDecoders(f *testing.F) {
 		_, _, _ = DecodeOperation(d)
 		_, _, _ = DecodeClose(d)
 		_, _, _, _ = SplitReply(d)
+		if _, c, err := DecodeCorrection(d); err == nil {
+			if _, c2, err := DecodeCorrection(EncodeCorrection(0, c)); err != nil || c2 != c {
+				t.Fatalf("correction round trip %+v → %+v, %v", c, c2, err)
+			}
+		}
+		_, _ = DecodeCorrectionResult(d)
+		if date, number, err := DecodeCorrectionBase(d); err == nil && date.IsZero() {
+			t.Fatalf("STLV 1174 %x decoded without a date (%q)", d, number)
+		}
+		if _, p, err := DecodePrint2D(d); err == nil {
+			if _, p2, err := DecodePrint2D(EncodePrint2D(0, p)); err != nil || p2 != p {
+				t.Fatalf("2D round trip %+v → %+v, %v", p, p2, err)
+			}
+		}
+		if _, _, _, b, err := DecodeLoadData(d); err == nil && len(b) > BlockSize2D {
+			t.Fatalf("a %d-byte block accepted", len(b))
+		}
+		if len(d) > 0 {
+			_ = DecodeFNWarnings(d[0])
+		}
 		_ = DecodeWin1251(d)
 		_ = DecodeCP866(d)
 	})
+}
+
+// TestCorrectionCodec: FF4Ah's 67 bytes of params in the vendor's order, its
+// reply, and the STLV 1174 with 1178 as unixtime of the day and 1179 in CP866.
+func TestCorrectionCodec(t *testing.T) {
+	c := CorrectionV2{Type: 1, Sign: 3, Total: 0x0102030405, Payments: [5]int64{1, 2, 3, 4, 5}, Taxes: [6]int64{6, 7, 8, 9, 10, 11}, TaxSystem: 2}
+	b := EncodeCorrection(30, c)
+	if len(b) != 67 || b[4] != 1 || b[5] != 3 || b[6] != 0x05 || b[10] != 0x01 || b[11] != 1 || b[16] != 2 || b[36] != 6 || b[66] != 2 {
+		t.Fatalf("FF4A params % x", b)
+	}
+	if _, c2, err := DecodeCorrection(b); err != nil || c2 != c {
+		t.Fatalf("decode %+v %v", c2, err)
+	}
+	r, err := DecodeCorrectionResult(unhex(t, "07 00 2A 00 00 00 0E C1 17 E4"))
+	if err != nil || r.Number != 7 || r.FD != 42 || r.FP != 0xE417C10E {
+		t.Fatalf("reply %+v %v", r, err)
+	}
+	base := CorrectionBase(time.Date(2025, 12, 20, 15, 4, 0, 0, time.FixedZone("MSK", 3*3600)), "№5")
+	// 1178 (0x049A) len 4: 2025-12-20 00:00 UTC = 1766188800 = 0x6945E700; 1179 (0x049B) len 2: CP866 "№5".
+	if want := unhex(t, "9A 04 04 00 00 E7 45 69 9B 04 02 00 FC 35"); string(base) != string(want) {
+		t.Fatalf("STLV 1174 % x, want % x", base, want)
+	}
+	if d, n, err := DecodeCorrectionBase(base); err != nil || d.Format(time.DateOnly) != "2025-12-20" || n != "№5" {
+		t.Fatalf("decode base %s %q %v", d, n, err)
+	}
 }

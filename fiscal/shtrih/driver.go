@@ -34,6 +34,10 @@ type Options struct {
 	// VATRows overrides the table-6 row sent for a rate (e.g. when a register's
 	// table 6 holds 5 % in another row than DefaultVATRows says).
 	VATRows map[fiscal.VATRate]byte
+	// FFD is the FFD version the register is registered for, reported by Info
+	// as configured ("" = "1.2"): the protocol commands checked for this driver
+	// do not read it.
+	FFD string
 }
 
 // Driver is a fiscal.Register speaking the Shtrih-M protocol over a Port.
@@ -118,6 +122,8 @@ var mutating = map[uint16]bool{
 	CmdPrintLine: true, CmdCut: true, CmdXReport: true, CmdZReport: true, CmdCashIn: true, CmdCashOut: true,
 	CmdCancelReceipt: true, CmdOpenReceipt: true, CmdContinuePrint: true, CmdOpenShift: true,
 	CmdFNSendTLV: true, CmdFNCloseReceipt: true, CmdFNOperation: true, CmdFNOperationTLV: true,
+	CmdFNBeginOpen: true, CmdFNBeginClose: true, CmdFNBeginCorrection: true, CmdFNCorrection: true,
+	CmdPrintCopy: true, CmdLoadData: true, CmdPrint2D: true, CmdFNVoidDocument: true,
 }
 
 func linkError(cmd uint16, err error) error {
@@ -524,12 +530,44 @@ func (d *Driver) closeShift(ctx context.Context) error {
 	return d.doToMode(ctx, CmdZReport, ModeShiftClosed)
 }
 
-// XReport prints the X report (no fiscal effect).
+// XReport prints the X report. It is no FN document and has no fiscal effect,
+// so it is not journaled; a lost reply is settled like a cash slip's, by the
+// device's through document number (11h), so the caller learns whether it
+// printed; only a crash between can leave that unknown, and a second X report
+// is harmless.
 func (d *Driver) XReport(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	_, err := d.do(ctx, CmdXReport, d.pw(), d.opt.Timeouts.Long)
-	return err
+	if _, err := d.readyToPrint(ctx); err != nil {
+		return err
+	}
+	before, err := d.fullStatus(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = d.do(ctx, CmdXReport, d.pw(), d.opt.Timeouts.Long)
+	return d.settleByCounter(ctx, CmdXReport, before.DocNumber, err)
+}
+
+// settleByCounter turns an unknown outcome of a device-document command (cash
+// slip, X report) into a known one from the through document number: advanced
+// ⇒ done (nil), not ⇒ a retryable error saying it did not print.
+func (d *Driver) settleByCounter(ctx context.Context, cmd uint16, before int, err error) error {
+	if fiscal.CodeOf(err) != fiscal.CodeOutcomeUnknown {
+		return err
+	}
+	if _, serr := d.settleDevice(ctx); serr != nil {
+		return err
+	}
+	now, serr := d.fullStatus(ctx)
+	switch {
+	case serr != nil:
+		return err
+	case docAdvanced(before, now.DocNumber):
+		d.log.Info("document printed though its reply was lost", "command", fmt.Sprintf("%#x", cmd), "doc_number", now.DocNumber)
+		return nil
+	}
+	return &fiscal.Error{Code: fiscal.CodeUnavailable, Command: cmd, Text: "the reply was lost and the document did not print; retry", Err: err}
 }
 
 // CancelOpenReceipt cancels a receipt open on the device, if any. Pending journal
@@ -556,8 +594,10 @@ func (d *Driver) cancelOpen(ctx context.Context) error {
 	return err
 }
 
-// CashIn and CashOut put cash into / take it out of the drawer (kopecks). They are
-// not fiscal documents in the FN; a lost reply is reported as register_outcome_unknown.
+// CashIn and CashOut put cash into / take it out of the drawer (kopecks). They
+// are device documents, not FN ones; a lost reply is settled from the device's
+// through document number (11h) read before and after. Without an id they are
+// not safe across a crash of the agent: CashInOnce / CashOutOnce are.
 func (d *Driver) CashIn(ctx context.Context, amount int64) error {
 	return d.cash(ctx, CmdCashIn, amount)
 }
@@ -567,8 +607,8 @@ func (d *Driver) CashOut(ctx context.Context, amount int64) error {
 }
 
 func (d *Driver) cash(ctx context.Context, cmd uint16, amount int64) error {
-	if amount <= 0 || amount > fiscal.DefaultLimits.MaxAmount {
-		return &fiscal.Error{Code: fiscal.CodeBadReceipt, Text: "cash amount out of range"}
+	if err := fiscal.CheckCash(amount, d.opt.Limits); err != nil {
+		return err
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -578,8 +618,12 @@ func (d *Driver) cash(ctx context.Context, cmd uint16, amount int64) error {
 	if _, err := d.prepare(ctx); err != nil {
 		return err
 	}
-	_, err := d.do(ctx, cmd, append(d.pw(), Money5(amount)...), d.opt.Timeouts.Long)
-	return err
+	before, err := d.fullStatus(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = d.do(ctx, cmd, append(d.pw(), Money5(amount)...), d.opt.Timeouts.Long)
+	return d.settleByCounter(ctx, cmd, before.DocNumber, err)
 }
 
 // FindDocument reads a document from the FN archive by its number.
@@ -590,8 +634,41 @@ func (d *Driver) FindDocument(ctx context.Context, fd uint32) (fiscal.FoundDocum
 	if err != nil {
 		return fiscal.FoundDocument{}, err
 	}
+	return d.found(f), nil
+}
+
+func (d *Driver) found(f FoundDocument) fiscal.FoundDocument {
 	return fiscal.FoundDocument{FD: f.FD, FP: f.FP, Kind: int(f.Type), Time: InZone(f.Time, d.opt.Location), Operation: fiscal.ReceiptType(f.Operation),
-		Total: f.Total, SentToOFD: f.SentToOFD}, nil
+		Total: f.Total, Shift: f.Shift, SentToOFD: f.SentToOFD}
+}
+
+// LastDocument reads the FN's last document (FF01h's last FD, then FF0Ah).
+func (d *Driver) LastDocument(ctx context.Context) (fiscal.FoundDocument, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	fn, err := d.fnStatus(ctx)
+	if err != nil {
+		return fiscal.FoundDocument{}, err
+	}
+	f, err := d.findDocument(ctx, fn.LastFD)
+	if err != nil {
+		return fiscal.FoundDocument{}, err
+	}
+	return d.found(f), nil
+}
+
+// PrintLastCopy prints a copy of the last document (8Ch). It is not a fiscal
+// document: a lost reply may at worst leave a second copy, so it is not
+// journaled. The protocol has no command that prints an arbitrary FD from the
+// FN archive (FindDocument reads one).
+func (d *Driver) PrintLastCopy(ctx context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, err := d.readyToPrint(ctx); err != nil {
+		return err
+	}
+	_, err := d.do(ctx, CmdPrintCopy, d.pw(), d.opt.Timeouts.Long)
+	return err
 }
 
 func (d *Driver) findDocument(ctx context.Context, fd uint32) (FoundDocument, error) {

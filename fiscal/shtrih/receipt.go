@@ -31,6 +31,8 @@ func (d *Driver) PrintReceipt(ctx context.Context, id string, r fiscal.Receipt) 
 
 	e, err := j.Get(ctx, id)
 	switch {
+	case err == nil && e.Op.Kind != fiscal.OpReceipt:
+		return fiscal.Document{}, fiscal.KindMismatch(id, e.Op.Kind, fiscal.OpReceipt)
 	case err == nil && e.Done:
 		return d.withIdentity(ctx, e.Doc)
 	case err == nil:
@@ -202,6 +204,9 @@ func (d *Driver) checkRows(ctx context.Context, r fiscal.Receipt, rows []byte) e
 // withIdentity completes a stored document that lacks РН or ФН (kept by an older
 // version) from the register, when it is of the FN now in the register.
 func (d *Driver) withIdentity(ctx context.Context, doc fiscal.Document) (fiscal.Document, error) {
+	if doc.QR == "" && doc.FNNumber != "" && doc.FD != 0 { // kept by a version without it
+		doc.QR = fiscal.QRString(doc, doc.Type)
+	}
 	if doc.RegNumber != "" && doc.FNNumber != "" {
 		return doc, nil
 	}
@@ -214,6 +219,7 @@ func (d *Driver) withIdentity(ctx context.Context, doc fiscal.Document) (fiscal.
 			Text: fmt.Sprintf("document %d of FN %s lacks the registration number and the register now has FN %s; complete it by hand", doc.FD, doc.FNNumber, id.FNNumber)}
 	}
 	doc.RegNumber, doc.FNNumber = id.RegNumber, id.FNNumber
+	doc.QR = fiscal.QRString(doc, doc.Type)
 	return doc, nil
 }
 
@@ -268,6 +274,11 @@ func (d *Driver) printBody(ctx context.Context, r fiscal.Receipt, in fiscal.Iden
 			return fiscal.Document{}, err
 		}
 	}
+	if r.CashierINN != "" {
+		if _, err := d.do(ctx, CmdFNSendTLV, append(d.pw(), TLV(TagCashierINN, CP866(r.CashierINN))...), d.opt.Timeouts.Reply); err != nil {
+			return fiscal.Document{}, err
+		}
+	}
 	for _, p := range r.Payments {
 		c.Payments[p.Kind-1] += p.Amount
 	}
@@ -285,7 +296,9 @@ func (d *Driver) printBody(ctx context.Context, r fiscal.Receipt, in fiscal.Iden
 	if t.IsZero() {
 		t = d.now()
 	}
-	return fiscal.Document{FD: cr.FD, FP: cr.FP, FNNumber: in.FNNumber, RegNumber: in.RegNumber, Time: t, Total: r.Total(), Type: r.Type}, nil
+	doc := fiscal.Document{FD: cr.FD, FP: cr.FP, FNNumber: in.FNNumber, RegNumber: in.RegNumber, Time: t, Total: r.Total(), Type: r.Type, Change: cr.Change}
+	doc.QR = fiscal.QRString(doc, r.Type)
+	return doc, nil
 }
 
 // resolvePending resolves every pending journal entry except skip.
@@ -314,12 +327,12 @@ func (d *Driver) resolvePending(ctx context.Context, rep *fiscal.RecoveryReport)
 	return nil
 }
 
-// resolve settles one pending op from the FN's own record: ENQ first (a held reply
+// resolveReceipt settles one pending receipt from the FN's own record: ENQ first (a held reply
 // to FF45h is used directly), a receipt still open is cancelled (it never reached the
 // FN), then the FN's last FD number is compared with op.LastFD and the new documents
 // are searched for a receipt of this type and total. Found ⇒ finished in the journal;
 // not found ⇒ aborted (proved not printed).
-func (d *Driver) resolve(ctx context.Context, op fiscal.Pending) (fiscal.Document, bool, error) {
+func (d *Driver) resolveReceipt(ctx context.Context, op fiscal.Pending) (fiscal.Document, bool, error) {
 	j := d.opt.Journal
 	log := d.log.With("payment_id", op.ID)
 	// A document found below is recorded with the register's identity: read it
@@ -376,7 +389,8 @@ func (d *Driver) resolve(ctx context.Context, op fiscal.Pending) (fiscal.Documen
 			fnNumber = in.FNNumber
 		}
 		doc := fiscal.Document{FD: f.FD, FP: f.FP, FNNumber: fnNumber, RegNumber: in.RegNumber, Time: InZone(f.Time, d.opt.Location),
-			Total: total, Type: op.Receipt.Type, Recovered: true}
+			Total: total, Type: op.Receipt.Type, Change: op.Receipt.Change(), Recovered: true}
+		doc.QR = fiscal.QRString(doc, op.Receipt.Type)
 		if sp, err := d.shiftParams(ctx); err == nil {
 			doc.Shift = sp.Number
 			if fd == fn.LastFD {
@@ -427,6 +441,64 @@ func (d *Driver) Recover(ctx context.Context) (fiscal.RecoveryReport, error) {
 			return rep, err
 		}
 		rep.CancelledOpen = true
+	}
+	return rep, nil
+}
+
+// RecoverRegister is Recover at any time, reporting what it found: the mode,
+// paper out (printing continues once paper is loaded), pending operations
+// settled, a document left open (a foreign receipt) cancelled.
+func (d *Driver) RecoverRegister(ctx context.Context) (fiscal.RecoveryReport, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var rep fiscal.RecoveryReport
+	if _, err := d.l.sync(ctx); err != nil {
+		return rep, linkError(0, err)
+	}
+	ss, err := d.shortStatus(ctx)
+	if err != nil {
+		return rep, err
+	}
+	rep.Mode, rep.Submode = ss.ModeNumber(), int(ss.Submode)
+	switch ss.Submode {
+	case SubmodePassivePaperOut, SubmodeActivePaperOut:
+		rep.PaperOut = true
+		rep.Found = append(rep.Found, "no paper: load it; printing continues then")
+		// Nothing prints without paper: pending operations wait for it.
+		return rep, &fiscal.Error{Code: fiscal.CodePaperOut, Text: "no receipt paper"}
+	case SubmodeAfterPaperOut:
+		if _, err := d.do(ctx, CmdContinuePrint, d.pw(), d.opt.Timeouts.Long); err != nil {
+			return rep, err
+		}
+		rep.ContinuedPrint = true
+		rep.Found = append(rep.Found, "printing stopped by paper out was continued")
+	}
+	if err := d.resolvePending(ctx, &rep); err != nil {
+		return rep, err
+	}
+	for _, id := range rep.Completed {
+		rep.Found = append(rep.Found, fmt.Sprintf("operation %s was found done on the register and recorded", id))
+	}
+	for _, id := range rep.NotPrinted {
+		rep.Found = append(rep.Found, fmt.Sprintf("operation %s was not done; run it again with the same id", id))
+	}
+	if ss, err = d.shortStatus(ctx); err != nil {
+		return rep, err
+	}
+	if ss.ModeNumber() == ModeDocumentOpen {
+		if _, err := d.do(ctx, CmdCancelReceipt, d.pw(), d.opt.Timeouts.Reply); err != nil {
+			return rep, err
+		}
+		rep.CancelledOpen = true
+		rep.Found = append(rep.Found, "a receipt left open by other software was cancelled")
+	}
+	if voided, err := d.voidBegun(ctx); err != nil {
+		return rep, err
+	} else if voided {
+		rep.Found = append(rep.Found, "a document begun in the FN and never completed was voided")
+	}
+	if len(rep.Found) == 0 {
+		rep.Found = append(rep.Found, "nothing to recover")
 	}
 	return rep, nil
 }

@@ -66,7 +66,7 @@ func (s *Sim) run(cmd uint16, p []byte) (byte, []byte) {
 		if s.opt.Unregistered {
 			phase = 1 // ready for fiscalization
 		}
-		d := []byte{phase, 0, 0, b2b(s.st.ShiftOpen), 0}
+		d := []byte{phase, s.fnDocument(), 0, b2b(s.st.ShiftOpen), s.opt.FNWarnings}
 		d = shtrih.PutFNTime(d, s.now())
 		d = append(d, pad(s.opt.FNNumber, 16)...)
 		return 0, binary.LittleEndian.AppendUint32(d, s.lastFD())
@@ -148,13 +148,13 @@ func (s *Sim) run(cmd uint16, p []byte) (byte, []byte) {
 		code, doc := s.report(true)
 		return code, shiftReply(doc)
 	case shtrih.CmdFNBeginOpen:
-		if s.st.ShiftOpen {
+		if s.st.ShiftOpen || s.fnDocumentBegun() {
 			return shtrih.FNErrState, nil
 		}
 		s.st.ShiftBegin = &shiftBegin{}
 		return 0, nil
 	case shtrih.CmdFNBeginClose:
-		if !s.st.ShiftOpen || s.st.Receipt != nil {
+		if !s.st.ShiftOpen || s.st.Receipt != nil || s.fnDocumentBegun() {
 			return shtrih.FNErrState, nil
 		}
 		s.st.ShiftBegin = &shiftBegin{Close: true}
@@ -175,11 +175,40 @@ func (s *Sim) run(cmd uint16, p []byte) (byte, []byte) {
 		if s.st.Receipt == nil {
 			return shtrih.ErrCodeWrongMode, nil
 		}
-		s.st.Receipt = nil
+		s.st.Receipt, s.st.Correction = nil, nil
 		s.print("        ЧЕК АННУЛИРОВАН", "")
 		return 0, []byte{op}
 	case shtrih.CmdFNCloseReceipt:
 		return s.closeReceipt(p)
+	case shtrih.CmdFNBeginCorrection:
+		if c := s.shiftReady(); c != 0 || s.fnDocumentBegun() {
+			return shtrih.FNErrState, nil
+		}
+		s.st.Correction = &openReceipt{}
+		return 0, nil
+	case shtrih.CmdFNCorrection:
+		return s.correction(p)
+	case shtrih.CmdFNVoidDocument:
+		if !s.fnDocumentBegun() {
+			return shtrih.FNErrState, nil
+		}
+		s.st.ShiftBegin, s.st.Correction = nil, nil
+		s.print("    ДОКУМЕНТ ФН ОТМЕНЕН", "")
+		return 0, nil
+	case shtrih.CmdLoadData:
+		_, typ, n, block, err := shtrih.DecodeLoadData(append(make([]byte, 4), p...))
+		if err != nil || typ != 0 || n > 127 {
+			return shtrih.ErrCodeBadParams, nil
+		}
+		if s.blocks == nil {
+			s.blocks = map[byte][]byte{}
+		}
+		s.blocks[n] = append([]byte(nil), block...)
+		return 0, []byte{op}
+	case shtrih.CmdPrint2D:
+		return s.print2D(op, p)
+	case shtrih.CmdPrintCopy:
+		return s.printCopy(op)
 	}
 	return shtrih.ErrCodeNotSupported, nil
 }
@@ -254,7 +283,7 @@ func (s *Sim) find(p []byte) (byte, []byte) {
 		d = binary.LittleEndian.AppendUint32(d, doc.FD)
 		d = binary.LittleEndian.AppendUint32(d, doc.FP)
 		switch doc.Type {
-		case DocReceipt:
+		case DocReceipt, DocCorrection:
 			d = append(d, byte(doc.Operation))
 			d = append(d, shtrih.Money5(doc.Total)...)
 		case DocShiftOpen, DocShiftClose:
@@ -292,6 +321,7 @@ func (s *Sim) commit(doc Document) Document {
 	doc.FP = s.fp(doc.FD, doc.Total, doc.Time)
 	doc.SentToOFD = s.opt.OFDOnline
 	s.st.Docs = append(s.st.Docs, doc)
+	s.st.DevDoc++ // every printed document takes the device's through number
 	return doc
 }
 
@@ -377,6 +407,7 @@ func (s *Sim) report(z bool) (byte, Document) {
 	lines := []string{kv("СМЕНА", fmt.Sprint(s.st.Shift)), kv("ЧЕКОВ ЗА СМЕНУ", fmt.Sprint(cnt)),
 		kv("ПРИХОД (НЕТТО)", money(sales)), kv("НАЛИЧНЫХ В КАССЕ", money(s.st.Cash))}
 	if !z {
+		s.st.DevDoc++
 		s.print(append([]string{center("X-ОТЧЕТ (без гашения)")}, append(lines, "")...)...)
 		s.printed()
 		return 0, Document{}
@@ -511,7 +542,7 @@ func (s *Sim) operation(p []byte) (byte, []byte) {
 }
 
 func (s *Sim) tlv(cmd uint16, p []byte) (byte, []byte) {
-	if s.st.Receipt == nil && (cmd != shtrih.CmdFNSendTLV || s.st.ShiftBegin == nil) {
+	if s.st.Receipt == nil && (cmd != shtrih.CmdFNSendTLV || (s.st.ShiftBegin == nil && s.st.Correction == nil)) {
 		return shtrih.FNErrState, nil
 	}
 	if len(p) < 4 {
@@ -523,6 +554,25 @@ func (s *Sim) tlv(cmd uint16, p []byte) (byte, []byte) {
 		return shtrih.FNErrBadParam, nil
 	}
 	v := p[4:]
+	if s.st.Receipt == nil && s.st.Correction != nil { // a begun correction receipt
+		c := s.st.Correction
+		if c.Tags == nil {
+			c.Tags = map[int]string{}
+		}
+		if tag != shtrih.TagCorrectionBase {
+			c.Tags[tag] = shtrih.DecodeCP866(v)
+			return 0, nil
+		}
+		date, number, err := shtrih.DecodeCorrectionBase(v)
+		if err != nil {
+			return shtrih.FNErrBadParam, nil
+		}
+		c.Tags[shtrih.TagCorrectionDate] = date.Format(time.DateOnly)
+		if number != "" {
+			c.Tags[shtrih.TagCorrectionOrder] = number
+		}
+		return 0, nil
+	}
 	if s.st.Receipt == nil { // a begun shift open or close: the tag goes into its document
 		b := s.st.ShiftBegin
 		if b.Tags == nil {
@@ -634,9 +684,7 @@ func (s *Sim) finishReceipt(c shtrih.Close) (byte, Document) {
 	for _, t := range taxTotals(r.Items) {
 		lines = append(lines, kv(t.label, "="+money(t.sum)))
 	}
-	if v := r.Tags[shtrih.TagCashier]; v != "" {
-		lines = append(lines, kv("КАССИР", v))
-	}
+	lines = append(lines, cashierLines(r.Tags)...)
 	if v := r.Tags[shtrih.TagBuyerContact]; v != "" {
 		lines = append(lines, kv("ЭЛ. АДР. ПОКУПАТЕЛЯ", v))
 	}
@@ -784,4 +832,122 @@ func receiptOf(op int) (int, bool) {
 		return [...]int{0, 2, 1, 3}[op-1], true
 	}
 	return 0, false
+}
+
+// correction is FF4Ah (layout in shtrih/correction.go): it needs a correction
+// begun with FF35h and its base (tag 1174, kept as 1178/1179); the payments must
+// equal the total; the FN records a correction receipt (type 31).
+func (s *Sim) correction(p []byte) (byte, []byte) {
+	if c := s.printable(); c != 0 {
+		return c, nil
+	}
+	b := s.st.Correction
+	if b == nil || b.Tags[shtrih.TagCorrectionDate] == "" {
+		return shtrih.FNErrState, nil
+	}
+	_, c, err := shtrih.DecodeCorrection(append(make([]byte, 4), p...))
+	if err != nil || c.Type > 1 || c.Sign < 1 || c.Sign > 4 || c.Total == 0 ||
+		(c.TaxSystem != 0 && c.TaxSystem&(c.TaxSystem-1) != 0) {
+		return shtrih.FNErrBadParam, nil
+	}
+	if c.Type == 1 && b.Tags[shtrih.TagCorrectionOrder] == "" {
+		return shtrih.FNErrBadParam, nil // by order: the order's number is required
+	}
+	var paid int64
+	for _, x := range c.Payments {
+		paid += x
+	}
+	if paid != c.Total {
+		return shtrih.ErrCodePaymentsLess, nil
+	}
+	tags := b.Tags
+	tags[shtrih.TagCorrectionType] = fmt.Sprint(c.Type)
+	var pay [16]int64
+	pay[0], pay[1], pay[13], pay[14], pay[15] = c.Payments[0], c.Payments[1], c.Payments[2], c.Payments[3], c.Payments[4]
+	s.st.ShiftReceipts++
+	doc := s.commit(Document{Type: DocCorrection, Shift: s.st.Shift, Number: s.st.ShiftReceipts, Operation: int(c.Sign),
+		Total: c.Total, Payments: pay, TaxSystem: int(c.TaxSystem), Tags: tags})
+	s.st.Correction = nil
+	kind := "САМОСТОЯТЕЛЬНО"
+	if c.Type == 1 {
+		kind = "ПО ПРЕДПИСАНИЮ"
+	}
+	lines := []string{center("КАССОВЫЙ ЧЕК КОРРЕКЦИИ"), center(strings.ToUpper(opName(int(c.Sign)))), kv("КОРРЕКЦИЯ", kind),
+		kv("ДАТА РАСЧЕТА", tags[shtrih.TagCorrectionDate])}
+	if n := tags[shtrih.TagCorrectionOrder]; n != "" {
+		lines = append(lines, kv("ПРЕДПИСАНИЕ", n))
+	}
+	lines = append(lines, kv("ИТОГ", "="+money(c.Total)))
+	lines = append(lines, cashierLines(tags)...)
+	lines = append(lines, kv("ЧЕК", fmt.Sprintf("%d  СМЕНА %d", doc.Number, doc.Shift)))
+	s.print(append(lines, s.footer(doc)...)...)
+	s.printed()
+	d := binary.LittleEndian.AppendUint16(nil, uint16(doc.Number))
+	d = binary.LittleEndian.AppendUint32(d, doc.FD)
+	return 0, binary.LittleEndian.AppendUint32(d, doc.FP)
+}
+
+// print2D prints a 2D barcode from the loaded blocks as a marker line with its
+// text: "[QR] text".
+func (s *Sim) print2D(op byte, p []byte) (byte, []byte) {
+	if c := s.printable(); c != 0 {
+		return c, nil
+	}
+	_, r, err := shtrih.DecodePrint2D(append(make([]byte, 4), p...))
+	if err != nil || r.Type > 3 || r.Align > 2 || r.Length == 0 || (r.Type == shtrih.Barcode2DQR && (r.Params[2] < 3 || r.Params[2] > 8 || r.Params[4] > 3)) {
+		return shtrih.ErrCodeBadParams, nil
+	}
+	var data []byte
+	for n := int(r.FirstBlock); len(data) < r.Length; n++ {
+		b, ok := s.blocks[byte(n)]
+		if !ok || n > 127 {
+			return shtrih.ErrCodeBadParams, nil
+		}
+		data = append(data, b...)
+	}
+	data = data[:r.Length]
+	if len(data) > 0 && data[len(data)-1] == 0 {
+		data = data[:len(data)-1]
+	}
+	s.blocks = nil
+	s.print(fmt.Sprintf("[%s] %s", [...]string{"PDF417", "DATAMATRIX", "AZTEC", "QR"}[r.Type], data))
+	s.printed()
+	return 0, []byte{op}
+}
+
+// printCopy is 8Ch: a copy of the last document.
+func (s *Sim) printCopy(op byte) (byte, []byte) {
+	if c := s.printable(); c != 0 {
+		return c, nil
+	}
+	if s.st.Receipt != nil {
+		return shtrih.ErrCodeReceiptOpen, nil
+	}
+	doc := s.st.Docs[len(s.st.Docs)-1]
+	lines := []string{center("КОПИЯ"), kv("ДОКУМЕНТ", fmt.Sprint(doc.Type))}
+	if doc.Total != 0 {
+		lines = append(lines, kv("ИТОГ", "="+money(doc.Total)))
+	}
+	s.print(append(lines, s.footer(doc)...)...)
+	s.printed()
+	return 0, []byte{op}
+}
+
+// fnDocumentBegun: the FN has a document begun (FF41h, FF42h, FF35h) and not
+// completed; it takes no other begin until the document is completed or voided.
+func (s *Sim) fnDocumentBegun() bool { return s.st.ShiftBegin != nil || s.st.Correction != nil }
+
+// fnDocument is FF01h's "current document" byte for a begun FN document: 02h
+// shift open, 08h shift close, 14h correction receipt (04h receipt, as the FN
+// protocol numbers them); 0 when none.
+func (s *Sim) fnDocument() byte {
+	switch {
+	case s.st.ShiftBegin != nil && !s.st.ShiftBegin.Close:
+		return 0x02
+	case s.st.ShiftBegin != nil:
+		return 0x08
+	case s.st.Correction != nil:
+		return 0x14
+	}
+	return 0
 }

@@ -93,6 +93,9 @@ type Options struct {
 	// Unregistered: the FN is ready for fiscalization but not registered (phase
 	// 1): FF09h fails and there is no registration number.
 	Unregistered bool
+	// FNWarnings is FF01h's warning byte (bit 0 replace urgently, 1 replace
+	// soon, 2 memory 99 % full, 3 OFD timeout, 7 critical).
+	FNWarnings byte
 }
 
 // Item is a receipt line as the FN recorded it.
@@ -116,6 +119,7 @@ const (
 	DocShiftOpen    = 2
 	DocReceipt      = 3
 	DocShiftClose   = 5
+	DocCorrection   = 31 // кассовый чек коррекции
 )
 
 // Document is one FN document.
@@ -150,6 +154,7 @@ type state struct {
 	Docs          []Document   `json:"docs"`
 	Receipt       *openReceipt `json:"receipt,omitempty"`
 	ShiftBegin    *shiftBegin  `json:"shift_begin,omitempty"`
+	Correction    *openReceipt `json:"correction,omitempty"` // begun with FF35h: the tags sent since
 	Cash          int64        `json:"cash"`
 	DevDoc        int          `json:"dev_doc"`
 	Paper         int          `json:"paper"` // submode: 0, 1, 2, 3
@@ -169,7 +174,8 @@ type Sim struct {
 	fired     []string
 	rnd       *rand.Rand
 	commands  int
-	saved     []byte // the state as last written to StatePath
+	saved     []byte          // the state as last written to StatePath
+	blocks    map[byte][]byte // DDh data blocks (device RAM: lost on restart)
 }
 
 // New creates a simulator, loading StatePath when it exists.
