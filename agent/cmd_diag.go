@@ -101,8 +101,9 @@ func cmdDiag(args []string, out, errOut io.Writer) int {
 type diagnosis struct {
 	now      func() time.Time
 	log      *slog.Logger
-	minFree  uint64    // bytes; 0 = diagMinFreeMiB
-	progress io.Writer // where "still checking" notes go; nil = nowhere
+	minFree  uint64            // bytes; 0 = diagMinFreeMiB
+	progress io.Writer         // where "still checking" notes go; nil = nowhere
+	enum     device.Enumerator // the serial ports present; nil = the system's
 	mu       sync.Mutex
 	results  []diagResult
 }
@@ -414,7 +415,7 @@ func (d *diagnosis) outbox(st *outboxStatus, parked []outboxMessage) {
 // configured device matches each; the scanner and register lines below say
 // whether their port opens.
 func (d *diagnosis) serialPorts(cfg config.Config) {
-	l, err := device.ListPorts(device.SystemEnumerator{}, configuredDevices(cfg))
+	l, err := device.ListPorts(d.enum, configuredDevices(cfg))
 	if err != nil {
 		d.warn("serial_ports", err.Error(), "the scanner and register checks below still try their ports")
 		return

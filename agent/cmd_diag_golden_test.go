@@ -272,3 +272,24 @@ func TestDiagGoldenRegisterGrades(t *testing.T) {
 	}
 	golden(t, "register_grades.txt", b.String())
 }
+
+// Lines graded from what diag read, for the faults a simulated till does not
+// produce by itself: two USB ports that match the scanner's VID:PID (the
+// listing comes from an enumerator, as the ports command's tests do), and
+// deliveries stuck for two hours.
+func TestDiagGoldenPortsAndOutboxGrades(t *testing.T) {
+	cfg := config.Config{Scanner: config.Scanner{Enabled: true, Port: config.Port{VID: "0C2E", PID: "0B61"}},
+		Register: config.Register{Enabled: true, Port: config.Port{Port: "/dev/ttyACM0"}}}
+	ports := []device.PortInfo{
+		{Name: "/dev/ttyACM0", IsUSB: true, VID: "1FC9", PID: "0083", Manufacturer: "SHTRIH-M", Product: "FR"},
+		{Name: "/dev/ttyACM1", IsUSB: true, VID: "0C2E", PID: "0B61", Product: "Honeywell 1450g"},
+		{Name: "/dev/ttyACM2", IsUSB: true, VID: "0C2E", PID: "0B61", Product: "Honeywell 1450g"},
+	}
+	d := &diagnosis{now: time.Now, enum: device.EnumeratorFunc(func() ([]device.PortInfo, error) { return ports, nil })}
+	d.serialPorts(cfg)
+	d.outbox(&outboxStatus{Pending: 3, OldestPendingAge: 2 * 3600}, nil)
+	var b strings.Builder
+	d.writeText(&b)
+	assert.Equal(t, exitDiagWarn, d.exitCode())
+	golden(t, "ports_and_outbox_grades.txt", b.String())
+}
