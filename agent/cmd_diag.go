@@ -198,7 +198,8 @@ func (d *diagnosis) run(ctx context.Context, path string) {
 	}
 	d.ok("config", path)
 	d.dataDir(cfg)
-	remote := d.store(ctx, cfg)
+	var remote *agentView
+	d.slow("the store (or the running agent)", func() { remote = d.store(ctx, cfg) })
 	d.serialPorts(cfg)
 	switch {
 	case remote != nil:
@@ -206,7 +207,7 @@ func (d *diagnosis) run(ctx context.Context, path string) {
 		d.remoteRegister(cfg, remote)
 	case !d.agentUnreachable():
 		d.scanner(cfg)
-		d.register(ctx, cfg)
+		d.slow("the register", func() { d.register(ctx, cfg) })
 	}
 	d.smartPay(ctx, cfg, remote == nil && !d.agentUnreachable())
 	d.hostedProviders(ctx, cfg, remote == nil && !d.agentUnreachable())
