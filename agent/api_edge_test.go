@@ -82,7 +82,7 @@ func TestDiagTokenGoneWhileTheAgentRuns(t *testing.T) {
 
 	require.NoError(t, os.Remove(r.cfg.API.TokenFile))
 	out, errOut, code := runCmd("diag", "--json", "--config", r.cfgPath)
-	require.Equal(t, exitFail, code, "%s%s", out, errOut)
+	require.Equal(t, exitDiagFail, code, "%s%s", out, errOut)
 	agent := diagByCheck(t, out)["agent"]
 	assert.Equal(t, levelFail, agent.Level)
 	assert.Contains(t, agent.Detail, "missing")
@@ -93,7 +93,7 @@ func TestDiagTokenGoneWhileTheAgentRuns(t *testing.T) {
 	other := strings.Repeat("B", 43) + "\n"
 	require.NoError(t, os.WriteFile(r.cfg.API.TokenFile, []byte(other), 0o600))
 	out, errOut, code = runCmd("diag", "--json", "--config", r.cfgPath)
-	require.Equal(t, exitFail, code, "%s%s", out, errOut)
+	require.Equal(t, exitDiagFail, code, "%s%s", out, errOut)
 	agent = diagByCheck(t, out)["agent"]
 	assert.Equal(t, levelFail, agent.Level)
 	assert.Contains(t, agent.Detail, "does not match")

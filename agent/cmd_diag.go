@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"kassa-agent/agent/internal/config"
@@ -39,6 +40,25 @@ const (
 	pendingWarnAfter = time.Hour           // deliveries are not getting through
 )
 
+// Exit codes of diag: a script or a monitoring agent tells "works, but look"
+// from "broken" without parsing the list.
+const (
+	exitDiagWarn = 1 // at least one ⚠, no ✗
+	exitDiagFail = 2 // at least one ✗
+)
+
+// Free space under the data directory: below diagMinFreeMiB (the --min-free-mb
+// default) it is time to clean up; below diagFailFree the store may not grow
+// by the next payment's records.
+const (
+	diagMinFreeMiB = 1024
+	diagFailFree   = 64 << 20
+)
+
+// diagSlowAfter is when diag says which check it waits for, so a technician
+// does not take a DNS timeout for a hang.
+const diagSlowAfter = time.Second
+
 // diagLabelWidth aligns the details of the human check list.
 const diagLabelWidth = 15
 
@@ -52,16 +72,20 @@ type diagResult struct {
 }
 
 func cmdDiag(args []string, out, errOut io.Writer) int {
+	if len(args) > 0 && args[0] == "scanner" {
+		return cmdDiagScanner(args[1:], out, errOut)
+	}
 	fs := flags("diag", errOut)
 	path := configFlag(fs)
 	asJSON := fs.Bool("json", false, "print the results as a JSON list")
+	minFree := fs.Uint64("min-free-mb", diagMinFreeMiB, "warn when the data directory's disk has less free space (MiB)")
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
 	if !noArgs(fs, errOut) {
 		return exitUsage
 	}
-	d := &diagnosis{now: time.Now, log: slog.New(slog.DiscardHandler)}
+	d := &diagnosis{now: time.Now, log: slog.New(slog.DiscardHandler), minFree: *minFree << 20, progress: errOut}
 	d.run(context.Background(), *path)
 	if *asJSON {
 		if err := writeJSON(out, d.results); err != nil {
@@ -70,17 +94,39 @@ func cmdDiag(args []string, out, errOut io.Writer) int {
 	} else {
 		d.writeText(out)
 	}
-	if d.failed() {
-		return exitFail
-	}
-	return exitOK
+	return d.exitCode()
 }
 
 // diagnosis collects the results of one diag run.
 type diagnosis struct {
-	now     func() time.Time
-	log     *slog.Logger
-	results []diagResult
+	now      func() time.Time
+	log      *slog.Logger
+	minFree  uint64            // bytes; 0 = diagMinFreeMiB
+	progress io.Writer         // where "still checking" notes go; nil = nowhere
+	enum     device.Enumerator // the serial ports present; nil = the system's
+	mu       sync.Mutex
+	results  []diagResult
+}
+
+// slow runs one check and, if it takes over diagSlowAfter, says what diag is
+// waiting for (on the progress writer, so --json stays clean).
+func (d *diagnosis) slow(what string, check func()) {
+	if d.progress == nil {
+		check()
+		return
+	}
+	start := time.Now()
+	t := time.AfterFunc(diagSlowAfter, func() {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		fmt.Fprintf(d.progress, "… %s: still checking\n", what)
+	})
+	check()
+	if !t.Stop() {
+		d.mu.Lock()
+		fmt.Fprintf(d.progress, "… %s: done in %s\n", what, time.Since(start).Round(100*time.Millisecond))
+		d.mu.Unlock()
+	}
 }
 
 func (d *diagnosis) add(level, check, detail, hint string) {
@@ -94,13 +140,18 @@ func (d *diagnosis) ok(check, detail string)         { d.add(levelOK, check, det
 func (d *diagnosis) warn(check, detail, hint string) { d.add(levelWarn, check, detail, hint) }
 func (d *diagnosis) fail(check, detail, hint string) { d.add(levelFail, check, detail, hint) }
 
-func (d *diagnosis) failed() bool {
+// exitCode is 0 when every check passed, 1 with warnings, 2 with a failure.
+func (d *diagnosis) exitCode() int {
+	code := exitOK
 	for _, r := range d.results {
-		if !r.OK {
-			return true
+		switch r.Level {
+		case levelFail:
+			return exitDiagFail
+		case levelWarn:
+			code = exitDiagWarn
 		}
 	}
-	return false
+	return code
 }
 
 func (d *diagnosis) writeText(w io.Writer) {
@@ -147,15 +198,16 @@ func (d *diagnosis) run(ctx context.Context, path string) {
 	}
 	d.ok("config", path)
 	d.dataDir(cfg)
-	remote := d.store(ctx, cfg)
-	d.serialPorts()
+	var remote *agentView
+	d.slow("the store (or the running agent)", func() { remote = d.store(ctx, cfg) })
+	d.serialPorts(cfg)
 	switch {
 	case remote != nil:
 		d.remoteScanner(cfg, remote)
 		d.remoteRegister(cfg, remote)
 	case !d.agentUnreachable():
 		d.scanner(cfg)
-		d.register(ctx, cfg)
+		d.slow("the register", func() { d.register(ctx, cfg) })
 	}
 	d.smartPay(ctx, cfg, remote == nil && !d.agentUnreachable())
 	d.hostedProviders(ctx, cfg, remote == nil && !d.agentUnreachable())
@@ -195,7 +247,25 @@ func (d *diagnosis) dataDir(cfg config.Config) {
 	name := f.Name()
 	_ = f.Close()
 	_ = os.Remove(name)
-	d.ok("data_dir", dir+": writable")
+	free, err := freeBytes(dir)
+	if err != nil {
+		d.warn("data_dir", dir+": writable; free space unknown: "+err.Error(), "check the disk's free space by hand")
+		return
+	}
+	minFree := d.minFree
+	if minFree == 0 {
+		minFree = diagMinFreeMiB << 20
+	}
+	detail := fmt.Sprintf("%s: writable, %s free", dir, sizeText(int64(min(free, 1<<62))))
+	switch {
+	case free < diagFailFree:
+		d.fail("data_dir", detail, "the disk is full: the store cannot record the next payment; free space (old logs, downloads) now")
+	case free < minFree:
+		d.warn("data_dir", detail+fmt.Sprintf(" (under %s)", sizeText(int64(min(minFree, 1<<62)))),
+			"the disk is filling up: free space (old logs, downloads) before the store cannot grow")
+	default:
+		d.ok("data_dir", detail)
+	}
 }
 
 // agentView is what a running agent told diag about itself.
@@ -342,14 +412,13 @@ func (d *diagnosis) outbox(st *outboxStatus, parked []outboxMessage) {
 	}
 }
 
-func (d *diagnosis) serialPorts() {
-	l, err := device.ListPorts(device.SystemEnumerator{}, nil)
+// serialPorts lists the ports present with their USB IDs and which
+// configured device matches each; the scanner and register lines below say
+// whether their port opens.
+func (d *diagnosis) serialPorts(cfg config.Config) {
+	l, err := device.ListPorts(d.enum, configuredDevices(cfg))
 	if err != nil {
 		d.warn("serial_ports", err.Error(), "the scanner and register checks below still try their ports")
-		return
-	}
-	if len(l.Ports) == 0 {
-		d.ok("serial_ports", "none found")
 		return
 	}
 	names := make([]string, 0, len(l.Ports))
@@ -362,9 +431,32 @@ func (d *diagnosis) serialPorts() {
 			}
 			s += ")"
 		}
+		if len(p.Devices) > 0 {
+			s += " = " + strings.Join(p.Devices, ", ")
+		}
 		names = append(names, s)
 	}
-	d.ok("serial_ports", strings.Join(names, ", "))
+	detail := "none found"
+	if len(names) > 0 {
+		detail = strings.Join(names, ", ")
+	}
+	var problems []string
+	for _, dev := range l.Devices {
+		switch {
+		case len(dev.Ports) > 1, strings.HasPrefix(dev.Problem, "bad config"):
+			problems = append(problems, dev.Role+" ("+dev.Want+"): "+dev.Problem)
+		case len(dev.Ports) == 0:
+			// A port the system does not list (a PTY, a driver without USB
+			// data) can still open: the device's own line says.
+			detail += "; " + dev.Role + " " + dev.Want + " not listed"
+		}
+	}
+	if len(problems) > 0 {
+		d.warn("serial_ports", detail+"; "+strings.Join(problems, "; "),
+			"set the device's serial (or its port) in the config so it matches one port; kassa-agent ports shows them all")
+		return
+	}
+	d.ok("serial_ports", detail)
 }
 
 // portHint says what to do about a serial port that does not open.
@@ -456,6 +548,13 @@ func (d *diagnosis) register(ctx context.Context, cfg config.Config) {
 		return
 	}
 	d.registerReport(reportOf(&st), "")
+	g, err := drv.Diagnose(ctx)
+	if err != nil {
+		d.fail("register_clock", "the register did not answer the diagnostic reads: "+err.Error(),
+			"see the register line; run diag again once it answers")
+		return
+	}
+	d.registerDiag(g)
 }
 
 func (d *diagnosis) remoteRegister(cfg config.Config, v *agentView) {
@@ -500,6 +599,8 @@ func (d *diagnosis) registerReport(r *registerReport, seen string) {
 			hint = "open a shift on the register, or set register.auto_open_shift = true"
 		}
 		d.fail("register", detail+": cannot print: "+r.NotReady, hint)
+	case r.ShiftExpired:
+		d.warn("register", detail, "the agent prints the Z report before the next sale (register.auto_close_expired_shift); close the shift at the end of each day")
 	default:
 		d.ok("register", detail)
 	}
@@ -514,17 +615,17 @@ func (d *diagnosis) registerReport(r *registerReport, seen string) {
 		d.warn("fiscal_drive", fmt.Sprintf("FN %s expires on %s, in %d days", r.FNNumber, r.FNExpiry.Format("2006-01-02"), int(left.Hours()/24)),
 			"order a new fiscal drive now: replacing it needs re-registration")
 	default:
-		d.ok("fiscal_drive", fmt.Sprintf("FN %s, valid until %s", r.FNNumber, r.FNExpiry.Format("2006-01-02")))
+		d.ok("fiscal_drive", fmt.Sprintf("FN %s, valid until %s (%d days)", r.FNNumber, r.FNExpiry.Format("2006-01-02"), int(left.Hours()/24)))
 	}
 
 	switch {
 	case r.OFDBacklog == 0:
 		d.ok("ofd", "every document sent to the OFD")
 	case !r.OFDOldest.IsZero() && now.Sub(r.OFDOldest) > ofdWarnAfter:
-		d.warn("ofd", fmt.Sprintf("%d documents not sent to the OFD, the oldest since %s", r.OFDBacklog, r.OFDOldest.Format("2006-01-02 15:04")),
+		d.warn("ofd", fmt.Sprintf("%d %s not sent to the OFD, the oldest since %s", r.OFDBacklog, plural(r.OFDBacklog, "document", "documents"), r.OFDOldest.Format("2006-01-02 15:04")),
 			"check the register's internet connection and OFD settings: the FN blocks after 30 days of unsent documents")
 	default:
-		detail := fmt.Sprintf("%d documents waiting for the OFD", r.OFDBacklog)
+		detail := fmt.Sprintf("%d %s waiting for the OFD", r.OFDBacklog, plural(r.OFDBacklog, "document", "documents"))
 		if !r.OFDOldest.IsZero() {
 			detail += ", the oldest for " + ago(now.Sub(r.OFDOldest))
 		}
@@ -569,7 +670,9 @@ func (d *diagnosis) smartPay(ctx context.Context, cfg config.Config, live bool) 
 	if !d.keyFile(sp.KeyFile) {
 		good = false
 	}
-	if !live || !good {
+	reached := true
+	d.slow("smartpay: DNS, TCP, TLS to "+sp.BaseURL, func() { reached = d.reach(ctx, "smartpay_net", sp.BaseURL, sp.CAFile) })
+	if !live || !good || !reached {
 		return
 	}
 	c, err := newSmartPay(sp, d.log)
@@ -580,7 +683,8 @@ func (d *diagnosis) smartPay(ctx context.Context, cfg config.Config, live bool) 
 	defer c.Close()
 	actx, cancel := context.WithTimeout(ctx, diagAuthTimeout)
 	defer cancel()
-	if err := c.Authenticate(actx); err != nil {
+	d.slow("smartpay: authenticating", func() { err = c.Authenticate(actx) })
+	if err != nil {
 		hint := "check the internet connection, DNS and firewall towards " + sp.BaseURL
 		switch smartpay.ClassOf(err) {
 		case smartpay.ClassUnauthorized:
@@ -607,12 +711,19 @@ func (d *diagnosis) hostedProviders(ctx context.Context, cfg config.Config, live
 	}
 	for _, p := range ps {
 		defer p.Close()
+		apiURL := map[string]string{"alif": cfg.Alif.APIURL, "alikassa": cfg.AliKassa.APIURL}[p.Name()]
+		reached := true
+		d.slow(p.Name()+": DNS, TCP, TLS to "+apiURL, func() { reached = d.reach(ctx, p.Name()+"_net", apiURL, "") })
 		if !live {
 			d.ok(p.Name(), "files load; the running agent owns the connection")
 			continue
 		}
+		if !reached {
+			continue
+		}
 		actx, cancel := context.WithTimeout(ctx, diagAuthTimeout)
-		err := p.Probe(actx)
+		var err error
+		d.slow(p.Name()+": an authenticated call", func() { err = p.Probe(actx) })
 		cancel()
 		switch {
 		case err == nil:
@@ -677,6 +788,8 @@ func (d *diagnosis) attention(v *agentView) {
 
 func sizeText(n int64) string {
 	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
 	case n >= 1<<20:
 		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
 	case n >= 1<<10:

@@ -39,7 +39,8 @@ func TestDiagStoppedAgentOnTheSimulatedTill(t *testing.T) {
 	res := diagByCheck(t, out)
 	want := map[string]string{}
 	for _, c := range []string{"config", "data_dir", "agent", "store", "outbox", "serial_ports", "scanner", "register",
-		"fiscal_drive", "ofd", "smartpay_cert", "smartpay_key", "smartpay_auth", "alif_auth", "alikassa_auth"} {
+		"fiscal_drive", "ofd", "fn_warnings", "register_clock", "vat", "smartpay_cert", "smartpay_key", "smartpay_net", "smartpay_auth",
+		"alif_net", "alif_auth", "alikassa_net", "alikassa_auth"} {
 		want[c] = levelOK
 	}
 	assert.Equal(t, want, levels(res), "%s", out)
@@ -48,7 +49,7 @@ func TestDiagStoppedAgentOnTheSimulatedTill(t *testing.T) {
 	assert.Equal(t, "pending 0, parked 0", res["outbox"].Detail)
 	assert.Contains(t, res["scanner"].Detail, "present at "+r.till.ScannerPath())
 	assert.Contains(t, res["register"].Detail, "paper ok")
-	assert.Regexp(t, `^FN \d{16}, valid until \d{4}-\d\d-\d\d$`, res["fiscal_drive"].Detail)
+	assert.Regexp(t, `^FN \d{16}, valid until \d{4}-\d\d-\d\d \(\d+ days\)$`, res["fiscal_drive"].Detail)
 	assert.Equal(t, 1, r.till.Sandbox.Count(smartpay.OpAuth), "diag authenticates live")
 	for _, r := range res {
 		assert.True(t, r.OK)
@@ -60,21 +61,21 @@ func TestDiagStoppedAgentOnTheSimulatedTill(t *testing.T) {
 	require.Equal(t, exitOK, code, out)
 	assert.Contains(t, out, "✓ smartpay auth   authenticated at "+r.cfg.SmartPay.BaseURL)
 	assert.NotContains(t, out, "✗")
-	assert.Contains(t, out, "15 checks: 0 failed, 0 warnings")
+	assert.Contains(t, out, "21 checks: 0 failed, 0 warnings")
 
 	// Out of paper: the register line fails with what to do.
 	r.till.Register.SetPaper(false)
 	out, _, code = runCmd("diag", "--config", r.cfgPath)
-	assert.Equal(t, exitFail, code)
+	assert.Equal(t, exitDiagFail, code)
 	assert.Regexp(t, `(?m)^✗ register .*paper OUT.*\n +→ load receipt paper$`, out)
-	assert.Contains(t, out, "15 checks: 1 failed, 0 warnings")
+	assert.Contains(t, out, "21 checks: 1 failed, 0 warnings")
 
 	// A wrong Alif token: the authenticated call is refused, and diag says
 	// what to check.
 	r.till.Register.SetPaper(true)
 	require.NoError(t, os.WriteFile(r.cfg.Alif.TokenFile, []byte("not-the-token\n"), 0o600))
 	out, _, code = runCmd("diag", "--config", r.cfgPath)
-	assert.Equal(t, exitFail, code)
+	assert.Equal(t, exitDiagFail, code)
 	assert.Regexp(t, `(?m)^✗ alif auth .*\n +→ the provider refused our credentials`, out)
 }
 
@@ -90,7 +91,9 @@ func TestDiagWhileTheAgentRuns(t *testing.T) {
 			}
 		}
 		r.call("GET", "/v1/status", "", "", &st)
-		return st.Devices.Scanner.Connected && st.Devices.Register.Status != nil
+		// The agent's own first authentication too: counted after diag, it
+		// would look like diag's.
+		return st.Devices.Scanner.Connected && st.Devices.Register.Status != nil && r.till.Sandbox.Count(smartpay.OpAuth) >= 1
 	}, 10*time.Second, 20*time.Millisecond)
 	auths := r.till.Sandbox.Count(smartpay.OpAuth)
 
@@ -99,7 +102,7 @@ func TestDiagWhileTheAgentRuns(t *testing.T) {
 	res := diagByCheck(t, out)
 	want := map[string]string{}
 	for _, c := range []string{"config", "data_dir", "agent", "store", "outbox", "serial_ports", "scanner", "register",
-		"fiscal_drive", "ofd", "smartpay_cert", "smartpay_key", "payments", "alif", "alikassa"} {
+		"fiscal_drive", "ofd", "smartpay_cert", "smartpay_key", "smartpay_net", "payments", "alif_net", "alif", "alikassa_net", "alikassa"} {
 		want[c] = levelOK
 	}
 	assert.Equal(t, want, levels(res), "%s", out)
@@ -132,12 +135,12 @@ key_file = "`+key+`"
 `)
 	start := time.Now()
 	out, _, code := runCmd("diag", "--json", "--config", cfgPath)
-	assert.Equal(t, exitFail, code)
+	assert.Equal(t, exitDiagFail, code)
 	assert.Less(t, time.Since(start), 5*time.Second, "nothing here needs a timeout")
 	res := diagByCheck(t, out)
 	assert.Equal(t, map[string]string{
 		"config": levelOK, "data_dir": levelWarn, "agent": levelOK, "store": levelWarn, "serial_ports": levelOK,
-		"scanner": levelFail, "register": levelFail, "smartpay_cert": levelFail, "smartpay_key": levelFail,
+		"scanner": levelFail, "register": levelFail, "smartpay_cert": levelFail, "smartpay_key": levelFail, "smartpay_net": levelFail,
 	}, levels(res), "%s", out)
 	assert.Contains(t, res["register"].Detail, "/dev/kassa-diag-no-such-register")
 	assert.Contains(t, res["register"].Hint, "kassa-agent ports")
@@ -151,17 +154,17 @@ key_file = "`+key+`"
 	}
 
 	out, _, code = runCmd("diag", "--config", cfgPath)
-	assert.Equal(t, exitFail, code)
+	assert.Equal(t, exitDiagFail, code)
 	assert.Regexp(t, `(?m)^✗ register +open /dev/kassa-diag-no-such-register`, out)
 	assert.Regexp(t, `(?m)^ +→ chmod 600 `, out)
 	assert.Regexp(t, `(?m)^⚠ store +no store at `, out)
-	assert.Contains(t, out, "9 checks: 4 failed, 2 warnings")
+	assert.Contains(t, out, "10 checks: 5 failed, 2 warnings")
 
 	// A config that does not load stops the list there.
 	bad := filepath.Join(dir, "bad.toml")
 	require.NoError(t, os.WriteFile(bad, []byte("[api]\nlisen = 1\n"), 0o600))
 	out, _, code = runCmd("diag", "--json", "--config", bad)
-	assert.Equal(t, exitFail, code)
+	assert.Equal(t, exitDiagFail, code)
 	res = diagByCheck(t, out)
 	require.Len(t, res, 1)
 	assert.Contains(t, res["config"].Detail, "api.lisen")
@@ -237,11 +240,13 @@ func TestDiagSmartPayCertificateExpiry(t *testing.T) {
 		d := &diagnosis{now: time.Now}
 		d.smartPay(context.Background(), cfg, false)
 		require.NoError(t, sb.Close())
-		require.Len(t, d.results, 2, "%+v", d.results)
+		require.Len(t, d.results, 3, "%+v", d.results)
 		assert.Equal(t, "smartpay_cert", d.results[0].Check)
 		assert.Equal(t, tc.level, d.results[0].Level, "%v: %+v", tc.validity, d.results[0])
 		assert.Contains(t, d.results[0].Detail, tc.detail)
 		assert.Equal(t, levelOK, d.results[1].Level, "the sandbox writes its key owner-only")
+		assert.Equal(t, "smartpay_net", d.results[2].Check)
+		assert.Equal(t, levelOK, d.results[2].Level, "the sandbox's own server certificate is long-lived: %+v", d.results[2])
 	}
 }
 

@@ -199,7 +199,7 @@ func TestOutboxThroughTheRunningAgent(t *testing.T) {
 
 	// diag says the same, as a failure pointing at this command.
 	out, _, code = runCmd("diag", "--json", "--config", cfgPath)
-	assert.Equal(t, exitFail, code)
+	assert.Equal(t, exitDiagFail, code)
 	res := diagByCheck(t, out)
 	assert.Contains(t, res["agent"].Detail, "agent running")
 	assert.Equal(t, levelFail, res["outbox"].Level)

@@ -50,7 +50,7 @@ func commands() []command {
 		{"config", "check|example [--config FILE]", "check a configuration file, or print a commented example", cmdConfig},
 		{"ports", "[--config FILE] [--json]", "list serial ports and which configured device each one is", cmdPorts},
 		{"outbox", "list|retry ID|drop ID [flags]", "show parked deliveries; retry or drop one", cmdOutbox},
-		{"diag", "[--config FILE] [--json]", "check config, store, devices and providers; exit 1 on a failure", cmdDiag},
+		{"diag", "[flags] | scanner --watch", "check config, store, devices and providers (exit 1 warnings, 2 failures); scanner --watch shows each scan", cmdDiag},
 		{"simulate", "register|smartpay [flags]", "run one simulated device or provider sandbox alone, for host software", cmdSimulate},
 		{"version", "", "print version, commit, Go version and OS/arch", cmdVersion},
 		{"help", "", "show this list", nil},

@@ -17,11 +17,11 @@ const (
 
 // CertInfo describes the client certificate, for diagnostics.
 type CertInfo struct {
-	Subject   string
-	Issuer    string
-	Serial    string
-	NotBefore time.Time
-	NotAfter  time.Time
+	Subject   string    `json:"subject"`
+	Issuer    string    `json:"issuer"`
+	Serial    string    `json:"serial"`
+	NotBefore time.Time `json:"not_before"`
+	NotAfter  time.Time `json:"not_after"`
 }
 
 // ExpiryLevel grades how soon the certificate stops working.
