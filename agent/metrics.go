@@ -157,6 +157,78 @@ func (w meteredRegister) Identity(ctx context.Context) (id fiscal.Identity, err 
 	return w.r.Identity(ctx)
 }
 
+func (w meteredRegister) OpenShiftAs(ctx context.Context, id string, c fiscal.Cashier) (doc fiscal.Document, err error) {
+	start := time.Now()
+	defer func() { w.m.observeRegister("shift_open", start, err) }()
+	return w.r.OpenShiftAs(ctx, id, c)
+}
+
+func (w meteredRegister) CloseShiftAs(ctx context.Context, id string, c fiscal.Cashier) (doc fiscal.Document, err error) {
+	start := time.Now()
+	defer func() { w.m.observeRegister("shift_close", start, err) }()
+	return w.r.CloseShiftAs(ctx, id, c)
+}
+
+func (w meteredRegister) XReport(ctx context.Context) (err error) {
+	start := time.Now()
+	defer func() { w.m.observeRegister("x_report", start, err) }()
+	return w.r.XReport(ctx)
+}
+
+func (w meteredRegister) CashInOnce(ctx context.Context, id string, amount int64) (doc fiscal.Document, err error) {
+	start := time.Now()
+	defer func() { w.m.observeRegister("cash_in", start, err) }()
+	return w.r.CashInOnce(ctx, id, amount)
+}
+
+func (w meteredRegister) CashOutOnce(ctx context.Context, id string, amount int64) (doc fiscal.Document, err error) {
+	start := time.Now()
+	defer func() { w.m.observeRegister("cash_out", start, err) }()
+	return w.r.CashOutOnce(ctx, id, amount)
+}
+
+func (w meteredRegister) PrintCorrection(ctx context.Context, id string, c fiscal.Correction) (doc fiscal.Document, err error) {
+	start := time.Now()
+	defer func() { w.m.observeRegister("print_correction", start, err) }()
+	return w.r.PrintCorrection(ctx, id, c)
+}
+
+func (w meteredRegister) PrintQR(ctx context.Context, text string) (err error) {
+	start := time.Now()
+	defer func() { w.m.observeRegister("print_qr", start, err) }()
+	return w.r.PrintQR(ctx, text)
+}
+
+func (w meteredRegister) PrintLastCopy(ctx context.Context) (err error) {
+	start := time.Now()
+	defer func() { w.m.observeRegister("print_copy", start, err) }()
+	return w.r.PrintLastCopy(ctx)
+}
+
+func (w meteredRegister) LastDocument(ctx context.Context) (d fiscal.FoundDocument, err error) {
+	start := time.Now()
+	defer func() { w.m.observeRegister("last_document", start, err) }()
+	return w.r.LastDocument(ctx)
+}
+
+func (w meteredRegister) FindDocument(ctx context.Context, fd uint32) (d fiscal.FoundDocument, err error) {
+	start := time.Now()
+	defer func() { w.m.observeRegister("find_document", start, err) }()
+	return w.r.FindDocument(ctx, fd)
+}
+
+func (w meteredRegister) Info(ctx context.Context) (i fiscal.Info, err error) {
+	start := time.Now()
+	defer func() { w.m.observeRegister("info", start, err) }()
+	return w.r.Info(ctx)
+}
+
+func (w meteredRegister) RecoverRegister(ctx context.Context) (rep fiscal.RecoveryReport, err error) {
+	start := time.Now()
+	defer func() { w.m.observeRegister("recover", start, err) }()
+	return w.r.RecoverRegister(ctx)
+}
+
 func (w meteredRegister) PrintText(ctx context.Context, lines []string) (err error) {
 	start := time.Now()
 	defer func() { w.m.observeRegister("print_text", start, err) }()

@@ -36,6 +36,21 @@ type Register interface {
 	Identity(ctx context.Context) (fiscal.Identity, error)
 	// PrintText prints non-fiscal lines (a slip).
 	PrintText(ctx context.Context, lines []string) error
+
+	// The register's other operations the POS asks for; those that make a
+	// document are exactly once per id, like PrintReceipt.
+	OpenShiftAs(ctx context.Context, id string, c fiscal.Cashier) (fiscal.Document, error)
+	CloseShiftAs(ctx context.Context, id string, c fiscal.Cashier) (fiscal.Document, error)
+	XReport(ctx context.Context) error
+	CashInOnce(ctx context.Context, id string, amount int64) (fiscal.Document, error)
+	CashOutOnce(ctx context.Context, id string, amount int64) (fiscal.Document, error)
+	PrintCorrection(ctx context.Context, id string, c fiscal.Correction) (fiscal.Document, error)
+	PrintQR(ctx context.Context, text string) error
+	PrintLastCopy(ctx context.Context) error
+	LastDocument(ctx context.Context) (fiscal.FoundDocument, error)
+	FindDocument(ctx context.Context, fd uint32) (fiscal.FoundDocument, error)
+	Info(ctx context.Context) (fiscal.Info, error)
+	RecoverRegister(ctx context.Context) (fiscal.RecoveryReport, error)
 }
 
 // Options configure an Engine.

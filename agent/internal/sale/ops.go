@@ -41,18 +41,23 @@ const (
 // Operation is a fiscal operation the POS asked for: the resource it sees and
 // the record the store keeps.
 type Operation struct {
-	ID       string         `json:"id"`
-	Kind     string         `json:"kind"` // receipt, refund
-	State    string         `json:"state"`
-	Receipt  *ReceiptResult `json:"receipt,omitempty"`
-	Refund   *RefundInfo    `json:"refund,omitempty"`
-	Error    *ErrorInfo     `json:"error,omitempty"`
-	Attempts int            `json:"attempts,omitempty"`
-	Created  time.Time      `json:"created_at"`
-	Updated  time.Time      `json:"updated_at"`
-	Version  uint64         `json:"version"`
+	ID      string         `json:"id"`
+	Kind    string         `json:"kind"` // receipt, refund
+	State   string         `json:"state"`
+	Receipt *ReceiptResult `json:"receipt,omitempty"`
+	Refund  *RefundInfo    `json:"refund,omitempty"`
+	// Document is what a register operation made (shift open, Z, cash in or
+	// out, a correction); Recovery what recovering the register found.
+	Document *fiscal.Document `json:"document,omitempty"`
+	Recovery *RecoveryAnswer  `json:"recovery,omitempty"`
+	Error    *ErrorInfo       `json:"error,omitempty"`
+	Attempts int              `json:"attempts,omitempty"`
+	Created  time.Time        `json:"created_at"`
+	Updated  time.Time        `json:"updated_at"`
+	Version  uint64           `json:"version"`
 
 	request *fiscal.Receipt
+	args    json.RawMessage // a register operation's request
 }
 
 // ReceiptResult is what a printed receipt left: the FN's document and the
@@ -75,10 +80,11 @@ type RefundInfo struct {
 type storedOp struct {
 	Operation
 	Request *fiscal.Receipt `json:"request,omitempty"`
+	Args    json.RawMessage `json:"args,omitempty"`
 }
 
 func putOp(tx *queue.Tx, op *Operation) error {
-	b, err := json.Marshal(storedOp{Operation: *op, Request: op.request})
+	b, err := json.Marshal(storedOp{Operation: *op, Request: op.request, Args: op.args})
 	if err != nil {
 		return err
 	}
@@ -91,7 +97,7 @@ func decodeOp(b []byte) (*Operation, error) {
 		return nil, fmt.Errorf("decode operation: %w", err)
 	}
 	op := s.Operation
-	op.request = s.Request
+	op.request, op.args = s.Request, s.Args
 	return &op, nil
 }
 
@@ -381,8 +387,12 @@ func (e *Engine) nextOp() (*Operation, error) {
 
 // runOp makes one attempt at op; it reports whether op is settled (done or failed).
 func (e *Engine) runOp(ctx context.Context, op *Operation) bool {
-	if op.Kind == "refund" {
+	switch op.Kind {
+	case "refund":
 		return e.runRefund(ctx, op)
+	case "receipt":
+	default:
+		return e.runRegisterOp(ctx, op)
 	}
 	log := e.log.With("op_id", op.ID, "kind", op.Kind)
 	if op.request == nil {

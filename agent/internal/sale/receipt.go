@@ -17,6 +17,8 @@ type ReceiptIn struct {
 	TaxSystem string   `json:"tax_system,omitempty"` // default: register.tax_system
 	Buyer     string   `json:"buyer,omitempty"`      // phone or e-mail for the electronic receipt (tag 1008)
 	Cashier   string   `json:"cashier,omitempty"`    // tag 1021; default: register.cashier
+	// CashierINN is tag 1203 (12 digits), optional.
+	CashierINN string `json:"cashier_inn,omitempty"`
 }
 
 // ItemIn is one receipt line as the POS sends it.
@@ -115,6 +117,7 @@ func (r ReceiptIn) convert(o receiptOptions) (fiscal.Receipt, error) {
 	if r.Cashier != "" {
 		out.Cashier = r.Cashier
 	}
+	out.CashierINN = r.CashierINN
 	for i, it := range r.Items {
 		at := func(f string) string { return fmt.Sprintf("receipt.items[%d].%s", i, f) }
 		vat, ok := vatRates[it.VAT]
