@@ -87,3 +87,51 @@ func TestCrashMidRefund(t *testing.T) {
 	assert.LessOrEqual(t, strings.Count(string(tape), "REFUND alif"), 1, "the refund slip printed twice")
 	c.stop()
 }
+
+// TestCrashMidRegisterOperation kills the real agent while the register does
+// a document-making operation the POS asked for (the command is held by the
+// simulator, which then completes it), restarts it and retries the POS's
+// request with the same key: exactly one document, and the retry answered
+// with it.
+func TestCrashMidRegisterOperation(t *testing.T) {
+	cases := []struct {
+		name, path, body string
+		cmd              uint16
+		docType          int // FN document type; 0: a device document (cash)
+	}{
+		{"shift open", "/v1/shift/open", `{"cashier":{"name":"Иванова И."}}`, shtrih.CmdOpenShift, 2},
+		{"cash in", "/v1/cash/in", `{"amount":100000}`, shtrih.CmdCashIn, 0},
+		{"correction", "/v1/corrections", `{"type":"self","base_date":"2026-11-30","receipt":{"items":[{"name":"Хлеб","quantity":1000,"price":4500,"vat":"vat10"}]},"payments":{"cash":4500}}`, shtrih.CmdFNCorrection, 31},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCrashRig(t)
+			c.start()
+			if tc.cmd != shtrih.CmdOpenShift {
+				var op apiRegOp
+				require.Equal(t, 201, c.call("POST", "/v1/shift/open", "open-first", `{"cashier":{"name":"Иванова И."}}`, &op))
+			}
+			c.till.Register.Inject(shtrihsim.Fault{Kind: shtrihsim.DelayReply, Command: tc.cmd, Delay: 2 * time.Second})
+			go func() { c.call("POST", tc.path+"?wait=0s", "crash-op", tc.body, nil) }()
+			c.waitFor("the command at the register", func() bool { return c.fired(fmt.Sprintf("delay_reply@%X", tc.cmd)) })
+			c.kill()
+			time.Sleep(2500 * time.Millisecond)
+			c.start()
+			var op apiRegOp
+			require.Eventually(t, func() bool {
+				op = apiRegOp{}
+				code := c.call("POST", tc.path+"?wait=5s", "crash-op", tc.body, &op)
+				return code == 200 && op.State == "done"
+			}, 30*time.Second, 100*time.Millisecond)
+			require.NotNil(t, op.Document)
+			if tc.docType != 0 {
+				docs := docsOfType(c.till.Register.Documents(), tc.docType)
+				require.Len(t, docs, 1, "the operation made two FN documents across the crash")
+				assert.Equal(t, docs[0].FD, op.Document.FD)
+			} else {
+				assert.Equal(t, int64(100000), c.till.Register.Snapshot().Cash, "cash counted twice across the crash")
+			}
+			c.stop()
+		})
+	}
+}
