@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -199,4 +200,42 @@ func BenchmarkFinalToPOS(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkPOSReceipt10Items: a 10-item cash receipt through the local API,
+// from the POST to the answer with its fiscal sign, with the register's line
+// at 115200 baud emulated; reported against the wire time of every frame
+// exchanged during the call (the register's check before it, the receipt's
+// commands, their replies).
+func BenchmarkPOSReceipt10Items(b *testing.B) {
+	r := newRig(b, rigOptions{logLevel: "warn", baud: 115200})
+	r.startInProcess()
+	var items []string
+	for i := range 10 {
+		items = append(items, fmt.Sprintf(`{"name":"Товар %d","quantity":1000,"price":%d,"vat":"vat22"}`, i, 1000+i))
+	}
+	var total int64
+	for i := range 10 {
+		total += int64(1000 + i)
+	}
+	body := fmt.Sprintf(`{"receipt":{"items":[%s]},"payments":{"cash":%d}}`, strings.Join(items, ","), total)
+	var elapsed time.Duration
+	var bytes int64
+	n := 0
+	for b.Loop() {
+		s0 := r.app.register.Stats()
+		start := time.Now()
+		var op apiOp
+		if code := r.call("POST", "/v1/receipts", fmt.Sprintf("bench-r-%d", n), body, &op); code != 201 || op.Receipt == nil || op.Receipt.Document.FP == 0 {
+			b.Fatalf("HTTP %d: %+v", code, op)
+		}
+		elapsed += time.Since(start)
+		s := r.app.register.Stats()
+		bytes += s.BytesOut - s0.BytesOut + s.BytesIn - s0.BytesIn
+		n++
+	}
+	wire := time.Duration(float64(bytes) * 10 * float64(time.Second) / 115200)
+	b.ReportMetric(float64(elapsed.Microseconds())/float64(n)/1000, "ms/receipt")
+	b.ReportMetric(float64(wire.Microseconds())/float64(n)/1000, "wire-ms/receipt")
+	b.ReportMetric(float64(elapsed)/float64(wire), "time/wire")
 }

@@ -37,6 +37,7 @@ type rig struct {
 	port    int
 	token   string
 	logs    *syncBuffer
+	app     *app // the agent running in this process, if any
 }
 
 type rigOptions struct {
@@ -44,6 +45,7 @@ type rigOptions struct {
 	extra      string        // more config
 	logLevel   string        // default debug: the secrets checks read debug lines
 	tcpReg     bool          // the register is a network model
+	baud       int           // >0: the register simulator emulates this line's wire time
 }
 
 func newRig(t testing.TB, o rigOptions) *rig {
@@ -56,7 +58,7 @@ func newRig(t testing.TB, o rigOptions) *rig {
 	if delay == 0 {
 		delay = sandbox.Immediate
 	}
-	till, err := simtill.Start(simtill.Options{Dir: filepath.Join(dir, "till"), ProcessingDelay: delay, RegisterOverTCP: o.tcpReg})
+	till, err := simtill.Start(simtill.Options{Dir: filepath.Join(dir, "till"), ProcessingDelay: delay, RegisterOverTCP: o.tcpReg, RegisterBaud: o.baud})
 	require.NoError(t, err)
 	t.Cleanup(till.Close)
 	port := freePort(t)
@@ -109,6 +111,7 @@ func (r *rig) runTuned(all ...func(*tuning)) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := openApp(ctx, r.cfg, log, all...)
 	require.NoError(t, err)
+	r.app = a
 	done := make(chan error, 1)
 	go func() { done <- a.run(ctx) }()
 	r.readToken()
