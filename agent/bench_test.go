@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -208,7 +209,7 @@ func BenchmarkFinalToPOS(b *testing.B) {
 // exchanged during the call (the register's check before it, the receipt's
 // commands, their replies).
 func BenchmarkPOSReceipt10Items(b *testing.B) {
-	r := newRig(b, rigOptions{logLevel: "warn", baud: 115200})
+	r := newRig(b, rigOptions{logLevel: "warn", baud: 115200, tcpReg: os.Getenv("KASSA_BENCH_TCP") != ""})
 	r.startInProcess()
 	var items []string
 	for i := range 10 {
