@@ -392,6 +392,7 @@ var (
 	descOFDUnsent     = desc("kassa_ofd_unsent_documents", "Fiscal documents the FN has not sent to the OFD yet.")
 	descOFDOldest     = desc("kassa_ofd_oldest_unsent_age_seconds", "Age of the oldest document not sent to the OFD; 0 when none.")
 	descShiftOpen     = desc("kassa_shift_open", "1 when a shift is open on the register.")
+	descFNWarning     = desc("kassa_fn_warning", "1 when the FN raises the warning (FF01h): replace_urgently, replace_soon, memory_full, ofd_timeout, critical.", "warning")
 	descShiftOver24h  = desc("kassa_shift_over_24h", "1 when the open shift is older than 24 hours (a Z report is due).")
 	descShiftNumber   = desc("kassa_shift_number", "Number of the register's current (or last) shift.")
 	descCertExpiry    = desc("kassa_smartpay_certificate_expiry_timestamp_seconds", "When the Smart Pay client certificate expires (Unix time); days left = (this - time()) / 86400.")
@@ -403,7 +404,7 @@ var (
 func (c appCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descPayments, descOwed, descOwedAge, descOutPending, descOutOldest, descOutParked,
 		descConnected, descRegChecked, descRegReady, descPaperOut, descFNExpiry, descOFDUnsent, descOFDOldest,
-		descShiftOpen, descShiftOver24h, descShiftNumber, descCertExpiry, descStoreSize, descBuild, descScrapeFailure} {
+		descShiftOpen, descFNWarning, descShiftOver24h, descShiftNumber, descCertExpiry, descStoreSize, descBuild, descScrapeFailure} {
 		ch <- d
 	}
 }
@@ -491,6 +492,11 @@ func (c appCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(ch, descOFDUnsent, float64(last.OFDBacklog))
 			gauge(ch, descOFDOldest, ageSeconds(now, last.OFDOldest))
 			gauge(ch, descShiftOpen, boolGauge(last.ShiftOpen))
+			w := last.FNWarnings
+			for name, on := range map[string]bool{"replace_urgently": w.ReplaceUrgently, "replace_soon": w.ReplaceSoon,
+				"memory_full": w.MemoryFull, "ofd_timeout": w.OFDTimeout, "critical": w.Critical} {
+				gauge(ch, descFNWarning, boolGauge(on), name)
+			}
 			gauge(ch, descShiftOver24h, boolGauge(last.ShiftExpired))
 			gauge(ch, descShiftNumber, float64(last.ShiftNumber))
 		}

@@ -461,6 +461,7 @@ type Status struct {
 	ReceiptOpen  bool
 	PaperOut     bool
 	LastFD       uint32
+	FNWarnings   FNWarnings // the FN's warning flags (FF01h)
 	OFDBacklog   int
 	OFDOldest    time.Time // date-time of the oldest document not yet sent to the OFD; zero when none
 	// Ready is nil when a receipt can be printed now (possibly after an automatic

@@ -347,7 +347,7 @@ func (d *Driver) Status(ctx context.Context) (fiscal.Status, error) {
 	if err != nil {
 		return st, err
 	}
-	st.FNPhase, st.LastFD = int(fn.Phase), fn.LastFD
+	st.FNPhase, st.LastFD, st.FNWarnings = int(fn.Phase), fn.LastFD, DecodeFNWarnings(fn.Warnings)
 	if fn.Number != "" {
 		st.FNNumber = fn.Number
 	}
