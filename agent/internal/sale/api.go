@@ -88,6 +88,18 @@ func (e *Engine) apiGet(w http.ResponseWriter, r *http.Request) {
 	localapi.WriteJSON(w, http.StatusOK, p)
 }
 
+// parseLimit reads a list's page size (default 100).
+func parseLimit(v string) (int, error) {
+	if v == "" {
+		return 100, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 1000 {
+		return 0, localapi.Errorf("bad_request", "limit must be from 1 to 1000")
+	}
+	return n, nil
+}
+
 func parseWait(v string) (time.Duration, error) {
 	if v == "" {
 		return 0, nil
@@ -151,14 +163,10 @@ func (e *Engine) apiList(w http.ResponseWriter, r *http.Request) {
 		}
 		since = t
 	}
-	limit := 100
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			localapi.WriteError(w, localapi.Errorf("bad_request", "limit must be from 1 to 1000"))
-			return
-		}
-		limit = n
+	limit, err := parseLimit(q.Get("limit"))
+	if err != nil {
+		localapi.WriteError(w, err)
+		return
 	}
 	ps, err := e.List(q.Get("after"), since, limit)
 	if err != nil {

@@ -333,6 +333,16 @@ func (e *Engine) changeOp(ctx context.Context, id string, fn func(op *Operation)
 	return out, nil
 }
 
+// markPrinting records an operation's recovery point: from here the
+// register may have its document.
+func (e *Engine) markPrinting(ctx context.Context, id string) (*Operation, error) {
+	return e.changeOp(ctx, id, func(q *Operation) error {
+		q.State = OpPrinting
+		q.Attempts++
+		return nil
+	})
+}
+
 // runOps is the worker that feeds the register the POS's operations, oldest
 // first, until ctx ends. An operation the register cannot take now (paper,
 // link) stays queued with the reason and is tried again with backoff; one it
@@ -402,11 +412,7 @@ func (e *Engine) runOp(ctx context.Context, op *Operation) bool {
 		})
 		return true
 	}
-	op, err := e.changeOp(ctx, op.ID, func(q *Operation) error {
-		q.State = OpPrinting
-		q.Attempts++
-		return nil
-	})
+	op, err := e.markPrinting(ctx, op.ID)
 	if err != nil {
 		log.Error("cannot record the printing recovery point", "err", err)
 		return false

@@ -3,7 +3,6 @@ package sale
 import (
 	"context"
 	"net/http"
-	"strconv"
 	"time"
 
 	"kassa-agent/agent/internal/localapi"
@@ -100,14 +99,10 @@ type receiptList struct {
 
 func (e *Engine) apiListReceipts(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	limit := 100
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			localapi.WriteError(w, localapi.Errorf("bad_request", "limit must be from 1 to 1000"))
-			return
-		}
-		limit = n
+	limit, err := parseLimit(q.Get("limit"))
+	if err != nil {
+		localapi.WriteError(w, err)
+		return
 	}
 	ops, err := e.ListOps(q.Get("after"), limit)
 	if err != nil {

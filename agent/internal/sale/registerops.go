@@ -332,11 +332,7 @@ func (e *Engine) runRegisterOp(ctx context.Context, op *Operation) bool {
 		})
 		return true
 	}
-	op, err := e.changeOp(ctx, op.ID, func(q *Operation) error {
-		q.State = OpPrinting
-		q.Attempts++
-		return nil
-	})
+	op, err := e.markPrinting(ctx, op.ID)
 	if err != nil {
 		return false
 	}
