@@ -199,6 +199,8 @@ kassa-agent demo — a whole till on this machine:
   scanner   simulated, on %[5]s
   register  Shtrih-M simulator (serial over a pseudo-terminal); paper tape: %[6]s
   smartpay  sandbox at %[7]s
+  alif      sandbox at %[8]s (its payment pages too)
+  alikassa  sandbox at %[9]s (its payment pages too)
 
 A Smart Pay sale by hand (in another terminal):
 
@@ -239,7 +241,7 @@ Alif (UZS) and AliKassa (BDT) pay on a hosted page; the register prints a slip:
     curl -s -X POST "http://%[3]s/demo/alikassa/pay?order_id=<order_id>"
 
 Stop with Ctrl+C.
-`, api, auth, ctl, cfg.API.TokenFile, till.ScannerPath(), till.TapePath(), till.Sandbox.URL())
+`, api, auth, ctl, cfg.API.TokenFile, till.ScannerPath(), till.TapePath(), till.Sandbox.URL(), till.Alif.URL(), till.AliKassa.URL())
 }
 
 // demoSale is one scripted sale: what the POS sends and how the buyer pays.
