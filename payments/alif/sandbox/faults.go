@@ -153,3 +153,6 @@ func (f *Fault) UnmarshalJSON(b []byte) error {
 	}
 	return nil
 }
+
+// Uses is the fault's remaining count, for the sandbox's fault list.
+func (f *Fault) Uses() *int { return &f.Times }

@@ -37,6 +37,7 @@ import (
 
 	"kassa-agent/payments/alif"
 	"kassa-agent/payments/alif/internal/wire"
+	"kassa-agent/payments/internal/faultq"
 )
 
 // Options configures a sandbox. The zero value is usable.
@@ -122,7 +123,7 @@ type Server struct {
 	mu         sync.Mutex
 	sessions   map[string]*Session
 	order      []string
-	faults     []*Fault
+	faults     faultq.List[Fault, *Fault]
 	journal    []Request
 	deliveries []Delivery
 }
@@ -262,11 +263,8 @@ func (s *Server) Inject(f Fault) error {
 	if err := f.validate(); err != nil {
 		return fmt.Errorf("sandbox: %w", err)
 	}
-	if f.Times == 0 {
-		f.Times = 1
-	}
 	s.mu.Lock()
-	s.faults = append(s.faults, &f)
+	s.faults.Add(f)
 	s.mu.Unlock()
 	return nil
 }
@@ -274,7 +272,7 @@ func (s *Server) Inject(f Fault) error {
 // ClearFaults drops every pending fault.
 func (s *Server) ClearFaults() {
 	s.mu.Lock()
-	s.faults = nil
+	s.faults.Clear()
 	s.mu.Unlock()
 }
 
@@ -282,11 +280,7 @@ func (s *Server) ClearFaults() {
 func (s *Server) Faults() []Fault {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]Fault, 0, len(s.faults))
-	for _, f := range s.faults {
-		out = append(out, *f)
-	}
-	return out
+	return s.faults.All()
 }
 
 // Requests returns the journal of every request received, in order.
@@ -514,20 +508,11 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 func (s *Server) takeFault(op alif.Op, kinds ...Kind) *Fault {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for i, f := range s.faults {
-		if !f.matches(op) || !slices.Contains(kinds, f.Kind) {
-			continue
-		}
-		taken := *f
-		if f.Times > 0 {
-			f.Times--
-			if f.Times == 0 {
-				s.faults = slices.Delete(s.faults, i, i+1)
-			}
-		}
-		return &taken
+	f, ok := s.faults.Take(func(f *Fault) bool { return f.matches(op) && slices.Contains(kinds, f.Kind) })
+	if !ok {
+		return nil
 	}
-	return nil
+	return &f
 }
 
 func (s *Server) record(r Request) int {
@@ -685,18 +670,8 @@ func (s *Server) apply(op alif.Op, body []byte) (reply, Kind) {
 func (s *Server) takeFaultLocked(op alif.Op, kinds ...Kind) []Fault {
 	var out []Fault
 	for _, k := range kinds {
-		for i, f := range s.faults {
-			if f.Kind != k || !f.matches(op) {
-				continue
-			}
-			out = append(out, *f)
-			if f.Times > 0 {
-				f.Times--
-				if f.Times == 0 {
-					s.faults = slices.Delete(s.faults, i, i+1)
-				}
-			}
-			break
+		if f, ok := s.faults.Take(func(f *Fault) bool { return f.Kind == k && f.matches(op) }); ok {
+			out = append(out, f)
 		}
 	}
 	return out

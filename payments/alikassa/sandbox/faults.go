@@ -74,3 +74,6 @@ func (f Fault) matches(op alikassa.Op) bool {
 	}
 	return true
 }
+
+// Uses is the fault's remaining count, for the sandbox's fault list.
+func (f *Fault) Uses() *int { return &f.Times }

@@ -49,6 +49,7 @@ import (
 	"kassa-agent/payments"
 	"kassa-agent/payments/alikassa"
 	"kassa-agent/payments/alikassa/internal/wire"
+	"kassa-agent/payments/internal/faultq"
 )
 
 // Key formats for Options.KeyFormat.
@@ -144,7 +145,7 @@ type Server struct {
 	mu       sync.Mutex
 	payments map[string]*Payment // by order_id
 	byUUID   map[string]string
-	faults   []*Fault
+	faults   faultq.List[Fault, *Fault]
 	journal  []Request
 	nextID   int64
 }
@@ -287,11 +288,8 @@ func (s *Server) Inject(f Fault) error {
 	if err := f.validate(); err != nil {
 		return fmt.Errorf("sandbox: %w", err)
 	}
-	if f.Times == 0 {
-		f.Times = 1
-	}
 	s.mu.Lock()
-	s.faults = append(s.faults, &f)
+	s.faults.Add(f)
 	s.mu.Unlock()
 	return nil
 }
@@ -299,7 +297,7 @@ func (s *Server) Inject(f Fault) error {
 // ClearFaults drops every pending fault.
 func (s *Server) ClearFaults() {
 	s.mu.Lock()
-	s.faults = nil
+	s.faults.Clear()
 	s.mu.Unlock()
 }
 
@@ -591,19 +589,11 @@ func (s *Server) authentic(r *http.Request, body []byte) bool {
 func (s *Server) takeFault(op alikassa.Op) *Fault {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for i, f := range s.faults {
-		if !f.matches(op) {
-			continue
-		}
-		c := *f
-		if f.Times > 0 {
-			if f.Times--; f.Times == 0 {
-				s.faults = slices.Delete(s.faults, i, i+1)
-			}
-		}
-		return &c
+	f, ok := s.faults.Take(func(f *Fault) bool { return f.matches(op) })
+	if !ok {
+		return nil
 	}
-	return nil
+	return &f
 }
 
 // drop closes the connection without an answer; rst sends a TCP reset.

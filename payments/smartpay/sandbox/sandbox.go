@@ -43,6 +43,7 @@ import (
 	"sync"
 	"time"
 
+	"kassa-agent/payments/internal/faultq"
 	"kassa-agent/payments/smartpay"
 	"kassa-agent/payments/smartpay/internal/wire"
 )
@@ -135,7 +136,7 @@ type Server struct {
 	purchases map[string]*Purchase
 	byKassa   map[string]string
 	sessions  map[string]time.Time
-	faults    []*Fault
+	faults    faultq.List[Fault, *Fault]
 	journal   []Request
 	seq       int
 }
@@ -286,11 +287,8 @@ func (s *Server) Inject(f Fault) error {
 	if err := f.validate(); err != nil {
 		return fmt.Errorf("sandbox: %w", err)
 	}
-	if f.Times == 0 {
-		f.Times = 1
-	}
 	s.mu.Lock()
-	s.faults = append(s.faults, &f)
+	s.faults.Add(f)
 	s.mu.Unlock()
 	return nil
 }
@@ -298,7 +296,7 @@ func (s *Server) Inject(f Fault) error {
 // ClearFaults drops every pending fault.
 func (s *Server) ClearFaults() {
 	s.mu.Lock()
-	s.faults = nil
+	s.faults.Clear()
 	s.mu.Unlock()
 }
 
@@ -306,11 +304,7 @@ func (s *Server) ClearFaults() {
 func (s *Server) Faults() []Fault {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]Fault, 0, len(s.faults))
-	for _, f := range s.faults {
-		out = append(out, *f)
-	}
-	return out
+	return s.faults.All()
 }
 
 // ExpireSessions ends every session: the next call gets 401.
@@ -434,20 +428,11 @@ func (s *Server) Settle(purchaseID string, success bool) error {
 // takeFault consumes the first pending fault for op that pred accepts.
 // Called with mu held.
 func (s *Server) takeFault(op smartpay.Op, pred func(Fault) bool) *Fault {
-	for i, f := range s.faults {
-		if !f.matches(op) || !pred(*f) {
-			continue
-		}
-		taken := *f
-		if f.Times > 0 {
-			f.Times--
-			if f.Times == 0 {
-				s.faults = slices.Delete(s.faults, i, i+1)
-			}
-		}
-		return &taken
+	f, ok := s.faults.Take(func(f *Fault) bool { return f.matches(op) && pred(*f) })
+	if !ok {
+		return nil
 	}
-	return nil
+	return &f
 }
 
 func (s *Server) takeTransportFault(op smartpay.Op, kind Kind) *Fault {
