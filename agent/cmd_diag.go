@@ -555,6 +555,43 @@ func (d *diagnosis) register(ctx context.Context, cfg config.Config) {
 		return
 	}
 	d.registerDiag(g)
+	if st.ShiftOpen {
+		d.shiftAge(ctx, drv, rc.AutoCloseExpiredShift)
+	}
+}
+
+// shiftAge says how long the open shift has run. The FN keeps no open time in
+// its status: Info finds the shift's opening report in the archive, which
+// costs a few dozen reads, fine for a technician, too much for every minute.
+func (d *diagnosis) shiftAge(ctx context.Context, drv *shtrih.Driver, autoClose bool) {
+	info, err := drv.Info(ctx)
+	switch {
+	case err != nil:
+		d.warn("shift", "its age could not be read: "+err.Error(), "run diag again; the register line above says whether it answers")
+	case info.ShiftOpened.IsZero():
+		d.warn("shift", fmt.Sprintf("%d open; its opening report was not found in the FN's recent documents", info.ShiftNumber),
+			"close the shift (Z report) at the end of the day")
+	case info.ShiftAge > 24*time.Hour && autoClose:
+		d.warn("shift", fmt.Sprintf("%d open for %s, since %s", info.ShiftNumber, roundAge(info.ShiftAge), info.ShiftOpened.Local().Format("2006-01-02 15:04")),
+			"the agent prints the Z report before the next receipt (register.auto_close_expired_shift); close the shift at the end of each day")
+	case info.ShiftAge > 24*time.Hour:
+		d.fail("shift", fmt.Sprintf("%d open for %s, since %s", info.ShiftNumber, roundAge(info.ShiftAge), info.ShiftOpened.Local().Format("2006-01-02 15:04")),
+			"print a Z report (POST /v1/shift/close), or set register.auto_close_expired_shift = true")
+	case info.ShiftAge > 20*time.Hour:
+		d.warn("shift", fmt.Sprintf("%d open for %s, since %s", info.ShiftNumber, roundAge(info.ShiftAge), info.ShiftOpened.Local().Format("2006-01-02 15:04")),
+			"close the shift (Z report) before it passes 24 hours")
+	default:
+		d.ok("shift", fmt.Sprintf("%d open for %s, since %s", info.ShiftNumber, roundAge(info.ShiftAge), info.ShiftOpened.Local().Format("15:04")))
+	}
+}
+
+// roundAge is a shift's age as a person says it: minutes under two hours,
+// whole hours after.
+func roundAge(d time.Duration) string {
+	if d < 2*time.Hour {
+		return fmt.Sprintf("%d min", int(d/time.Minute))
+	}
+	return fmt.Sprintf("%d h", int(d/time.Hour))
 }
 
 func (d *diagnosis) remoteRegister(cfg config.Config, v *agentView) {
