@@ -12,6 +12,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"kassa-agent/payments"
+	"kassa-agent/payments/alikassa"
+	alikassasandbox "kassa-agent/payments/alikassa/sandbox"
 	"kassa-agent/payments/smartpay"
 	"kassa-agent/payments/smartpay/sandbox"
 	"kassa-agent/queue"
@@ -176,4 +178,55 @@ func TestRefusedReleaseLeavesNothingInMemory(t *testing.T) {
 	b.e.mu.Lock()
 	defer b.e.mu.Unlock()
 	assert.Empty(t, b.e.released, "refused releases left entries behind")
+}
+
+// TestLostCreateAnswerDoesNotSpin: the answer to creating an AliKassa page is
+// lost (the page exists) and the first look-up by our order id fails too;
+// the status then finds the page by our order id alone and the payment moves
+// to processing without the provider's id. The engine must take the id on
+// the next look-up and go on polling at its pace, not ask the provider in a
+// tight loop (a crash-matrix round found it asking every 2 ms).
+func TestLostCreateAnswerDoesNotSpin(t *testing.T) {
+	srv, err := alikassasandbox.Start(alikassasandbox.Options{})
+	require.NoError(t, err)
+	t.Cleanup(func() { srv.Close() })
+	cfg := srv.ClientConfig()
+	cfg.Service, cfg.CustomerCode, cfg.CustomerIP = "payment_card_bdt_hpp", "bkash", "203.0.113.7"
+	cl, err := alikassa.New(cfg)
+	require.NoError(t, err)
+	st, err := queue.Open(filepath.Join(t.TempDir(), "kassa.db"), queue.Options{})
+	require.NoError(t, err)
+	t.Cleanup(func() { st.Close() })
+	e, err := New(Options{Store: st, Providers: []payments.Provider{cl}, PollMin: 20 * time.Millisecond,
+		PollMax: 200 * time.Millisecond, SettleBeforeCancel: 10 * time.Second})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = e.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	require.Eventually(t, func() bool { e.mu.Lock(); defer e.mu.Unlock(); return e.runCtx != nil }, time.Second, time.Millisecond)
+
+	require.NoError(t, srv.Inject(alikassasandbox.Fault{Op: alikassa.OpCreate, Kind: alikassasandbox.ReplyLost}))
+	require.NoError(t, srv.Inject(alikassasandbox.Fault{Op: alikassa.OpStatus, Kind: alikassasandbox.ServerError}))
+	body := `{"provider":"alikassa","amount":50000,"currency":"BDT"}`
+	p, _, err := e.Create(ctx, "k", []byte(body), CreateRequest{Provider: "alikassa", Amount: 50000, Currency: "BDT"})
+	require.NoError(t, err)
+	statuses := func() int {
+		n := 0
+		for _, r := range srv.Requests() {
+			if r.Op == alikassa.OpStatus {
+				n++
+			}
+		}
+		return n
+	}
+	time.Sleep(500 * time.Millisecond)
+	before := statuses()
+	time.Sleep(time.Second)
+	asked := statuses() - before
+	assert.LessOrEqual(t, asked, 10, "the provider was asked %d times in a second", asked)
+	q, err := e.Get(p.ID)
+	require.NoError(t, err)
+	assert.Equal(t, payments.Processing, q.State)
+	assert.NotEmpty(t, q.Ref.ProviderID, "the provider's id was not taken from the page found by our order id")
 }

@@ -52,6 +52,7 @@ func (e *Engine) drive(ctx context.Context, id string) {
 			if sleep(ctx, time.Minute, e.wakeChan(id)) != nil {
 				return
 			}
+			continue
 		case payments.Committed:
 			e.charge(ctx, prov, p)
 		case payments.Releasing, payments.Processing:
@@ -60,6 +61,14 @@ func (e *Engine) drive(ctx context.Context, id string) {
 			e.fiscalize(ctx, prov, p)
 		default:
 			return
+		}
+		// A step that changed nothing is not run again at once: whatever
+		// made it return early, the till must not ask the provider or the
+		// register in a tight loop.
+		if q, err := e.Get(id); err == nil && q.Version == p.Version {
+			if sleep(ctx, e.o.PollMin, e.wakeChan(id)) != nil {
+				return
+			}
 		}
 	}
 }
@@ -422,8 +431,10 @@ func (e *Engine) findOrder(ctx context.Context, prov *provider, p *Payment) bool
 	ref, _, err := f.Find(ctx, p.Ref.OrderID)
 	switch {
 	case err == nil:
+		// Found: the payment goes on with the provider's id. (The status may
+		// have moved it to processing already, by our order id alone.)
 		q, err := e.change(ctx, p.ID, func(q *Payment, tx *queue.Tx) error {
-			if q.State != payments.Releasing {
+			if q.State != payments.Releasing && q.State != payments.Processing {
 				return errUnchanged
 			}
 			q.State = payments.Processing
@@ -433,7 +444,7 @@ func (e *Engine) findOrder(ctx context.Context, prov *provider, p *Payment) bool
 			return e.setRef(tx, q, ref)
 		})
 		if err != nil {
-			return false
+			return errors.Is(err, errUnchanged) && !p.State.Final()
 		}
 		*p = *q
 		e.paymentLog(p).Info("payment whose create answer was lost found at the provider by its order id", "provider_id", ref.ProviderID)
