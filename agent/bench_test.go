@@ -207,9 +207,10 @@ func BenchmarkFinalToPOS(b *testing.B) {
 // from the POST to the answer with its fiscal sign, with the register's line
 // at 115200 baud emulated; reported against the wire time of every frame
 // exchanged during the call (the register's check before it, the receipt's
-// commands, their replies).
+// commands, their replies). The simulator keeps its FN in memory here: its
+// state file's fsync per command is the register's time, not the agent's.
 func BenchmarkPOSReceipt10Items(b *testing.B) {
-	r := newRig(b, rigOptions{logLevel: "warn", baud: 115200, tcpReg: os.Getenv("KASSA_BENCH_TCP") != ""})
+	r := newRig(b, rigOptions{logLevel: "warn", baud: 115200, memReg: true, tcpReg: os.Getenv("KASSA_BENCH_TCP") != ""})
 	r.startInProcess()
 	var items []string
 	for i := range 10 {

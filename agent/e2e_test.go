@@ -46,6 +46,7 @@ type rigOptions struct {
 	logLevel   string        // default debug: the secrets checks read debug lines
 	tcpReg     bool          // the register is a network model
 	baud       int           // >0: the register simulator emulates this line's wire time
+	memReg     bool          // the register keeps its FN in memory (benchmarks: no state-file fsync)
 }
 
 func newRig(t testing.TB, o rigOptions) *rig {
@@ -58,7 +59,7 @@ func newRig(t testing.TB, o rigOptions) *rig {
 	if delay == 0 {
 		delay = sandbox.Immediate
 	}
-	till, err := simtill.Start(simtill.Options{Dir: filepath.Join(dir, "till"), ProcessingDelay: delay, RegisterOverTCP: o.tcpReg, RegisterBaud: o.baud})
+	till, err := simtill.Start(simtill.Options{Dir: filepath.Join(dir, "till"), ProcessingDelay: delay, RegisterOverTCP: o.tcpReg, RegisterBaud: o.baud, RegisterInMemory: o.memReg})
 	require.NoError(t, err)
 	t.Cleanup(till.Close)
 	port := freePort(t)

@@ -32,6 +32,11 @@ type Options struct {
 	// RegisterOverTCP serves the register on loopback TCP instead of a PTY
 	// (network models; and the only way where PTYs do not exist).
 	RegisterOverTCP bool
+	// RegisterInMemory keeps the register's FN state in memory only, for
+	// benchmarks: the state file is rewritten with fsync on every command that
+	// changes it (~1.5 ms each here), time a real register spends in its own FN,
+	// which would otherwise be counted as the agent's.
+	RegisterInMemory bool
 	// AlifAddr and AliKassaAddr fix the hosted-page sandboxes' addresses
 	// ("" = a free loopback port).
 	AlifAddr, AliKassaAddr string
@@ -76,8 +81,12 @@ func Start(opts Options) (_ *Till, err error) {
 	if t.AliKassa, err = alikassasandbox.Start(alikassasandbox.Options{Addr: opts.AliKassaAddr, Dir: filepath.Join(opts.Dir, "alikassa")}); err != nil {
 		return nil, fmt.Errorf("alikassa sandbox: %w", err)
 	}
+	statePath := filepath.Join(opts.Dir, "register-fn.json")
+	if opts.RegisterInMemory {
+		statePath = ""
+	}
 	t.Register, err = shtrihsim.New(shtrihsim.Options{
-		StatePath: filepath.Join(opts.Dir, "register-fn.json"),
+		StatePath: statePath,
 		TapePath:  filepath.Join(opts.Dir, "tape.txt"),
 		Baud:      opts.RegisterBaud,
 		OFDOnline: true,
