@@ -222,7 +222,7 @@ func BenchmarkPOSReceipt10Items(b *testing.B) {
 	}
 	body := fmt.Sprintf(`{"receipt":{"items":[%s]},"payments":{"cash":%d}}`, strings.Join(items, ","), total)
 	var elapsed time.Duration
-	var bytes int64
+	var bytes, rts int64
 	n := 0
 	for b.Loop() {
 		s0 := r.app.register.Stats()
@@ -234,10 +234,12 @@ func BenchmarkPOSReceipt10Items(b *testing.B) {
 		elapsed += time.Since(start)
 		s := r.app.register.Stats()
 		bytes += s.BytesOut - s0.BytesOut + s.BytesIn - s0.BytesIn
+		rts += s.RoundTrips - s0.RoundTrips
 		n++
 	}
 	wire := time.Duration(float64(bytes) * 10 * float64(time.Second) / 115200)
 	b.ReportMetric(float64(elapsed.Microseconds())/float64(n)/1000, "ms/receipt")
 	b.ReportMetric(float64(wire.Microseconds())/float64(n)/1000, "wire-ms/receipt")
 	b.ReportMetric(float64(elapsed)/float64(wire), "time/wire")
+	b.ReportMetric(float64(rts)/float64(n), "roundtrips/receipt")
 }

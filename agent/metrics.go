@@ -139,6 +139,12 @@ func (w meteredRegister) Status(ctx context.Context) (st fiscal.Status, err erro
 	return w.r.Status(ctx)
 }
 
+func (w meteredRegister) Ready(ctx context.Context) (err error) {
+	start := time.Now()
+	defer func() { w.m.observeRegister("ready", start, err) }()
+	return w.r.Ready(ctx)
+}
+
 func (w meteredRegister) CheckReceipt(r fiscal.Receipt) error {
 	// Checked locally, nothing is sent: its refusals are the POS's mistakes,
 	// not the register's, so they are not counted.

@@ -374,6 +374,30 @@ func (d *Driver) Status(ctx context.Context) (fiscal.Status, error) {
 	return st, nil
 }
 
+// Ready says whether a receipt could be printed now: Status's Ready for one
+// short-status round trip (the identity and device facts are cached after the
+// first read). The engine asks it before every document, so it reads no more
+// than the answer needs.
+func (d *Driver) Ready(ctx context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, err := d.deviceInfo(ctx); err != nil {
+		return err
+	}
+	_, idErr := d.identity(ctx)
+	if fiscal.CodeOf(idErr) == fiscal.CodeUnavailable {
+		return idErr
+	}
+	ss, err := d.shortStatus(ctx)
+	if err != nil {
+		return err
+	}
+	if err := d.readiness(ss); err != nil {
+		return err
+	}
+	return idErr
+}
+
 // readiness says whether a receipt could be printed now, given the auto options.
 func (d *Driver) readiness(ss ShortStatus) error {
 	switch ss.Submode {

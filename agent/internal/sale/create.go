@@ -310,18 +310,18 @@ func kopecks(v int64) string {
 func (e *Engine) registerReady(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	st, err := e.o.Register.Status(ctx)
-	if err != nil {
+	err := e.o.Register.Ready(ctx)
+	if err == nil {
+		return nil
+	}
+	var fe *fiscal.Error
+	if !errors.As(err, &fe) || fe.Code == fiscal.CodeUnavailable || fe.Code == fiscal.CodeProtocol {
 		return localapi.Wrap("register_unavailable", "the fiscal register does not answer ("+err.Error()+"); no money was taken", err)
 	}
-	if st.Ready != nil {
-		var fe *fiscal.Error
-		if errors.As(st.Ready, &fe) && fe.Code == "register_paper_out" {
-			return localapi.Wrap("register_paper_out", "the register is out of paper; load paper and try again. No money was taken", st.Ready)
-		}
-		return localapi.Wrap("register_not_ready", "the register cannot print now: "+st.Ready.Error()+". No money was taken", st.Ready)
+	if fe.Code == fiscal.CodePaperOut {
+		return localapi.Wrap("register_paper_out", "the register is out of paper; load paper and try again. No money was taken", err)
 	}
-	return nil
+	return localapi.Wrap("register_not_ready", "the register cannot print now: "+err.Error()+". No money was taken", err)
 }
 
 // Cancel abandons a payment before its amount was released. After release only

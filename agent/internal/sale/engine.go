@@ -27,6 +27,9 @@ import (
 // Register is the part of the fiscal register the engine uses.
 type Register interface {
 	Status(ctx context.Context) (fiscal.Status, error)
+	// Ready says whether a document could be printed now (Status's Ready,
+	// read with as few commands as the register allows); nil when it could.
+	Ready(ctx context.Context) error
 	// CheckReceipt says, without sending anything, whether the register can
 	// print r (its limits, its code page).
 	CheckReceipt(r fiscal.Receipt) error

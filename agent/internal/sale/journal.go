@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
+	"sync"
 
 	"kassa-agent/fiscal"
 	"kassa-agent/queue"
@@ -13,9 +15,21 @@ import (
 
 const collFiscalOps = "fiscal_ops"
 
+// collFiscalOpsPending indexes the unfinished entries (id → nothing): the
+// register asks for them before every document, and a till's journal holds
+// every document it ever made. Begin, Finish and Abort keep it in their own
+// transactions; the first Pending of a process rebuilds it for a store
+// written before it existed.
+const collFiscalOpsPending = "fiscal_ops_pending"
+
 // Journal is the register's write-ahead journal kept in the agent's store, so a
 // receipt's recovery record lives in the same file as the payment it belongs to.
-type Journal struct{ s *queue.Store }
+type Journal struct {
+	s *queue.Store
+
+	mu      sync.Mutex
+	indexed bool // the pending index was checked against the entries
+}
 
 // NewJournal keeps the register's journal in s.
 func NewJournal(s *queue.Store) *Journal { return &Journal{s: s} }
@@ -58,7 +72,10 @@ func (j *Journal) Begin(ctx context.Context, op fiscal.Pending) error {
 		} else if !errors.Is(err, fiscal.ErrJournalNotFound) {
 			return err
 		}
-		return putEntry(tx, fiscal.Entry{Op: op})
+		if err := putEntry(tx, fiscal.Entry{Op: op}); err != nil {
+			return err
+		}
+		return tx.Put(collFiscalOpsPending, op.ID, nil)
 	})
 }
 
@@ -76,7 +93,10 @@ func (j *Journal) Finish(ctx context.Context, id string, doc fiscal.Document) er
 			return fmt.Errorf("%w: already finished with FD %d", fiscal.ErrJournalNotOpen, e.Doc.FD)
 		}
 		e.Done, e.Doc = true, doc
-		return putEntry(tx, e)
+		if err := putEntry(tx, e); err != nil {
+			return err
+		}
+		return tx.Delete(collFiscalOpsPending, id)
 	})
 }
 
@@ -90,7 +110,10 @@ func (j *Journal) Abort(ctx context.Context, id string) error {
 		if e.Done {
 			return fiscal.ErrJournalNotOpen
 		}
-		return tx.Delete(collFiscalOps, id)
+		if err := tx.Delete(collFiscalOps, id); err != nil {
+			return err
+		}
+		return tx.Delete(collFiscalOpsPending, id)
 	})
 }
 
@@ -106,13 +129,19 @@ func (j *Journal) Get(_ context.Context, id string) (fiscal.Entry, error) {
 }
 
 // Pending lists unfinished ops, oldest first.
-func (j *Journal) Pending(_ context.Context) ([]fiscal.Pending, error) {
+func (j *Journal) Pending(ctx context.Context) ([]fiscal.Pending, error) {
+	if err := j.index(ctx); err != nil {
+		return nil, err
+	}
 	var out []fiscal.Pending
 	err := j.s.View(func(r *queue.ReadTx) error {
-		return r.ForEach(collFiscalOps, func(id string, v []byte) error {
-			var e fiscal.Entry
-			if err := json.Unmarshal(v, &e); err != nil {
-				return fmt.Errorf("fiscal journal: decode %s: %w", id, err)
+		return r.Scan(collFiscalOpsPending, queue.ScanOptions{}, func(id string, _ []byte) error {
+			e, err := getEntry(r, id)
+			if errors.Is(err, fiscal.ErrJournalNotFound) {
+				return nil
+			}
+			if err != nil {
+				return err
 			}
 			if !e.Done {
 				out = append(out, e.Op)
@@ -122,4 +151,54 @@ func (j *Journal) Pending(_ context.Context) ([]fiscal.Pending, error) {
 	})
 	sort.SliceStable(out, func(i, k int) bool { return out[i].Started.Before(out[k].Started) })
 	return out, err
+}
+
+// index makes the pending index agree with the entries, once per process.
+func (j *Journal) index(ctx context.Context) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.indexed {
+		return nil
+	}
+	err := j.s.Update(ctx, func(tx *queue.Tx) error {
+		var open, listed []string
+		if err := tx.ForEach(collFiscalOps, func(id string, v []byte) error {
+			var e fiscal.Entry
+			if err := json.Unmarshal(v, &e); err != nil {
+				return fmt.Errorf("fiscal journal: decode %s: %w", id, err)
+			}
+			if !e.Done {
+				open = append(open, id)
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		if err := tx.ForEach(collFiscalOpsPending, func(id string, _ []byte) error {
+			listed = append(listed, id)
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, id := range listed {
+			if !slices.Contains(open, id) {
+				if err := tx.Delete(collFiscalOpsPending, id); err != nil {
+					return err
+				}
+			}
+		}
+		for _, id := range open {
+			if !slices.Contains(listed, id) {
+				if err := tx.Put(collFiscalOpsPending, id, nil); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("fiscal journal: index: %w", err)
+	}
+	j.indexed = true
+	return nil
 }

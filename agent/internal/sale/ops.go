@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"kassa-agent/agent/internal/localapi"
@@ -23,6 +24,21 @@ import (
 )
 
 const collOps = "fiscal_operations"
+
+// collOpsOpen indexes the operations not yet settled (id → nothing), so the
+// register's worker finds its next one without reading the settled ones a
+// till keeps for weeks. putOp keeps it in the same transaction as the
+// operation; indexOpenOps rebuilds it for a store written before it existed.
+const collOpsOpen = "fiscal_operations_open"
+
+// opOpen: the worker still has something to do for an operation in state.
+func opOpen(state string) bool {
+	switch state {
+	case OpQueued, OpPrinting, OpRefunding, OpRefunded:
+		return true
+	}
+	return false
+}
 
 // Operation states.
 const (
@@ -88,7 +104,13 @@ func putOp(tx *queue.Tx, op *Operation) error {
 	if err != nil {
 		return err
 	}
-	return tx.Put(collOps, op.ID, b)
+	if err := tx.Put(collOps, op.ID, b); err != nil {
+		return err
+	}
+	if opOpen(op.State) {
+		return tx.Put(collOpsOpen, op.ID, nil)
+	}
+	return tx.Delete(collOpsOpen, op.ID)
 }
 
 func decodeOp(b []byte) (*Operation, error) {
@@ -349,6 +371,16 @@ func (e *Engine) markPrinting(ctx context.Context, id string) (*Operation, error
 // refuses fails; one interrupted by a crash is resumed with the same id, so
 // the register's journal returns the document it already made.
 func (e *Engine) runOps(ctx context.Context) {
+	for ctx.Err() == nil {
+		err := e.indexOpenOps(ctx)
+		if err == nil {
+			break
+		}
+		e.log.Error("cannot index the queued fiscal operations; retrying", "err", err)
+		if sleep(ctx, time.Second, nil) != nil {
+			return
+		}
+	}
 	for attempt := 0; ctx.Err() == nil; {
 		op, err := e.nextOp()
 		if err != nil {
@@ -375,14 +407,20 @@ func (e *Engine) runOps(ctx context.Context) {
 func (e *Engine) nextOp() (*Operation, error) {
 	var op *Operation
 	err := e.store.View(func(r *queue.ReadTx) error {
-		return r.Scan(collOps, queue.ScanOptions{}, func(id string, v []byte) error {
+		return r.Scan(collOpsOpen, queue.ScanOptions{}, func(id string, _ []byte) error {
+			v, err := r.Get(collOps, id)
+			if errors.Is(err, queue.ErrNotFound) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
 			o, err := decodeOp(v)
 			if err != nil {
 				e.log.Error("unreadable fiscal operation skipped; a technician must look at it", "op_id", id, "err", err)
 				return nil
 			}
-			switch o.State {
-			case OpQueued, OpPrinting, OpRefunding, OpRefunded:
+			if opOpen(o.State) {
 				op = o
 				return errStop
 			}
@@ -393,6 +431,56 @@ func (e *Engine) nextOp() (*Operation, error) {
 		err = nil
 	}
 	return op, err
+}
+
+// indexOpenOps brings the open-operations index up to date with the
+// operations themselves: once when the worker starts, for a store whose
+// operations were written before the index existed (or by a newer agent
+// that was rolled back). Each entry is decided inside the transaction that
+// writes it, so an operation changed meanwhile is not indexed wrongly.
+func (e *Engine) indexOpenOps(ctx context.Context) error {
+	var open, stale []string
+	err := e.store.View(func(r *queue.ReadTx) error {
+		if err := r.Scan(collOps, queue.ScanOptions{}, func(id string, v []byte) error {
+			if o, err := decodeOp(v); err == nil && opOpen(o.State) {
+				open = append(open, id)
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		return r.Scan(collOpsOpen, queue.ScanOptions{}, func(id string, _ []byte) error {
+			if !slices.Contains(open, id) {
+				stale = append(stale, id)
+			}
+			return nil
+		})
+	})
+	if err != nil || len(open)+len(stale) == 0 {
+		return err
+	}
+	return e.store.Update(ctx, func(tx *queue.Tx) error {
+		for _, id := range append(open, stale...) {
+			v, err := tx.Get(collOps, id)
+			if errors.Is(err, queue.ErrNotFound) {
+				if err := tx.Delete(collOpsOpen, id); err != nil {
+					return err
+				}
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			o, err := decodeOp(v)
+			if err != nil {
+				continue
+			}
+			if err := putOp(tx, o); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // runOp makes one attempt at op; it reports whether op is settled (done or failed).
