@@ -312,7 +312,7 @@ func registerOptions(c config.Register, j fiscal.Journal, log *slog.Logger) shtr
 	return shtrih.Options{
 		Password: uint32(c.Password), Journal: j, Timeouts: t,
 		AutoOpenShift: c.AutoOpenShift, AutoCloseExpiredShift: c.AutoCloseExpiredShift,
-		Logger: rlog, Location: loc, VATRows: rows,
+		Logger: rlog, Location: loc, VATRows: rows, FFD: c.FFD,
 		OnShiftRenewed: func(closed, opened int) {
 			rlog.Warn("the shift was over 24 hours: Z report printed and a new shift opened before the receipt",
 				"closed_shift", closed, "opened_shift", opened)

@@ -23,6 +23,15 @@ import (
 // a fiscal.Correction give its total and tax sums. The base of the correction
 // goes before it as the STLV tag 1174 holding 1178 (the corrected settlement's
 // date, unixtime) and 1179 (the order's number).
+//
+// Under FFD 1.2 a correction carries its lines like a receipt, and that is how
+// this driver forms it on an FFD 1.2 register (the default): FF35h, FF0Ch 1173
+// (one byte) and 1174, then one FF46h per line (the first opens the document),
+// the cashier's tags and FF45h, whose reply gives FD and FP as for a receipt.
+// The vendor's answers in shtrih-m/fr_drv_ng issues #150 and #216 give this
+// sequence (FNBeginCorrectionReceipt, the correction tags, FNOperation,
+// FNCloseCheckEx). Only this form carries 5 %, 7 % and 22 % lines; FF4Ah stays
+// for registers configured with an earlier FFD (ffd = "1.05").
 const (
 	CmdFNBeginCorrection uint16 = 0xFF35
 	CmdFNCorrection      uint16 = 0xFF4A
@@ -157,9 +166,7 @@ func (d *Driver) correctionFor(c fiscal.Correction) (CorrectionV2, error) {
 			v.Taxes[row-1] += it.VAT.Tax(sum)
 		}
 	}
-	var paid int64
 	for _, p := range r.Payments {
-		paid += p.Amount
 		switch {
 		case p.Kind == fiscal.Cash:
 			v.Payments[0] += p.Amount
@@ -169,11 +176,26 @@ func (d *Driver) correctionFor(c fiscal.Correction) (CorrectionV2, error) {
 			v.Payments[p.Kind-fiscal.Prepayment+2] += p.Amount
 		}
 	}
-	if paid != v.Total {
-		return v, &fiscal.Error{Code: fiscal.CodeBadReceipt, Field: "payments",
-			Text: fmt.Sprintf("payments: a correction's payments %d must equal its total %d (no change is given)", paid, v.Total)}
+	return v, checkCorrectionPaid(r)
+}
+
+// checkCorrectionPaid: a correction records a settlement already made, so its
+// payments equal its total; no change is given.
+func checkCorrectionPaid(r fiscal.Receipt) error {
+	var paid int64
+	for _, p := range r.Payments {
+		paid += p.Amount
 	}
-	return v, nil
+	if total := r.Total(); paid != total {
+		return &fiscal.Error{Code: fiscal.CodeBadReceipt, Field: "payments",
+			Text: fmt.Sprintf("payments: a correction's payments %d must equal its total %d (no change is given)", paid, total)}
+	}
+	return nil
+}
+
+// withLines: this register takes a correction's lines (FFD 1.2 and later).
+func (d *Driver) withLines() bool {
+	return d.opt.FFD == "" || d.opt.FFD >= "1.2"
 }
 
 // PrintCorrection prints a correction receipt exactly once for id: FF35h, FF0Ch
@@ -191,9 +213,19 @@ func (d *Driver) PrintCorrection(ctx context.Context, id string, c fiscal.Correc
 	if err := c.Receipt.CheckRatesAt(c.BaseDate); err != nil {
 		return fiscal.Document{}, err
 	}
-	v, err := d.correctionFor(c)
-	if err != nil {
-		return fiscal.Document{}, err
+	var v CorrectionV2
+	if d.withLines() {
+		if _, err := d.rows(c.Receipt); err != nil {
+			return fiscal.Document{}, err
+		}
+		if err := checkCorrectionPaid(c.Receipt); err != nil {
+			return fiscal.Document{}, err
+		}
+	} else {
+		var err error
+		if v, err = d.correctionFor(c); err != nil {
+			return fiscal.Document{}, err
+		}
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -201,8 +233,16 @@ func (d *Driver) PrintCorrection(ctx context.Context, id string, c fiscal.Correc
 		if _, err := d.prepare(ctx); err != nil {
 			return err
 		}
+		if d.withLines() {
+			if err := d.checkLineRates(ctx, c.Receipt); err != nil {
+				return err
+			}
+		}
 		return d.recoveryPoint(ctx, op)
 	}, func() (fiscal.Document, error) {
+		if d.withLines() {
+			return d.printCorrectionLines(ctx, c)
+		}
 		if _, err := d.do(ctx, CmdFNBeginCorrection, d.pw(), d.opt.Timeouts.Reply); err != nil {
 			return fiscal.Document{}, err
 		}
@@ -243,4 +283,62 @@ func (d *Driver) PrintCorrection(ctx context.Context, id string, c fiscal.Correc
 		doc.QR = fiscal.QRString(doc, doc.Type)
 		return doc, nil
 	})
+}
+
+// printCorrectionLines is the FFD 1.2 form: FF35h, its type and base, then the
+// lines and close of a receipt.
+func (d *Driver) printCorrectionLines(ctx context.Context, c fiscal.Correction) (fiscal.Document, error) {
+	in, err := d.identity(ctx)
+	if err != nil {
+		return fiscal.Document{}, err
+	}
+	doc, err := d.printDocument(ctx, c.Receipt, in, func() error {
+		if _, err := d.do(ctx, CmdFNBeginCorrection, d.pw(), d.opt.Timeouts.Reply); err != nil {
+			return err
+		}
+		for _, v := range [][]byte{TLV(TagCorrectionType, []byte{byte(c.Type)}), TLV(TagCorrectionBase, CorrectionBase(c.BaseDate, c.BaseNumber))} {
+			if _, err := d.do(ctx, CmdFNSendTLV, append(d.pw(), v...), d.opt.Timeouts.Reply); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return doc, err
+	}
+	if sp, err := d.shiftParams(ctx); err == nil {
+		doc.Shift, doc.ReceiptNumber = sp.Number, sp.Receipt
+	}
+	return doc, nil
+}
+
+// checkLineRates refuses, before the document begins, a correction line the
+// register would total at another rate: the rows table 6 must hold (5 %, 7 %),
+// and 20 % or 20/120 (a 2025 settlement), which a register left at T17П71 = 1
+// turns into 22 % itself on a date from 2026.
+func (d *Driver) checkLineRates(ctx context.Context, r fiscal.Receipt) error {
+	rows, err := d.rows(r)
+	if err != nil {
+		return err
+	}
+	if err := d.checkRows(ctx, r, rows); err != nil {
+		return err
+	}
+	for i, it := range r.Items {
+		if it.VAT != fiscal.VAT20 && it.VAT != fiscal.VAT20120 {
+			continue
+		}
+		if d.vat22Mode == 0 {
+			m, err := query(ctx, d, CmdReadTable, EncodeReadTable(d.opt.Password, TableRegion, 1, FieldVAT22Mode), DecodeTableByte)
+			if err != nil {
+				return err
+			}
+			d.vat22Mode = m
+		}
+		if d.vat22Mode != 2 && !d.now().Before(fiscal.VAT22From) {
+			return &fiscal.Error{Code: fiscal.CodeBadReceipt, Field: fmt.Sprintf("items[%d].vat", i),
+				Text: fmt.Sprintf("items[%d].vat: the register turns 20 %% into 22 %% itself (setting T17П71 = %d); a correction of a settlement made at 20 %% needs T17П71 = 2 (a technician sets it in table 17)", i, d.vat22Mode)}
+		}
+	}
+	return nil
 }

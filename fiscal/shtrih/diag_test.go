@@ -33,9 +33,12 @@ func TestDiagnoseReadsClockAndTaxRows(t *testing.T) {
 			t.Errorf("rate %v: got %+v, want %+v", v, g.TaxRows[v], w)
 		}
 	}
-	// The simulator has no table 17: the failed read is kept, not fatal.
-	if g.VAT22Mode != 0 || g.VAT22ModeErr == nil {
-		t.Errorf("T17П71 = %d, err %v; want the register's refusal kept", g.VAT22Mode, g.VAT22ModeErr)
+	if g.VAT22Mode != 1 || g.VAT22ModeErr != nil {
+		t.Errorf("T17П71 = %d, err %v; want the factory 1", g.VAT22Mode, g.VAT22ModeErr)
+	}
+	r2 := newTCPRig(t, shtrihsim.Options{VATMode: 2}, shtrih.Options{})
+	if g, err := r2.drv.Diagnose(t.Context()); err != nil || g.VAT22Mode != 2 {
+		t.Errorf("T17П71 = %d, %v; want 2", g.VAT22Mode, err)
 	}
 }
 

@@ -178,48 +178,66 @@ func TestOpsRefuseBadInput(t *testing.T) {
 	}
 }
 
-// TestCorrectionFaults: a correction receipt by order under every fault on
-// FF4Ah and on its base tag: one correction document per id in the FN with
-// 1173, 1178 and 1179, its FD and FP known.
+// TestCorrectionFaults: a correction receipt by order under every fault on the
+// command that makes it (FF45h with lines under FFD 1.2, FF4Ah under 1.05) and
+// on its base tag: one correction document per id in the FN with 1173, 1178
+// and 1179, its FD and FP known.
 func TestCorrectionFaults(t *testing.T) {
-	bothRigs(t, func(t *testing.T, r *rig) {
-		ctx := context.Background()
-		n := 0
-		for _, kind := range opFaults {
-			for _, cmd := range []uint16{shtrih.CmdFNCorrection, shtrih.CmdFNSendTLV} {
-				n++
-				id := fmt.Sprintf("corr-%d", n)
-				c := correction(int64(5000 + n))
-				c.Type, c.BaseNumber = fiscal.CorrectionByOrder, "ПР-77/2026"
-				c.Receipt.Type = []fiscal.ReceiptType{fiscal.Sale, fiscal.SaleReturn, fiscal.Purchase, fiscal.PurchaseReturn}[n%4]
+	for _, ffd := range []string{"1.2", "1.05"} {
+		t.Run("ffd="+ffd, func(t *testing.T) { correctionFaults(t, ffd) })
+	}
+}
+
+func correctionFaults(t *testing.T, ffd string) {
+	closeCmd := shtrih.CmdFNCloseReceipt
+	if ffd == "1.05" {
+		closeCmd = shtrih.CmdFNCorrection
+	}
+	opt := shtrih.Options{AutoOpenShift: true, FFD: ffd}
+	for name, newRig := range map[string]func(testing.TB, shtrihsim.Options, shtrih.Options) *rig{"tcp": newTCPRig, "pty": newPTYRig} {
+		t.Run(name, func(t *testing.T) {
+			r := newRig(t, shtrihsim.Options{}, opt)
+			ctx := context.Background()
+			n := 0
+			for _, kind := range opFaults {
+				for _, cmd := range []uint16{closeCmd, shtrih.CmdFNSendTLV} {
+					n++
+					id := fmt.Sprintf("corr-%d", n)
+					c := correction(int64(5000 + n))
+					c.Type, c.BaseNumber = fiscal.CorrectionByOrder, "ПР-77/2026"
+					c.Receipt.Type = []fiscal.ReceiptType{fiscal.Sale, fiscal.SaleReturn, fiscal.Purchase, fiscal.PurchaseReturn}[n%4]
+					if ffd == "1.05" {
+					c.Receipt.Items[0].VAT = fiscal.VAT10 // FF4Ah has no 22 % sum
+				}
 				c.Receipt.Payments = []fiscal.Payment{{Kind: fiscal.Cash, Amount: 1000}, {Kind: fiscal.Electronic, Amount: c.Receipt.Total() - 1000}}
-				before := len(docsOf(r.sim.Documents(), shtrihsim.DocCorrection))
-				r.sim.Inject(shtrihsim.Fault{Kind: kind, Command: cmd, Delay: 3 * testTimeouts.Long})
-				doc := untilDone(t, r, id, func() (fiscal.Document, error) { return r.drv.PrintCorrection(ctx, id, c) })
-				r.sim.ClearFaults()
-				r.sim.SetPaper(true)
-				got := docsOf(r.sim.Documents(), shtrihsim.DocCorrection)
-				if len(got) != before+1 {
-					t.Fatalf("%s %v on %#x: %d new corrections, want 1", id, kind, cmd, len(got)-before)
-				}
-				last := got[len(got)-1]
-				if last.FD != doc.FD || last.FP != doc.FP || last.Total != c.Receipt.Total() || last.Operation != int(c.Receipt.Type) ||
-					last.Payments[0] != 1000 || doc.Kind != fiscal.OpCorrection || doc.QR != fiscal.QRString(doc, c.Receipt.Type) {
-					t.Fatalf("%s %v: FN %+v, caller %+v", id, kind, last, doc)
-				}
-				if last.Tags[shtrih.TagCorrectionType] != "1" || last.Tags[shtrih.TagCorrectionDate] != "2025-12-20" ||
-					last.Tags[shtrih.TagCorrectionOrder] != "ПР-77/2026" || last.Tags[shtrih.TagCashierINN] != "500100732259" {
-					t.Fatalf("%s: tags %v", id, last.Tags)
-				}
-				if again, err := r.drv.PrintCorrection(ctx, id, c); err != nil || again.FD != doc.FD {
-					t.Fatalf("%s repeated: %+v, %v", id, again, err)
+					before := len(docsOf(r.sim.Documents(), shtrihsim.DocCorrection))
+					r.sim.Inject(shtrihsim.Fault{Kind: kind, Command: cmd, Delay: 3 * testTimeouts.Long})
+					doc := untilDone(t, r, id, func() (fiscal.Document, error) { return r.drv.PrintCorrection(ctx, id, c) })
+					r.sim.ClearFaults()
+					r.sim.SetPaper(true)
+					got := docsOf(r.sim.Documents(), shtrihsim.DocCorrection)
+					if len(got) != before+1 {
+						t.Fatalf("%s %v on %#x: %d new corrections, want 1", id, kind, cmd, len(got)-before)
+					}
+					last := got[len(got)-1]
+					if last.FD != doc.FD || last.FP != doc.FP || last.Total != c.Receipt.Total() || last.Operation != int(c.Receipt.Type) ||
+						last.Payments[0] != 1000 || doc.Kind != fiscal.OpCorrection || doc.QR != fiscal.QRString(doc, c.Receipt.Type) {
+						t.Fatalf("%s %v: FN %+v, caller %+v", id, kind, last, doc)
+					}
+					if last.Tags[shtrih.TagCorrectionType] != "1" || last.Tags[shtrih.TagCorrectionDate] != "2026-11-20" ||
+						last.Tags[shtrih.TagCorrectionOrder] != "ПР-77/2026" || last.Tags[shtrih.TagCashierINN] != "500100732259" {
+						t.Fatalf("%s: tags %v", id, last.Tags)
+					}
+					if again, err := r.drv.PrintCorrection(ctx, id, c); err != nil || again.FD != doc.FD {
+						t.Fatalf("%s repeated: %+v, %v", id, again, err)
+					}
 				}
 			}
-		}
-		if !strings.Contains(r.sim.Tape(), "КАССОВЫЙ ЧЕК КОРРЕКЦИИ") || !strings.Contains(r.sim.Tape(), "ПО ПРЕДПИСАНИЮ") {
-			t.Fatal("no correction on the tape")
-		}
-	})
+			if !strings.Contains(r.sim.Tape(), "КАССОВЫЙ ЧЕК КОРРЕКЦИИ") || !strings.Contains(r.sim.Tape(), "ПО ПРЕДПИСАНИЮ") {
+				t.Fatal("no correction on the tape")
+			}
+		})
+	}
 }
 
 // TestCorrectionRefusesBadInput: refused naming the field, nothing sent.
@@ -235,8 +253,8 @@ func TestCorrectionRefusesBadInput(t *testing.T) {
 		"future base date": {func(c *fiscal.Correction) { c.BaseDate = time.Now().AddDate(0, 1, 0) }, "base_date"},
 		"by order, no no.": {func(c *fiscal.Correction) { c.Type = fiscal.CorrectionByOrder }, "base_number"},
 		"bad type":         {func(c *fiscal.Correction) { c.Type = 5 }, "type"},
-		"22 % in 2025":     {func(c *fiscal.Correction) { c.Receipt.Items[0].VAT = fiscal.VAT22 }, "items[0].vat"},
-		"5 % has no sum":   {func(c *fiscal.Correction) { c.Receipt.Items[0].VAT = fiscal.VAT5 }, "items[0].vat"},
+		"22 % in 2025":     {func(c *fiscal.Correction) { c.BaseDate = time.Date(2025, 12, 20, 0, 0, 0, 0, time.UTC) }, "items[0].vat"},
+		"20 % in 2026":     {func(c *fiscal.Correction) { c.Receipt.Items[0].VAT = fiscal.VAT20 }, "items[0].vat"},
 		"change":           {func(c *fiscal.Correction) { c.Receipt.Payments[0].Amount++ }, "payments"},
 		"no items":         {func(c *fiscal.Correction) { c.Receipt.Items = nil }, "items"},
 	} {

@@ -79,7 +79,7 @@ func TestKill9MidOperation(t *testing.T) {
 		{"open", shtrihsim.Fault{Kind: shtrihsim.DelayReply, Command: shtrih.CmdOpenShift, Delay: hold}, nil},
 		{"cash_in", shtrihsim.Fault{Kind: shtrihsim.DelayReply, Command: shtrih.CmdCashIn, Delay: hold}, nil},
 		{"cash_in", shtrihsim.Fault{Kind: shtrihsim.PowerCutAfterClose, Command: shtrih.CmdCashIn, Delay: 300 * time.Millisecond}, nil},
-		{"correction", shtrihsim.Fault{Kind: shtrihsim.DelayReply, Command: shtrih.CmdFNCorrection, Delay: hold}, nil},
+		{"correction", shtrihsim.Fault{Kind: shtrihsim.DelayReply, Command: shtrih.CmdFNCloseReceipt, Delay: hold}, nil},
 		{"correction", shtrihsim.Fault{Kind: shtrihsim.DelayReply, Command: shtrih.CmdFNSendTLV, Delay: hold}, nil},
 		{"close", shtrihsim.Fault{Kind: shtrihsim.DelayReply, Command: shtrih.CmdZReport, Delay: hold}, nil},
 		{"open", shtrihsim.Fault{Kind: shtrihsim.PowerCutAfterClose, Command: shtrih.CmdOpenShift, Delay: 300 * time.Millisecond}, nil},

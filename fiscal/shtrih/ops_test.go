@@ -111,9 +111,9 @@ func TestCashLostReplySettledByCounter(t *testing.T) {
 
 // correction is a correction of a 2025 sale not registered then (20 % VAT in force).
 func correction(amount int64) fiscal.Correction {
-	return fiscal.Correction{Type: fiscal.CorrectionSelf, BaseDate: time.Date(2025, 12, 20, 0, 0, 0, 0, time.UTC),
+	return fiscal.Correction{Type: fiscal.CorrectionSelf, BaseDate: time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC),
 		Receipt: fiscal.Receipt{Type: fiscal.Sale, TaxSystem: fiscal.OSN, Cashier: "Петрова М.", CashierINN: "500100732259",
-			Items:    []fiscal.Item{{Name: "Товар", Quantity: fiscal.QuantityOne, Price: amount, VAT: fiscal.VAT20}},
+			Items:    []fiscal.Item{{Name: "Товар", Quantity: fiscal.QuantityOne, Price: amount, VAT: fiscal.VAT22}},
 			Payments: []fiscal.Payment{{Kind: fiscal.Cash, Amount: amount}}}}
 }
 

@@ -224,12 +224,21 @@ func (d *Driver) withIdentity(ctx context.Context, doc fiscal.Document) (fiscal.
 }
 
 func (d *Driver) printBody(ctx context.Context, r fiscal.Receipt, in fiscal.Identity) (fiscal.Document, error) {
+	return d.printDocument(ctx, r, in, func() error {
+		_, err := d.do(ctx, CmdOpenReceipt, append(d.pw(), openType(r.Type)), d.opt.Timeouts.Reply)
+		return err
+	})
+}
+
+// printDocument prints r's lines, tags and close after open has begun the
+// document (8Dh for a receipt; FF35h and the correction's tags for an FFD 1.2
+// correction, whose first line opens it).
+func (d *Driver) printDocument(ctx context.Context, r fiscal.Receipt, in fiscal.Identity, open func() error) (fiscal.Document, error) {
 	rows, err := d.rows(r)
 	if err != nil {
 		return fiscal.Document{}, err
 	}
-	pw := d.pw()
-	if _, err := d.do(ctx, CmdOpenReceipt, append(pw, openType(r.Type)), d.opt.Timeouts.Reply); err != nil {
+	if err := open(); err != nil {
 		return fiscal.Document{}, err
 	}
 	var c Close

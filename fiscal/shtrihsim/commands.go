@@ -92,6 +92,9 @@ func (s *Sim) run(cmd uint16, p []byte) (byte, []byte) {
 		if len(p) < 4 {
 			return shtrih.ErrCodeBadParams, nil
 		}
+		if p[0] == shtrih.TableRegion && binary.LittleEndian.Uint16(p[1:3]) == 1 && p[3] == shtrih.FieldVAT22Mode {
+			return 0, []byte{byte(s.opt.VATMode)} // T17П71
+		}
 		row, ok := s.row(int(binary.LittleEndian.Uint16(p[1:3])))
 		if p[0] != shtrih.TableTaxes || !ok {
 			return shtrih.ErrCodeBadParams, nil
@@ -481,6 +484,14 @@ func (s *Sim) ensureReceipt(t int) {
 	if s.st.Receipt != nil {
 		return
 	}
+	if c := s.st.Correction; c != nil {
+		// FFD 1.2: a correction begun with FF35h takes lines like a receipt;
+		// the tags sent since FF35h are its own.
+		s.st.Receipt, s.st.Correction = &openReceipt{Type: t, Tags: c.Tags, Correction: true}, nil
+		s.print(center("КАССОВЫЙ ЧЕК КОРРЕКЦИИ"), center(strings.ToUpper(opName(opOf(t)))))
+		s.printed()
+		return
+	}
 	s.st.Receipt = &openReceipt{Type: t}
 	s.print(center("КАССОВЫЙ ЧЕК"), center(strings.ToUpper(opName(opOf(t)))))
 	s.printed()
@@ -558,6 +569,13 @@ func (s *Sim) tlv(cmd uint16, p []byte) (byte, []byte) {
 		c := s.st.Correction
 		if c.Tags == nil {
 			c.Tags = map[int]string{}
+		}
+		if tag == shtrih.TagCorrectionType { // 1 byte: 0 self-initiated, 1 by order
+			if len(v) != 1 || v[0] > 1 {
+				return shtrih.FNErrBadParam, nil
+			}
+			c.Tags[tag] = fmt.Sprint(v[0])
+			return 0, nil
 		}
 		if tag != shtrih.TagCorrectionBase {
 			c.Tags[tag] = shtrih.DecodeCP866(v)
@@ -641,6 +659,14 @@ func (s *Sim) finishReceipt(c shtrih.Close) (byte, Document) {
 	if c.TaxSystem != 0 && c.TaxSystem&(c.TaxSystem-1) != 0 {
 		return shtrih.ErrCodeBadParams, Document{}
 	}
+	if r.Correction {
+		// A correction needs its type (1173) and base (1174: 1178, and 1179
+		// when by order); the FN refuses to close it otherwise.
+		kind, ok := r.Tags[shtrih.TagCorrectionType]
+		if !ok || r.Tags[shtrih.TagCorrectionDate] == "" || (kind == "1" && r.Tags[shtrih.TagCorrectionOrder] == "") {
+			return shtrih.FNErrBadParam, Document{}
+		}
+	}
 	// FF45h's six tax sums belong to rows 1..6; a non-zero one must be what the
 	// device itself computes from the lines (zero leaves it to the device).
 	var want [6]int64
@@ -664,10 +690,18 @@ func (s *Sim) finishReceipt(c shtrih.Close) (byte, Document) {
 	if op := opOf(r.Type); op == 2 || op == 3 { // sale return and purchase pay cash out
 		s.st.Cash -= 2 * (c.Payments[0] - change)
 	}
-	doc := s.commit(Document{Type: DocReceipt, Shift: s.st.Shift, Number: s.st.ShiftReceipts, Operation: opOf(r.Type),
+	typ := DocReceipt
+	if r.Correction {
+		typ = DocCorrection
+	}
+	doc := s.commit(Document{Type: typ, Shift: s.st.Shift, Number: s.st.ShiftReceipts, Operation: opOf(r.Type),
 		Total: total, Items: r.Items, Payments: c.Payments, Change: change, TaxSystem: int(c.TaxSystem), Tags: r.Tags})
 	s.st.Receipt = nil
-	lines := []string{kv("ИТОГ", "="+money(total))}
+	var lines []string
+	if r.Correction {
+		lines = correctionLines(r.Tags)
+	}
+	lines = append(lines, kv("ИТОГ", "="+money(total)))
 	names := map[int]string{0: "НАЛИЧНЫМИ", 1: "БЕЗНАЛИЧНЫМИ", 13: "ПРЕДОПЛАТА", 14: "ПОСТОПЛАТА", 15: "ВСТРЕЧНОЕ ПРЕДОСТАВЛЕНИЕ"}
 	for i, x := range c.Payments {
 		if x != 0 {
@@ -868,15 +902,7 @@ func (s *Sim) correction(p []byte) (byte, []byte) {
 	doc := s.commit(Document{Type: DocCorrection, Shift: s.st.Shift, Number: s.st.ShiftReceipts, Operation: int(c.Sign),
 		Total: c.Total, Payments: pay, TaxSystem: int(c.TaxSystem), Tags: tags})
 	s.st.Correction = nil
-	kind := "САМОСТОЯТЕЛЬНО"
-	if c.Type == 1 {
-		kind = "ПО ПРЕДПИСАНИЮ"
-	}
-	lines := []string{center("КАССОВЫЙ ЧЕК КОРРЕКЦИИ"), center(strings.ToUpper(opName(int(c.Sign)))), kv("КОРРЕКЦИЯ", kind),
-		kv("ДАТА РАСЧЕТА", tags[shtrih.TagCorrectionDate])}
-	if n := tags[shtrih.TagCorrectionOrder]; n != "" {
-		lines = append(lines, kv("ПРЕДПИСАНИЕ", n))
-	}
+	lines := append([]string{center("КАССОВЫЙ ЧЕК КОРРЕКЦИИ"), center(strings.ToUpper(opName(int(c.Sign))))}, correctionLines(tags)...)
 	lines = append(lines, kv("ИТОГ", "="+money(c.Total)))
 	lines = append(lines, cashierLines(tags)...)
 	lines = append(lines, kv("ЧЕК", fmt.Sprintf("%d  СМЕНА %d", doc.Number, doc.Shift)))
@@ -885,6 +911,19 @@ func (s *Sim) correction(p []byte) (byte, []byte) {
 	d := binary.LittleEndian.AppendUint16(nil, uint16(doc.Number))
 	d = binary.LittleEndian.AppendUint32(d, doc.FD)
 	return 0, binary.LittleEndian.AppendUint32(d, doc.FP)
+}
+
+// correctionLines print a correction's kind and base.
+func correctionLines(tags map[int]string) []string {
+	kind := "САМОСТОЯТЕЛЬНО"
+	if tags[shtrih.TagCorrectionType] == "1" {
+		kind = "ПО ПРЕДПИСАНИЮ"
+	}
+	lines := []string{kv("КОРРЕКЦИЯ", kind), kv("ДАТА РАСЧЕТА", tags[shtrih.TagCorrectionDate])}
+	if n := tags[shtrih.TagCorrectionOrder]; n != "" {
+		lines = append(lines, kv("ПРЕДПИСАНИЕ", n))
+	}
+	return lines
 }
 
 // print2D prints a 2D barcode from the loaded blocks as a marker line with its
@@ -946,7 +985,7 @@ func (s *Sim) fnDocument() byte {
 		return 0x02
 	case s.st.ShiftBegin != nil:
 		return 0x08
-	case s.st.Correction != nil:
+	case s.st.Correction != nil, s.st.Receipt != nil && s.st.Receipt.Correction:
 		return 0x14
 	}
 	return 0

@@ -144,6 +144,9 @@ type openReceipt struct {
 	Type  int            `json:"type"` // 0..3 as in 8Dh
 	Items []Item         `json:"items"`
 	Tags  map[int]string `json:"tags,omitempty"`
+	// Correction: begun with FF35h and given lines (FFD 1.2); FF45h closes
+	// it as a correction receipt.
+	Correction bool `json:"correction,omitempty"`
 }
 
 type state struct {

@@ -116,6 +116,10 @@ type Register struct {
 	Timezone string `toml:"timezone"`
 	// VATRows maps vat5, vat7, vat5_105, vat7_107 to the register's table-6 rows.
 	VATRows map[string]int `toml:"vat_rows"`
+	// FFD is the format version the register is registered for: "1.2" (the
+	// default, and the only one marked goods may be sold under) or "1.05",
+	// which forms correction receipts without lines (FF4Ah).
+	FFD string `toml:"ffd"`
 }
 
 // Location is the register's time zone: Timezone, or the host's when empty.
@@ -242,6 +246,7 @@ func Default() Config {
 			AutoOpenShift: true, AutoCloseExpiredShift: true,
 			ByteTimeout: Duration(100 * time.Millisecond),
 			VATRows:     map[string]int{"vat5": 7, "vat7": 8, "vat5_105": 9, "vat7_107": 10},
+			FFD:         "1.2",
 		},
 		SmartPay: SmartPay{
 			RequestTimeout: Duration(15 * time.Second), PollDeadline: Duration(3 * time.Minute),
@@ -520,6 +525,9 @@ func (c *Config) check() []Problem {
 		positive("register.byte_timeout", c.Register.ByteTimeout, "100ms")
 		if _, err := c.Register.Location(); err != nil {
 			add("register.timezone", "%q is not an IANA time zone name; use e.g. \"Europe/Moscow\" or \"Asia/Vladivostok\", or \"\" for this computer's zone", c.Register.Timezone)
+		}
+		if c.Register.FFD != "1.2" && c.Register.FFD != "1.05" {
+			add("register.ffd", "%q is not a format version this agent speaks; use \"1.2\" (the default) or \"1.05\"", c.Register.FFD)
 		}
 		for k, v := range c.Register.VATRows {
 			known := false
