@@ -51,7 +51,7 @@ type Driver struct {
 	rowRates map[byte]int
 	// vat22Mode caches T17П71 once read (1 or 2; 0 = not read yet).
 	vat22Mode int
-	log      *slog.Logger
+	log       *slog.Logger
 }
 
 var _ fiscal.Register = (*Driver)(nil)

@@ -207,9 +207,9 @@ func correctionFaults(t *testing.T, ffd string) {
 					c.Type, c.BaseNumber = fiscal.CorrectionByOrder, "ПР-77/2026"
 					c.Receipt.Type = []fiscal.ReceiptType{fiscal.Sale, fiscal.SaleReturn, fiscal.Purchase, fiscal.PurchaseReturn}[n%4]
 					if ffd == "1.05" {
-					c.Receipt.Items[0].VAT = fiscal.VAT10 // FF4Ah has no 22 % sum
-				}
-				c.Receipt.Payments = []fiscal.Payment{{Kind: fiscal.Cash, Amount: 1000}, {Kind: fiscal.Electronic, Amount: c.Receipt.Total() - 1000}}
+						c.Receipt.Items[0].VAT = fiscal.VAT10 // FF4Ah has no 22 % sum
+					}
+					c.Receipt.Payments = []fiscal.Payment{{Kind: fiscal.Cash, Amount: 1000}, {Kind: fiscal.Electronic, Amount: c.Receipt.Total() - 1000}}
 					before := len(docsOf(r.sim.Documents(), shtrihsim.DocCorrection))
 					r.sim.Inject(shtrihsim.Fault{Kind: kind, Command: cmd, Delay: 3 * testTimeouts.Long})
 					doc := untilDone(t, r, id, func() (fiscal.Document, error) { return r.drv.PrintCorrection(ctx, id, c) })
