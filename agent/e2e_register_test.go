@@ -107,9 +107,16 @@ func TestRegisterOperations(t *testing.T) {
 	assert.Contains(t, string(tape), "https://checkout.example/p/123")
 
 	corr := do("/v1/corrections", "corr-1", `{"type":"self","base_date":"2026-11-30",
-		"receipt":{"items":[{"name":"Хлеб","quantity":1000,"price":4500,"vat":"vat10"}]},"payments":{"cash":4500}}`, 201)
+		"receipt":{"items":[{"name":"Хлеб","quantity":1000,"price":4500,"vat":"vat10"},
+			{"name":"Кофе","quantity":1000,"price":10000,"vat":"vat22"},{"name":"Чай","quantity":1000,"price":10000,"vat":"vat5"}]},
+		"payments":{"cash":24500}}`, 201)
 	assert.Equal(t, "done", corr.State, "%+v", corr.Error)
-	assert.Len(t, docsOfType(r.till.Register.Documents(), 31), 1, "one correction receipt")
+	corrs := docsOfType(r.till.Register.Documents(), 31)
+	if assert.Len(t, corrs, 1, "one correction receipt") && assert.Len(t, corrs[0].Items, 3) {
+		assert.Equal(t, []string{"НДС 10%", "НДС 22%", "НДС 5%"}, []string{corrs[0].Items[0].RateName, corrs[0].Items[1].RateName, corrs[0].Items[2].RateName})
+		assert.Equal(t, int64(1803), corrs[0].Items[1].Tax, "22 % of 100.00 included")
+		assert.Equal(t, corr.Document.FD, corrs[0].FD)
+	}
 
 	z := do("/v1/shift/close", "z-1", `{"cashier":{"name":"Иванова И."}}`, 201)
 	assert.Equal(t, "done", z.State)
