@@ -685,8 +685,7 @@ func (d *Driver) LastDocument(ctx context.Context) (fiscal.FoundDocument, error)
 
 // PrintLastCopy prints a copy of the last document (8Ch). It is not a fiscal
 // document: a lost reply may at worst leave a second copy, so it is not
-// journaled. The protocol has no command that prints an arbitrary FD from the
-// FN archive (FindDocument reads one).
+// journaled. PrintCopy prints any document.
 func (d *Driver) PrintLastCopy(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -722,6 +721,11 @@ func (d *Driver) PrintText(ctx context.Context, lines []string) error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	return d.printLines(ctx, lines)
+}
+
+// printLines prints lines on the receipt tape (17h), wrapped at LineWidth.
+func (d *Driver) printLines(ctx context.Context, lines []string) error {
 	for _, line := range lines {
 		b := Win1251(line)
 		for {

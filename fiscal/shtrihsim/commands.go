@@ -88,6 +88,10 @@ func (s *Sim) run(cmd uint16, p []byte) (byte, []byte) {
 		return 0, binary.LittleEndian.AppendUint32(d, r.FP)
 	case shtrih.CmdFNFindDocument:
 		return s.find(p)
+	case shtrih.CmdFNReadDocument:
+		return s.readDocument(p)
+	case shtrih.CmdFNReadDocumentTLV:
+		return s.readDocumentTLV()
 	case shtrih.CmdReadTable:
 		if len(p) < 4 {
 			return shtrih.ErrCodeBadParams, nil

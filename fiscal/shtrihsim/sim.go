@@ -179,6 +179,7 @@ type Sim struct {
 	commands  int
 	saved     []byte          // the state as last written to StatePath
 	blocks    map[byte][]byte // DDh data blocks (device RAM: lost on restart)
+	archive   [][]byte        // FF3Ah: the TLVs of the document being read back
 }
 
 // New creates a simulator, loading StatePath when it exists.
