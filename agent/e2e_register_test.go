@@ -98,8 +98,19 @@ func TestRegisterOperations(t *testing.T) {
 	assert.Equal(t, "sale", last.Operation)
 	assert.Equal(t, int64(20480), last.Total)
 	assert.Equal(t, "done", do(fmt.Sprintf("/v1/documents/%d/copy", last.FD), "copy-1", `{}`, 201).State)
+	// An earlier document is read back from the FN archive and printed as text.
+	before, err := os.ReadFile(r.till.TapePath())
+	require.NoError(t, err)
+	assert.Equal(t, "done", do(fmt.Sprintf("/v1/documents/%d/copy", open.Document.FD), "copy-2", `{}`, 201).State)
+	after, err := os.ReadFile(r.till.TapePath())
+	require.NoError(t, err)
+	copied := string(after[len(before):])
+	assert.Contains(t, copied, "КОПИЯ ДОКУМЕНТА ИЗ ФН")
+	assert.Contains(t, copied, "ОТЧЕТ ОБ ОТКРЫТИИ СМЕНЫ")
+	assert.Contains(t, copied, fmt.Sprintf("ФД %d", open.Document.FD))
 	var e apiError
-	assert.Equal(t, 422, r.call("POST", fmt.Sprintf("/v1/documents/%d/copy", open.Document.FD), "copy-2", `{}`, &e), "only the last document")
+	assert.Equal(t, 422, r.call("POST", fmt.Sprintf("/v1/documents/%d/copy", last.FD+100), "copy-3", `{}`, &e), "no such document")
+	assert.Contains(t, e.Error.Message, "no document")
 
 	assert.Equal(t, "done", do("/v1/print", "print-1", `{"lines":["Оплата по ссылке:"],"qr":"https://checkout.example/p/123"}`, 201).State)
 	tape, err := os.ReadFile(r.till.TapePath())

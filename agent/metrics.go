@@ -205,10 +205,10 @@ func (w meteredRegister) PrintQR(ctx context.Context, text string) (err error) {
 	return w.r.PrintQR(ctx, text)
 }
 
-func (w meteredRegister) PrintLastCopy(ctx context.Context) (err error) {
+func (w meteredRegister) PrintCopy(ctx context.Context, fd uint32) (err error) {
 	start := time.Now()
 	defer func() { w.m.observeRegister("print_copy", start, err) }()
-	return w.r.PrintLastCopy(ctx)
+	return w.r.PrintCopy(ctx, fd)
 }
 
 func (w meteredRegister) LastDocument(ctx context.Context) (d fiscal.FoundDocument, err error) {

@@ -49,7 +49,8 @@ type Register interface {
 	CashOutOnce(ctx context.Context, id string, amount int64) (fiscal.Document, error)
 	PrintCorrection(ctx context.Context, id string, c fiscal.Correction) (fiscal.Document, error)
 	PrintQR(ctx context.Context, text string) error
-	PrintLastCopy(ctx context.Context) error
+	// PrintCopy prints a copy of fiscal document fd (not a fiscal document).
+	PrintCopy(ctx context.Context, fd uint32) error
 	LastDocument(ctx context.Context) (fiscal.FoundDocument, error)
 	FindDocument(ctx context.Context, fd uint32) (fiscal.FoundDocument, error)
 	Info(ctx context.Context) (fiscal.Info, error)

@@ -67,7 +67,7 @@ type PrintRequest struct {
 	QR    string   `json:"qr,omitempty"`
 }
 
-// CopyRequest names the document to copy (the register copies its last one).
+// CopyRequest is the body of a copy (the document is named in the path).
 type CopyRequest struct{}
 
 // RecoveryAnswer is what recovering the register found and did.
@@ -259,8 +259,12 @@ func (e *Engine) registerOps() map[string]registerOp {
 		},
 		OpKindCopy: {
 			check: func(json.RawMessage, time.Time) error { return nil },
-			run: func(ctx context.Context, reg Register, _ string, _ json.RawMessage, _ *Operation) error {
-				return reg.PrintLastCopy(ctx)
+			run: func(ctx context.Context, reg Register, _ string, args json.RawMessage, _ *Operation) error {
+				var a struct{ FD uint64 }
+				if err := json.Unmarshal(args, &a); err != nil {
+					return err
+				}
+				return reg.PrintCopy(ctx, uint32(a.FD))
 			},
 		},
 		OpKindRecover: {
@@ -402,8 +406,8 @@ func (e *Engine) registerRoutes(s *localapi.Server) {
 			localapi.WriteError(w, registerErr(err))
 			return
 		}
-		if uint32(fd) != last.FD {
-			localapi.WriteError(w, localapi.Errorf("validation_failed", fmt.Sprintf("fd: the register prints a copy of its last document only (FD %d)", last.FD)))
+		if fd == 0 || uint32(fd) > last.FD {
+			localapi.WriteError(w, localapi.Errorf("validation_failed", fmt.Sprintf("fd: the FN has no document %d (its last is FD %d)", fd, last.FD)))
 			return
 		}
 		req := &CopyRequest{}
