@@ -245,6 +245,9 @@ type MarkingChecker interface {
 	AcceptMarking(ctx context.Context, r MarkingResult) error
 	// DeclineMarking declines the last check.
 	DeclineMarking(ctx context.Context) error
+	// ClearMarking drops every accepted code not yet sold (a sale abandoned):
+	// they must be checked again.
+	ClearMarking(ctx context.Context) error
 }
 
 // Marked is true for a line carrying a marking code.

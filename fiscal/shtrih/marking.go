@@ -387,6 +387,27 @@ func (d *Driver) DeclineMarking(ctx context.Context) error {
 	return nil
 }
 
+// ClearMarking drops every accepted code not yet bound and any check awaiting a
+// decision (FF69h 2). Repeating it is harmless, so a lost reply is resent.
+func (d *Driver) ClearMarking(ctx context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.lastCheck = nil
+	_, err := d.do(ctx, CmdFNAcceptMarking, append(d.pw(), MarkingClear), d.opt.Timeouts.Reply)
+	if errors.Is(err, errLostReply) {
+		_, err = d.do(ctx, CmdFNAcceptMarking, append(d.pw(), MarkingClear), d.opt.Timeouts.Reply)
+	}
+	return err
+}
+
+// MarkingStatus reads the FN's marking state (FF70h): a check awaiting the
+// decision, the count of accepted codes held for the receipt.
+func (d *Driver) MarkingStatus(ctx context.Context) (MarkingStatus, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.markingStatus(ctx)
+}
+
 func (d *Driver) markingStatus(ctx context.Context) (MarkingStatus, error) {
 	return query(ctx, d, CmdFNMarkingStatus, d.pw(), DecodeMarkingStatus)
 }
