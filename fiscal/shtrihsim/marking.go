@@ -258,6 +258,11 @@ func (s *Sim) lineTLV(tag int, v []byte) (byte, []byte) {
 // what the line sells.
 func (s *Sim) bindLine(it *Item) byte {
 	lt := s.st.Line
+	if lt == nil || lt.Code == nil {
+		if it.Object == 31 || it.Object == 33 {
+			return shtrih.ErrCodeBadOperation // a marked object without its code (FF67h)
+		}
+	}
 	if lt == nil {
 		return 0
 	}
