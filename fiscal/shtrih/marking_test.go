@@ -291,3 +291,23 @@ func dialRig(t testing.TB, r *rig) shtrih.Port {
 	}
 	return p
 }
+
+// TestMarkingBelowFFD12: a register configured for FFD 1.05 gets the code as
+// tag 1162 after the line, unchecked; the FFD 1.2 commands are not offered.
+func TestMarkingBelowFFD12(t *testing.T) {
+	r := newTCPRig(t, shtrihsim.Options{FFD: "1.05"}, shtrih.Options{AutoOpenShift: true, FFD: "1.05"})
+	ctx := context.Background()
+	milk := markedReceipt().Items[1]
+	if _, err := r.drv.CheckMarking(ctx, fiscal.MarkingRequestFor(fiscal.Sale, milk)); !errors.Is(err, fiscal.ErrNotSupported) {
+		t.Fatalf("check on FFD 1.05: %v", err)
+	}
+	rc := fiscal.Receipt{Type: fiscal.Sale, Items: []fiscal.Item{milk}}
+	rc.Payments = []fiscal.Payment{{Kind: fiscal.Cash, Amount: rc.Total()}}
+	if _, err := r.drv.PrintReceipt(ctx, "legacy", rc); err != nil {
+		t.Fatal(err)
+	}
+	got := receipts(r.sim.Documents())
+	if len(got) != 1 || got[0].Items[0].Marking != codeMilk || got[0].Items[0].MarkingCheck != 0 {
+		t.Fatalf("legacy line %+v", got)
+	}
+}
