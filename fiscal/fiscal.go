@@ -115,14 +115,25 @@ const (
 
 // Item is one receipt line.
 type Item struct {
-	Name        string
-	Quantity    int64 // millionths of a unit
-	Price       int64 // kopecks per unit
-	VAT         VATRate
-	Method      PaymentMethod // 0 = FullPayment
-	Object      PaymentObject // 0 = Goods
-	Department  int           // 0..16, 0 = 1
-	MarkingCode string        // optional product marking code (tag 1162 payload)
+	Name       string
+	Quantity   int64 // millionths of a unit
+	Price      int64 // kopecks per unit
+	VAT        VATRate
+	Method     PaymentMethod // 0 = FullPayment
+	Object     PaymentObject // 0 = Goods
+	Department int           // 0..16, 0 = 1
+	// MarkingCode is the product's marking code as scanned, GS (0x1D) kept. On
+	// an FFD 1.2 register the line is bound to the code's accepted check
+	// (MarkingChecker); below FFD 1.2 it goes as tag 1162.
+	MarkingCode string
+	// MarkingResult is the code's check as CheckMarking returned it and the
+	// caller accepted it: required for a marked line on an FFD 1.2 register.
+	MarkingResult *MarkingResult
+	Measure       Measure   // tag 2108; 0 = pieces
+	Fraction      *Fraction // tag 1291: a part of an opened marked pack
+	// Industry is tag 1260 for this line; Receipt.Industry applies to every
+	// marked line that has none.
+	Industry []IndustryRequisite
 }
 
 // Sum is the line total in kopecks: price × quantity, rounded half up.
@@ -151,6 +162,9 @@ type Receipt struct {
 	Cashier   string // tag 1021; optional
 	// CashierINN is tag 1203, the cashier's own INN (12 digits); optional.
 	CashierINN string
+	// Industry is tag 1260 (the permissive mode's industry requisites) sent with
+	// every marked line that has no Item.Industry of its own.
+	Industry []IndustryRequisite
 }
 
 // Change is what the buyer gets back: the payments over the total. Validate
@@ -250,7 +264,7 @@ func (r Receipt) Validate(l Limits) error {
 		if it.Method < 0 || it.Method > CreditPayment {
 			return badField(at("payment_method"), "unknown payment method %d", it.Method)
 		}
-		if it.Object < 0 || it.Object > 26 {
+		if it.Object < 0 || (it.Object > 26 && (it.Object < 30 || it.Object > 33)) {
 			return badField(at("payment_object"), "unknown payment object %d", it.Object)
 		}
 		if it.Department < 0 || it.Department > 16 {
@@ -262,6 +276,9 @@ func (r Receipt) Validate(l Limits) error {
 		// A marking code carries GS (0x1D) between its application identifiers;
 		// nothing else unprintable belongs in it.
 		if err := CheckText(at("marking_code"), strings.ReplaceAll(it.MarkingCode, "\x1d", "")); err != nil {
+			return err
+		}
+		if err := validateMarking(r.Type, it, at, r.Industry); err != nil {
 			return err
 		}
 		total += s

@@ -38,6 +38,9 @@ type Options struct {
 	// as configured ("" = "1.2"): the protocol commands checked for this driver
 	// do not read it.
 	FFD string
+	// MarkingOffline is what AcceptMarking and PrintReceipt do with a code the
+	// OISM did not answer for (FFD 1.2): sell it (the default) or refuse it.
+	MarkingOffline fiscal.OfflinePolicy
 }
 
 // Driver is a fiscal.Register speaking the Shtrih-M protocol over a Port.
@@ -51,6 +54,8 @@ type Driver struct {
 	rowRates map[byte]int
 	// vat22Mode caches T17П71 once read (1 or 2; 0 = not read yet).
 	vat22Mode int
+	// lastCheck is the marking check awaiting AcceptMarking (FFD 1.2).
+	lastCheck *fiscal.MarkingResult
 	log       *slog.Logger
 }
 
@@ -126,6 +131,7 @@ var mutating = map[uint16]bool{
 	CmdFNSendTLV: true, CmdFNCloseReceipt: true, CmdFNOperation: true, CmdFNOperationTLV: true,
 	CmdFNBeginOpen: true, CmdFNBeginClose: true, CmdFNBeginCorrection: true, CmdFNCorrection: true,
 	CmdPrintCopy: true, CmdLoadData: true, CmdPrint2D: true, CmdFNVoidDocument: true,
+	CmdFNBindMarking: true, CmdFNAcceptMarking: true,
 }
 
 func linkError(cmd uint16, err error) error {

@@ -63,6 +63,8 @@ var deviceErrors = map[byte]errInfo{
 	0x6C:                 {fiscal.CodePaperOut, "no journal paper"},
 	ErrCodeWrongMode:     {fiscal.CodeRejected, "command not allowed in the current mode"},
 	ErrCodeZeroTotal:     {fiscal.CodeRejected, "receipt total is zero"},
+	ErrCodeBadOperation:  {fiscal.CodeRejected, "operation not allowed here (a marking step out of order, or the code not checked and accepted)"},
+	ErrCodeMarkingFormat: {fiscal.CodeRejected, "the marking code cannot be decoded (GS1 format)"},
 }
 
 // fnErrors are the FN's codes, returned by FFxx commands.

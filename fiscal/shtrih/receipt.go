@@ -72,6 +72,9 @@ func (d *Driver) PrintReceipt(ctx context.Context, id string, r fiscal.Receipt) 
 	if _, err := d.prepare(ctx); err != nil {
 		return fiscal.Document{}, err
 	}
+	if err := d.checkSaved(ctx, r); err != nil {
+		return fiscal.Document{}, err
+	}
 	fn, err := d.fnStatus(ctx)
 	if err != nil {
 		return fiscal.Document{}, err
@@ -116,6 +119,9 @@ func (d *Driver) PrintReceipt(ctx context.Context, id string, r fiscal.Receipt) 
 // ask it before taking money for the receipt.
 func (d *Driver) CheckReceipt(r fiscal.Receipt) error {
 	if err := r.Validate(d.opt.Limits); err != nil {
+		return err
+	}
+	if err := d.checkMarked(r); err != nil {
 		return err
 	}
 	return checkEncodable(r)
@@ -262,12 +268,24 @@ func (d *Driver) printDocument(ctx context.Context, r fiscal.Receipt, in fiscal.
 				c.Taxes[slot] += tax
 			}
 		}
+		ffd12 := d.ffd12()
+		if ffd12 {
+			// FFD 1.2: the line's tags and the code's binding go before FF46h.
+			if err := d.lineTags(ctx, r, it); err != nil {
+				return fiscal.Document{}, err
+			}
+			if it.Marked() {
+				object = markedObject(object)
+			}
+		}
 		op := Operation{Type: byte(r.Type), Quantity: it.Quantity, Price: it.Price, Sum: sum, Tax: tax,
 			TaxRate: rows[i], Department: byte(dep), Method: byte(method), Object: byte(object), Name: it.Name}
 		if _, err := d.do(ctx, CmdFNOperation, EncodeOperation(d.opt.Password, op), d.opt.Timeouts.Reply); err != nil {
 			return fiscal.Document{}, err
 		}
-		if it.MarkingCode != "" {
+		// Below FFD 1.2 the code goes as tag 1162 after the line; FFD 1.2 has no
+		// host-built 1162 (the register forms 1163 from FF67h).
+		if !ffd12 && it.MarkingCode != "" {
 			if _, err := d.do(ctx, CmdFNOperationTLV, append(d.pw(), TLV(TagProductCode, []byte(it.MarkingCode))...), d.opt.Timeouts.Reply); err != nil {
 				return fiscal.Document{}, err
 			}

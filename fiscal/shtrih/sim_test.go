@@ -162,6 +162,7 @@ func fullShift(t *testing.T, r *rig) {
 			{Name: "Туфли", Quantity: fiscal.QuantityOne, Price: 399000, VAT: fiscal.VAT22, MarkingCode: "010460406000600021N4N57RSCBUZTQ\x1d2403004002910161218"},
 		}}
 	r2.Payments = []fiscal.Payment{{Kind: fiscal.Electronic, Amount: r2.Total()}}
+	r2.Items[3] = checked(t, r.drv, r2.Type, r2.Items[3])
 	r3 := fiscal.Receipt{Type: fiscal.SaleReturn, TaxSystem: fiscal.OSN,
 		Items:    []fiscal.Item{{Name: "Кофе молотый", Quantity: fiscal.QuantityOne, Price: 45000, VAT: fiscal.VAT22122}},
 		Payments: []fiscal.Payment{{Kind: fiscal.Cash, Amount: 5000}, {Kind: fiscal.Electronic, Amount: 40000}}}

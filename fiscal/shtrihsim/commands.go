@@ -183,6 +183,7 @@ func (s *Sim) run(cmd uint16, p []byte) (byte, []byte) {
 			return shtrih.ErrCodeWrongMode, nil
 		}
 		s.st.Receipt, s.st.Correction = nil, nil
+		s.receiptMarkingDone()
 		s.print("        ЧЕК АННУЛИРОВАН", "")
 		return 0, []byte{op}
 	case shtrih.CmdFNCloseReceipt:
@@ -216,6 +217,8 @@ func (s *Sim) run(cmd uint16, p []byte) (byte, []byte) {
 		return s.print2D(op, p)
 	case shtrih.CmdPrintCopy:
 		return s.printCopy(op)
+	case shtrih.CmdFNCheckMarking, shtrih.CmdFNAcceptMarking, shtrih.CmdFNMarkingStatus, shtrih.CmdFNBindMarking:
+		return s.marking(cmd, p)
 	}
 	return shtrih.ErrCodeNotSupported, nil
 }
@@ -509,6 +512,9 @@ func (s *Sim) addItem(it Item, rate taxRow) {
 		taxLine = kv(taxLine, "="+money(it.Tax))
 	}
 	s.print(it.Name, rightKV(fmt.Sprintf("%s x %s", qty(it.Quantity), money(it.Price)), "="+money(it.Sum)), taxLine)
+	if m := markLine(it); m != "" {
+		s.print(m)
+	}
 	s.printed()
 }
 
@@ -551,6 +557,11 @@ func (s *Sim) operation(p []byte) (byte, []byte) {
 	}
 	it := Item{Name: o.Name, Quantity: o.Quantity, Price: o.Price, Sum: sum, Tax: tax, TaxRate: int(o.TaxRate),
 		Method: int(o.Method), Object: int(o.Object), Department: int(o.Department), RateName: rate.name}
+	if s.ffd12() {
+		if code := s.bindLine(&it); code != 0 {
+			return code, nil
+		}
+	}
 	s.ensureReceipt(t)
 	s.addItem(it, rate)
 	return 0, nil
@@ -602,6 +613,9 @@ func (s *Sim) tlv(cmd uint16, p []byte) (byte, []byte) {
 		}
 		b.Tags[tag] = shtrih.DecodeCP866(v)
 		return 0, nil
+	}
+	if cmd == shtrih.CmdFNOperationTLV && s.ffd12() {
+		return s.lineTLV(tag, v)
 	}
 	if cmd == shtrih.CmdFNOperationTLV {
 		if len(s.st.Receipt.Items) == 0 {
@@ -701,6 +715,7 @@ func (s *Sim) finishReceipt(c shtrih.Close) (byte, Document) {
 	doc := s.commit(Document{Type: typ, Shift: s.st.Shift, Number: s.st.ShiftReceipts, Operation: opOf(r.Type),
 		Total: total, Items: r.Items, Payments: c.Payments, Change: change, TaxSystem: int(c.TaxSystem), Tags: r.Tags})
 	s.st.Receipt = nil
+	s.receiptMarkingDone()
 	var lines []string
 	if r.Correction {
 		lines = correctionLines(r.Tags)

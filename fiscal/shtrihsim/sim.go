@@ -96,6 +96,11 @@ type Options struct {
 	// FNWarnings is FF01h's warning byte (bit 0 replace urgently, 1 replace
 	// soon, 2 memory 99 % full, 3 OFD timeout, 7 critical).
 	FNWarnings byte
+	// FFD is the format the register is registered for: "" = "1.2" (marked goods
+	// through FF61h/FF69h/FF67h, FF4Dh tags before the line); "1.05" or "1.1" =
+	// FF4Dh binds tag 1162 to the last line and the marking commands are not
+	// supported.
+	FFD string
 }
 
 // Item is a receipt line as the FN recorded it.
@@ -109,8 +114,16 @@ type Item struct {
 	Method     int    `json:"method"`
 	Object     int    `json:"object"`
 	Department int    `json:"department"`
-	Marking    string `json:"marking,omitempty"`
+	Marking    string `json:"marking,omitempty"`   // the code bytes as bound (FF67h) or sent as 1162
 	RateName   string `json:"rate_name,omitempty"` // the rate the row meant when printed
+	// FFD 1.2 marked goods: 2106 as the bound check found it, 2003, 2108 and
+	// 1291's 1293/1294, and the line's 1260.
+	MarkingCheck  int                 `json:"marking_check,omitempty"`
+	PlannedStatus int                 `json:"planned_status,omitempty"`
+	Measure       int                 `json:"measure,omitempty"`
+	FractionNum   int64               `json:"fraction_num,omitempty"`
+	FractionDen   int64               `json:"fraction_den,omitempty"`
+	Industry      []IndustryRequisite `json:"industry,omitempty"`
 }
 
 // Document types in the FN.
@@ -162,6 +175,11 @@ type state struct {
 	DevDoc        int          `json:"dev_doc"`
 	Paper         int          `json:"paper"` // submode: 0, 1, 2, 3
 	PaperBack     time.Time    `json:"paper_back"`
+	// FFD 1.2 marking: the check awaiting FF69h, the accepted codes, and what
+	// FF4Dh/FF67h sent for the next line. The FN keeps them across power cuts.
+	MarkCheck *markCheck  `json:"mark_check,omitempty"`
+	MarkSaved []markCheck `json:"mark_saved,omitempty"`
+	Line      *lineTags   `json:"line,omitempty"`
 }
 
 // Sim is a simulated device. One device: connections share its state.
@@ -180,6 +198,7 @@ type Sim struct {
 	saved     []byte          // the state as last written to StatePath
 	blocks    map[byte][]byte // DDh data blocks (device RAM: lost on restart)
 	archive   [][]byte        // FF3Ah: the TLVs of the document being read back
+	verdicts  map[string]MarkingVerdict
 }
 
 // New creates a simulator, loading StatePath when it exists.
