@@ -298,6 +298,9 @@ func (e *Engine) CreateRegisterOp(ctx context.Context, key, kind string, args an
 	if err := ro.check(raw, e.now()); err != nil {
 		return nil, false, localapi.Errorf("validation_failed", err.Error())
 	}
+	if err := e.registerOpReady(ctx, kind); err != nil {
+		return nil, false, err
+	}
 	op, err := e.newOp(ctx, kind)
 	if err != nil {
 		return nil, false, err
@@ -310,6 +313,61 @@ func (e *Engine) CreateRegisterOp(ctx context.Context, key, kind string, args an
 	e.hub.Publish("operation", op)
 	e.pokeOps()
 	return op, true, nil
+}
+
+// registerOpReady refuses, before anything is stored or sent, an operation
+// the register cannot do in its present state, with what to do about it:
+// queued, it would be retried in front of every later operation, including
+// the Z report that would cure it. Recovery is never refused: it is what
+// clears a stuck register.
+func (e *Engine) registerOpReady(ctx context.Context, kind string) error {
+	if kind == OpKindRecover {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	st, err := e.o.Register.Status(ctx)
+	if err != nil {
+		return localapi.Wrap("register_unavailable", "the fiscal register does not answer ("+err.Error()+"); nothing was sent", err)
+	}
+	if st.PaperOut {
+		return localapi.Errorf("register_paper_out", "the register is out of paper; load paper and try again. Nothing was sent")
+	}
+	// An expired FN makes no fiscal document; the Z report is left to the
+	// register, which may still close the shift with it before the FN is replaced.
+	fnDoc := kind == OpKindShiftOpen || kind == OpKindCorrection
+	if fnDoc && !st.FNExpiry.IsZero() && e.now().After(st.FNExpiry) {
+		return localapi.Errorf("register_fn_exhausted", fmt.Sprintf("the fiscal drive (FN %s) expired on %s: it makes no more fiscal documents; replace it (close the shift first). Nothing was sent",
+			st.FNNumber, st.FNExpiry.Format(time.DateOnly)))
+	}
+	expired := localapi.Errorf("register_shift_expired", "the shift is over 24 hours: close it with a Z report (POST /v1/shift/close), then try again. Nothing was sent")
+	switch kind {
+	case OpKindShiftOpen:
+		if st.ShiftExpired {
+			return expired
+		}
+	case OpKindShiftClose:
+		if !st.ShiftOpen {
+			return localapi.Errorf("register_shift_closed", "the shift is already closed: there is no shift to close with a Z report. Nothing was sent")
+		}
+	case OpKindCashIn, OpKindCashOut, OpKindCorrection:
+		// These need an open shift, as a receipt does; Ready already allows
+		// for the driver opening one (auto_open_shift) or closing an expired
+		// one first (auto_close_expired_shift).
+		if st.Ready == nil {
+			return nil
+		}
+		switch fiscal.CodeOf(st.Ready) {
+		case fiscal.CodeShiftExpired:
+			return expired
+		case fiscal.CodeShiftClosed:
+			return localapi.Errorf("register_shift_closed", "the shift is closed: open one (POST /v1/shift/open), then try again. Nothing was sent")
+		case fiscal.CodePaperOut:
+			return localapi.Errorf("register_paper_out", "the register is out of paper; load paper and try again. Nothing was sent")
+		}
+		return localapi.Wrap("register_not_ready", "the register cannot do this now: "+st.Ready.Error()+". Nothing was sent", st.Ready)
+	}
+	return nil
 }
 
 // runRegisterOp makes one attempt at a register operation; it reports whether
@@ -354,7 +412,11 @@ func (e *Engine) runRegisterOp(ctx context.Context, op *Operation) bool {
 	if errors.As(err, &fe) {
 		code = fe.Code
 		switch fe.Code {
-		case fiscal.CodeBadReceipt, fiscal.CodeRejected, fiscal.CodeShiftClosed:
+		// States only the cashier can cure (a Z report, a new FN) fail the
+		// operation: retrying it would hold every later operation behind it,
+		// the Z report too.
+		case fiscal.CodeBadReceipt, fiscal.CodeRejected, fiscal.CodeShiftClosed, fiscal.CodeShiftExpired,
+			fiscal.CodeFNExhausted, fiscal.CodeNotRegistered:
 			permanent = true
 		}
 	}
