@@ -56,8 +56,9 @@ type Operation struct {
 	Updated  time.Time        `json:"updated_at"`
 	Version  uint64           `json:"version"`
 
-	request *fiscal.Receipt
-	args    json.RawMessage // a register operation's request
+	request  *fiscal.Receipt
+	args     json.RawMessage // a register operation's request
+	progress int             // a print's parts already on the tape (its lines, then its QR code)
 }
 
 // ReceiptResult is what a printed receipt left: the FN's document and the
@@ -79,12 +80,13 @@ type RefundInfo struct {
 
 type storedOp struct {
 	Operation
-	Request *fiscal.Receipt `json:"request,omitempty"`
-	Args    json.RawMessage `json:"args,omitempty"`
+	Request  *fiscal.Receipt `json:"request,omitempty"`
+	Args     json.RawMessage `json:"args,omitempty"`
+	Progress int             `json:"progress,omitempty"`
 }
 
 func putOp(tx *queue.Tx, op *Operation) error {
-	b, err := json.Marshal(storedOp{Operation: *op, Request: op.request, Args: op.args})
+	b, err := json.Marshal(storedOp{Operation: *op, Request: op.request, Args: op.args, Progress: op.progress})
 	if err != nil {
 		return err
 	}
@@ -97,7 +99,7 @@ func decodeOp(b []byte) (*Operation, error) {
 		return nil, fmt.Errorf("decode operation: %w", err)
 	}
 	op := s.Operation
-	op.request, op.args = s.Request, s.Args
+	op.request, op.args, op.progress = s.Request, s.Args, s.Progress
 	return &op, nil
 }
 

@@ -244,15 +244,21 @@ func (e *Engine) registerOps() map[string]registerOp {
 				}
 				return fiscal.CheckText("qr", r.QR)
 			},
-			run: func(ctx context.Context, reg Register, _ string, args json.RawMessage, _ *Operation) error {
+			// Line by line, counting what is on the tape: when the paper runs
+			// out part-way, the retry prints the rest, not the whole again.
+			run: func(ctx context.Context, reg Register, _ string, args json.RawMessage, op *Operation) error {
 				r, _ := decodeArgs[PrintRequest](args)
-				if len(r.Lines) > 0 {
-					if err := reg.PrintText(ctx, r.Lines); err != nil {
+				for op.progress < len(r.Lines) {
+					if err := reg.PrintText(ctx, r.Lines[op.progress:op.progress+1]); err != nil {
 						return err
 					}
+					op.progress++
 				}
-				if r.QR != "" {
-					return reg.PrintQR(ctx, r.QR)
+				if r.QR != "" && op.progress == len(r.Lines) {
+					if err := reg.PrintQR(ctx, r.QR); err != nil {
+						return err
+					}
+					op.progress++
 				}
 				return nil
 			},
@@ -420,14 +426,18 @@ func (e *Engine) runRegisterOp(ctx context.Context, op *Operation) bool {
 			permanent = true
 		}
 	}
+	// An operation that is not journaled fails rather than risk a second
+	// print, unless the register said it is out of paper: then the command
+	// was not run, and it waits for paper like a receipt does.
+	final := permanent || (atMostOnce[op.Kind] && (code != fiscal.CodePaperOut || op.Kind == OpKindRecover))
 	_, _ = e.changeOp(context.WithoutCancel(ctx), op.ID, func(q *Operation) error {
-		q.State, q.Error, q.Recovery = OpQueued, errInfo(code, err), res.Recovery
-		if permanent || atMostOnce[q.Kind] {
+		q.State, q.Error, q.Recovery, q.progress = OpQueued, errInfo(code, err), res.Recovery, res.progress
+		if final {
 			q.State = OpFailed
 		}
 		return nil
 	})
-	if permanent || atMostOnce[op.Kind] {
+	if final {
 		log.Warn("the register refused the operation", "err", err)
 		return true
 	}
