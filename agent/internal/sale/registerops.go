@@ -430,8 +430,12 @@ func (e *Engine) runRegisterOp(ctx context.Context, op *Operation) bool {
 	// print, unless the register said it is out of paper: then the command
 	// was not run, and it waits for paper like a receipt does.
 	final := permanent || (atMostOnce[op.Kind] && (code != fiscal.CodePaperOut || op.Kind == OpKindRecover))
+	info := errInfo(code, err)
+	if atMostOnce[op.Kind] && code == fiscal.CodeOutcomeUnknown {
+		info.Message = unknownPrint(op.Kind, res.progress) + " (" + err.Error() + ")"
+	}
 	_, _ = e.changeOp(context.WithoutCancel(ctx), op.ID, func(q *Operation) error {
-		q.State, q.Error, q.Recovery, q.progress = OpQueued, errInfo(code, err), res.Recovery, res.progress
+		q.State, q.Error, q.Recovery, q.progress = OpQueued, info, res.Recovery, res.progress
 		if final {
 			q.State = OpFailed
 		}
@@ -443,6 +447,19 @@ func (e *Engine) runRegisterOp(ctx context.Context, op *Operation) bool {
 	}
 	log.Warn("register operation not done yet; it stays queued and is retried", "err", err)
 	return false
+}
+
+// unknownPrint says what is known of an operation that is not journaled whose
+// reply was lost for good, and what the cashier can do.
+func unknownPrint(kind string, progress int) string {
+	what := "it may or may not have printed"
+	if kind == OpKindPrint {
+		what = fmt.Sprintf("part %d may or may not have printed", progress+1)
+		if progress > 0 {
+			what = fmt.Sprintf("lines 1–%d printed; part %d may or may not have, the rest did not", progress, progress+1)
+		}
+	}
+	return "the register's answer was lost: " + what + ". It is not done again (it makes no fiscal document): check the tape, and send it again with a new Idempotency-Key if it is needed"
 }
 
 // Routes for the register's operations and reads.
