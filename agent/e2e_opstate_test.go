@@ -153,9 +153,41 @@ func TestRegisterOpsRefusedByRegisterState(t *testing.T) {
 		assert.Equal(t, "failed", op.State)
 		require.NotNil(t, op.Error)
 		assert.Equal(t, "register_fn_exhausted", op.Error.Code)
+		assert.Contains(t, op.Error.Message, "replaced")
 		assert.Empty(t, docsOfType(r.till.Register.Documents(), shtrihsim.DocCorrection))
 		var x apiRegOp
 		require.Equal(t, 201, r.call("POST", "/v1/reports/x?wait=3s", "x", `{}`, &x), "the X report waits behind the correction")
 		assert.Equal(t, "done", x.State)
 	})
+}
+
+// TestQueuedReceiptWhoseShiftExpires: a receipt waits in the queue (the
+// register did not answer) while its shift passes 24 hours, with automatic Z
+// reports off. It fails with the shift's code and what to do; it is not
+// retried for ever in front of the Z report the cashier then asks for.
+func TestQueuedReceiptWhoseShiftExpires(t *testing.T) {
+	clk := &regClock{}
+	r := newRig(t, rigOptions{regNow: clk.now})
+	t.Cleanup(r.runTuned(fastTimings, func(tu *tuning) { tu.Register.AutoOpenShift, tu.Register.AutoCloseExpiredShift = false, false }))
+	var op apiRegOp
+	require.Equal(t, 201, r.call("POST", "/v1/shift/open", "open", shiftBody, &op))
+	r.till.Register.Inject(shtrihsim.Fault{Kind: shtrihsim.DeviceError, Command: shtrih.CmdFNOperation, Code: shtrih.FNErrFailure, Count: 1000})
+	var rc apiOp
+	require.Equal(t, 202, r.call("POST", "/v1/receipts?wait=1s", "rc", posReceipt("", `{"cash":30000}`), &rc))
+	require.Equal(t, "queued", rc.State, "%+v", rc.Error)
+	clk.set(25 * time.Hour)
+	r.till.Register.ClearFaults()
+
+	id := rc.ID
+	require.Eventually(t, func() bool {
+		rc = apiOp{}
+		r.call("GET", "/v1/receipts/"+id, "", "", &rc)
+		return rc.State == "failed"
+	}, 5*time.Second, 20*time.Millisecond, "the receipt stays queued (see the log for why)")
+	require.NotNil(t, rc.Error)
+	assert.Equal(t, "register_shift_expired", rc.Error.Code)
+	assert.Contains(t, rc.Error.Message, "/v1/shift/close")
+	assert.Empty(t, receiptsOf(r.till.Register.Documents()))
+	require.Equal(t, 201, r.call("POST", "/v1/shift/close?wait=5s", "z", shiftBody, &op), "%+v", op)
+	assert.Equal(t, "done", op.State)
 }

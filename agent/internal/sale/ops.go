@@ -441,17 +441,20 @@ func (e *Engine) runOp(ctx context.Context, op *Operation) bool {
 	var fe *fiscal.Error
 	if errors.As(err, &fe) {
 		code = fe.Code
-		permanent = fe.Code == fiscal.CodeBadReceipt
+		permanent = fe.Code == fiscal.CodeBadReceipt || cashierMustAct(fe.Code)
 	}
 	_, _ = e.changeOp(context.WithoutCancel(ctx), op.ID, func(q *Operation) error {
 		q.State, q.Error = OpQueued, errInfo(code, err)
+		if cashierMustAct(code) {
+			q.Error.Message = mustActMessage(code, err)
+		}
 		if permanent {
 			q.State = OpFailed
 		}
 		return nil
 	})
 	if permanent {
-		log.Warn("the register refused the receipt; nothing was printed", "err", err)
+		log.Warn("the register refused the receipt; nothing was printed: print it again with a new Idempotency-Key once the register can", "err", err)
 		return true
 	}
 	log.Warn("receipt not printed yet; it stays queued and is retried", "err", err)

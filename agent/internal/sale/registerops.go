@@ -321,6 +321,29 @@ func (e *Engine) CreateRegisterOp(ctx context.Context, key, kind string, args an
 	return op, true, nil
 }
 
+// cashierMustAct: register states only the cashier can cure (a Z report, a
+// shift opened, a new FN). An operation that meets one fails: retried, it
+// would hold every later operation behind it, the Z report too.
+func cashierMustAct(code string) bool {
+	switch code {
+	case fiscal.CodeShiftClosed, fiscal.CodeShiftExpired, fiscal.CodeFNExhausted, fiscal.CodeNotRegistered:
+		return true
+	}
+	return false
+}
+
+// mustActMessage is err's message with what the cashier must do before the
+// operation is sent again (under a new Idempotency-Key: this one has failed).
+func mustActMessage(code string, err error) string {
+	do := map[string]string{
+		fiscal.CodeShiftClosed:   "open a shift (POST /v1/shift/open)",
+		fiscal.CodeShiftExpired:  "close the shift with a Z report (POST /v1/shift/close)",
+		fiscal.CodeFNExhausted:   "have the fiscal drive replaced",
+		fiscal.CodeNotRegistered: "have the register registered",
+	}[code]
+	return err.Error() + ". Nothing was printed: " + do + ", then send it again with a new Idempotency-Key"
+}
+
 // registerOpReady refuses, before anything is stored or sent, an operation
 // the register cannot do in its present state, with what to do about it:
 // queued, it would be retried in front of every later operation, including
@@ -417,20 +440,16 @@ func (e *Engine) runRegisterOp(ctx context.Context, op *Operation) bool {
 	var fe *fiscal.Error
 	if errors.As(err, &fe) {
 		code = fe.Code
-		switch fe.Code {
-		// States only the cashier can cure (a Z report, a new FN) fail the
-		// operation: retrying it would hold every later operation behind it,
-		// the Z report too.
-		case fiscal.CodeBadReceipt, fiscal.CodeRejected, fiscal.CodeShiftClosed, fiscal.CodeShiftExpired,
-			fiscal.CodeFNExhausted, fiscal.CodeNotRegistered:
-			permanent = true
-		}
+		permanent = fe.Code == fiscal.CodeBadReceipt || fe.Code == fiscal.CodeRejected || cashierMustAct(fe.Code)
 	}
 	// An operation that is not journaled fails rather than risk a second
 	// print, unless the register said it is out of paper: then the command
 	// was not run, and it waits for paper like a receipt does.
 	final := permanent || (atMostOnce[op.Kind] && (code != fiscal.CodePaperOut || op.Kind == OpKindRecover))
 	info := errInfo(code, err)
+	if cashierMustAct(code) {
+		info.Message = mustActMessage(code, err)
+	}
 	if atMostOnce[op.Kind] && code == fiscal.CodeOutcomeUnknown {
 		info.Message = unknownPrint(op.Kind, res.progress) + " (" + err.Error() + ")"
 	}
