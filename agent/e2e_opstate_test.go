@@ -191,3 +191,26 @@ func TestQueuedReceiptWhoseShiftExpires(t *testing.T) {
 	require.Equal(t, 201, r.call("POST", "/v1/shift/close?wait=5s", "z", shiftBody, &op), "%+v", op)
 	assert.Equal(t, "done", op.State)
 }
+
+// TestRegisterOpBehindQueuedOpIsNotJudgedByTheRegisterNow: the POS sends the
+// shift open and the cash in at once, without waiting. The cash in is judged
+// by the register as the shift open will leave it, not as it is now (shift
+// closed): it is queued behind it and done.
+func TestRegisterOpBehindQueuedOpIsNotJudgedByTheRegisterNow(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	t.Cleanup(r.runTuned(fastTimings, func(tu *tuning) { tu.Register.AutoOpenShift, tu.Register.AutoCloseExpiredShift = false, false }))
+	// The shift open stays queued: the register does not take it yet.
+	r.till.Register.Inject(shtrihsim.Fault{Kind: shtrihsim.NAK, Command: shtrih.CmdFNBeginOpen, Count: 1000})
+	var open, in apiRegOp
+	require.Equal(t, 202, r.call("POST", "/v1/shift/open?wait=300ms", "open", shiftBody, &open))
+	require.Equal(t, 202, r.call("POST", "/v1/cash/in?wait=0s", "in", `{"amount":1000}`, &in), "%+v", in)
+	r.till.Register.ClearFaults()
+	id := in.ID
+	require.Eventually(t, func() bool {
+		in = apiRegOp{}
+		r.call("GET", "/v1/operations/"+id, "", "", &in)
+		return in.State == "done" || in.State == "failed"
+	}, 10*time.Second, 20*time.Millisecond)
+	assert.Equal(t, "done", in.State, "%+v", in.Error)
+	assert.Equal(t, int64(1000), r.till.Register.Snapshot().Cash)
+}

@@ -353,6 +353,13 @@ func (e *Engine) registerOpReady(ctx context.Context, kind string) error {
 	if kind == OpKindRecover {
 		return nil
 	}
+	// Behind other operations it meets the register as they leave it (a
+	// shift open sent just before a cash in), not as it is now: it is
+	// queued, and a state it then meets that only the cashier can cure
+	// fails it there.
+	if ahead, err := e.nextOp(); err != nil || ahead != nil {
+		return nil
+	}
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	st, err := e.o.Register.Status(ctx)
