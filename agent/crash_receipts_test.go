@@ -139,11 +139,12 @@ func TestCrashMidRegisterOperation(t *testing.T) {
 				var op apiRegOp
 				require.Equal(t, 201, c.call("POST", p.path, fmt.Sprint("before-", i), p.body, &op), "%s: %+v", p.path, op)
 			}
-			c.till.Register.Inject(shtrihsim.Fault{Kind: shtrihsim.DelayReply, Command: tc.cmd, Delay: 2 * time.Second})
+			// The reply is held back until the agent has been killed.
+			c.till.Register.Inject(shtrihsim.Fault{Kind: shtrihsim.DelayReply, Command: tc.cmd, Delay: time.Second})
 			go func() { c.call("POST", tc.path+"?wait=0s", "crash-op", tc.body, nil) }()
 			c.waitFor("the command at the register", func() bool { return c.fired(fmt.Sprintf("delay_reply@%X", tc.cmd)) })
 			c.kill()
-			time.Sleep(2500 * time.Millisecond)
+			time.Sleep(1500 * time.Millisecond)
 			c.start()
 			var op apiRegOp
 			require.Eventually(t, func() bool {
