@@ -94,28 +94,57 @@ func TestCrashMidRefund(t *testing.T) {
 // request with the same key: exactly one document, and the retry answered
 // with it.
 func TestCrashMidRegisterOperation(t *testing.T) {
+	const cashier = `{"cashier":{"name":"Иванова И."}}`
+	type pre struct{ path, body string }
+	open := pre{"/v1/shift/open", cashier}
+	oneFN := func(docType int) func(*testing.T, *crashRig, apiRegOp) {
+		return func(t *testing.T, c *crashRig, op apiRegOp) {
+			require.NotNil(t, op.Document)
+			docs := docsOfType(c.till.Register.Documents(), docType)
+			require.Len(t, docs, 1, "the operation made two FN documents across the crash")
+			assert.Equal(t, docs[0].FD, op.Document.FD)
+		}
+	}
+	cash := func(want int64) func(*testing.T, *crashRig, apiRegOp) {
+		return func(t *testing.T, c *crashRig, op apiRegOp) {
+			require.NotNil(t, op.Document)
+			assert.Equal(t, want, c.till.Register.Snapshot().Cash, "cash counted twice (or not at all) across the crash")
+		}
+	}
 	cases := []struct {
 		name, path, body string
+		before           []pre
 		cmd              uint16
-		docType          int // FN document type; 0: a device document (cash)
+		check            func(*testing.T, *crashRig, apiRegOp)
 	}{
-		{"shift open", "/v1/shift/open", `{"cashier":{"name":"Иванова И."}}`, shtrih.CmdOpenShift, 2},
-		{"cash in", "/v1/cash/in", `{"amount":100000}`, shtrih.CmdCashIn, 0},
-		{"correction", "/v1/corrections", `{"type":"self","base_date":"2026-11-30","receipt":{"items":[{"name":"Хлеб","quantity":1000,"price":4500,"vat":"vat10"}]},"payments":{"cash":4500}}`, shtrih.CmdFNCorrection, 31},
+		{"shift open", "/v1/shift/open", cashier, nil, shtrih.CmdOpenShift, oneFN(shtrihsim.DocShiftOpen)},
+		{"cash in", "/v1/cash/in", `{"amount":100000}`, []pre{open}, shtrih.CmdCashIn, cash(100000)},
+		{"correction", "/v1/corrections", `{"type":"self","base_date":"2026-11-30","receipt":{"items":[{"name":"Хлеб","quantity":1000,"price":4500,"vat":"vat10"}]},"payments":{"cash":4500}}`,
+			[]pre{open}, shtrih.CmdFNCorrection, oneFN(shtrihsim.DocCorrection)},
+		{"shift close", "/v1/shift/close", cashier, []pre{open}, shtrih.CmdZReport, oneFN(shtrihsim.DocShiftClose)},
+		{"cash out", "/v1/cash/out", `{"amount":30000}`, []pre{open, {"/v1/cash/in", `{"amount":100000}`}}, shtrih.CmdCashOut, cash(70000)},
+		// A copy is no fiscal document and is not journaled: interrupted, it
+		// is not printed again, and says so. It did print once here.
+		{"copy", "/v1/documents/2/copy", `{}`, []pre{open}, shtrih.CmdPrintCopy, func(t *testing.T, c *crashRig, op apiRegOp) {
+			require.NotNil(t, op.Error)
+			assert.Equal(t, "interrupted", op.Error.Code)
+			assert.Equal(t, 1, strings.Count(c.till.Register.Tape(), "КОПИЯ"), "copies on the tape")
+		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newCrashRig(t)
 			c.start()
-			if tc.cmd != shtrih.CmdOpenShift {
+			for i, p := range tc.before {
 				var op apiRegOp
-				require.Equal(t, 201, c.call("POST", "/v1/shift/open", "open-first", `{"cashier":{"name":"Иванова И."}}`, &op))
+				require.Equal(t, 201, c.call("POST", p.path, fmt.Sprint("before-", i), p.body, &op), "%s: %+v", p.path, op)
 			}
-			c.till.Register.Inject(shtrihsim.Fault{Kind: shtrihsim.DelayReply, Command: tc.cmd, Delay: 2 * time.Second})
+			// The reply is held back until the agent has been killed.
+			c.till.Register.Inject(shtrihsim.Fault{Kind: shtrihsim.DelayReply, Command: tc.cmd, Delay: time.Second})
 			go func() { c.call("POST", tc.path+"?wait=0s", "crash-op", tc.body, nil) }()
 			c.waitFor("the command at the register", func() bool { return c.fired(fmt.Sprintf("delay_reply@%X", tc.cmd)) })
 			c.kill()
-			time.Sleep(2500 * time.Millisecond)
+			time.Sleep(1500 * time.Millisecond)
 			c.start()
 			var op apiRegOp
 			require.Eventually(t, func() bool {
@@ -123,14 +152,7 @@ func TestCrashMidRegisterOperation(t *testing.T) {
 				code := c.call("POST", tc.path+"?wait=5s", "crash-op", tc.body, &op)
 				return code == 200 && op.State == "done"
 			}, 30*time.Second, 100*time.Millisecond)
-			require.NotNil(t, op.Document)
-			if tc.docType != 0 {
-				docs := docsOfType(c.till.Register.Documents(), tc.docType)
-				require.Len(t, docs, 1, "the operation made two FN documents across the crash")
-				assert.Equal(t, docs[0].FD, op.Document.FD)
-			} else {
-				assert.Equal(t, int64(100000), c.till.Register.Snapshot().Cash, "cash counted twice across the crash")
-			}
+			tc.check(t, c, op)
 			c.stop()
 		})
 	}

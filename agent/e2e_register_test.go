@@ -48,9 +48,22 @@ func docsOfType(docs []shtrihsim.Document, typ int) []shtrihsim.Document {
 // report, a receipt with its QR string, the last document and a copy of it,
 // a non-fiscal print with a QR code, a correction, the Z report, the
 // register's info and a recovery. Each document-making call retried with its
-// key makes nothing new.
+// key makes nothing new. The same day over the register's serial line and
+// over TCP (network models).
 func TestRegisterOperations(t *testing.T) {
-	r := newRig(t, rigOptions{})
+	for _, tr := range []struct {
+		name string
+		o    rigOptions
+	}{{"serial", rigOptions{}}, {"tcp", rigOptions{tcpReg: true}}} {
+		t.Run(tr.name, func(t *testing.T) { testRegisterOperations(t, tr.o) })
+	}
+}
+
+func testRegisterOperations(t *testing.T, o rigOptions) {
+	r := newRig(t, o)
+	if o.tcpReg {
+		require.Contains(t, r.cfg.Register.Transport, "tcp", "the rig did not put the register on TCP")
+	}
 	r.startInProcess()
 	do := func(path, key, body string, want int) apiRegOp {
 		t.Helper()

@@ -41,12 +41,13 @@ type rig struct {
 }
 
 type rigOptions struct {
-	processing time.Duration // sandbox release → success; 0 = immediate
-	extra      string        // more config
-	logLevel   string        // default debug: the secrets checks read debug lines
-	tcpReg     bool          // the register is a network model
-	baud       int           // >0: the register simulator emulates this line's wire time
-	memReg     bool          // the register keeps its FN in memory (benchmarks: no state-file fsync)
+	processing time.Duration    // sandbox release → success; 0 = immediate
+	extra      string           // more config
+	logLevel   string           // default debug: the secrets checks read debug lines
+	tcpReg     bool             // the register is a network model
+	baud       int              // >0: the register simulator emulates this line's wire time
+	memReg     bool             // the register keeps its FN in memory (benchmarks: no state-file fsync)
+	regNow     func() time.Time // the register's clock; nil = time.Now
 }
 
 func newRig(t testing.TB, o rigOptions) *rig {
@@ -59,7 +60,7 @@ func newRig(t testing.TB, o rigOptions) *rig {
 	if delay == 0 {
 		delay = sandbox.Immediate
 	}
-	till, err := simtill.Start(simtill.Options{Dir: filepath.Join(dir, "till"), ProcessingDelay: delay, RegisterOverTCP: o.tcpReg, RegisterBaud: o.baud, RegisterInMemory: o.memReg})
+	till, err := simtill.Start(simtill.Options{Dir: filepath.Join(dir, "till"), ProcessingDelay: delay, RegisterOverTCP: o.tcpReg, RegisterBaud: o.baud, RegisterInMemory: o.memReg, RegisterNow: o.regNow})
 	require.NoError(t, err)
 	t.Cleanup(till.Close)
 	port := freePort(t)

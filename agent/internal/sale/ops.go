@@ -72,8 +72,9 @@ type Operation struct {
 	Updated  time.Time        `json:"updated_at"`
 	Version  uint64           `json:"version"`
 
-	request *fiscal.Receipt
-	args    json.RawMessage // a register operation's request
+	request  *fiscal.Receipt
+	args     json.RawMessage // a register operation's request
+	progress int             // a print's parts already on the tape (its lines, then its QR code)
 }
 
 // ReceiptResult is what a printed receipt left: the FN's document and the
@@ -95,12 +96,13 @@ type RefundInfo struct {
 
 type storedOp struct {
 	Operation
-	Request *fiscal.Receipt `json:"request,omitempty"`
-	Args    json.RawMessage `json:"args,omitempty"`
+	Request  *fiscal.Receipt `json:"request,omitempty"`
+	Args     json.RawMessage `json:"args,omitempty"`
+	Progress int             `json:"progress,omitempty"`
 }
 
 func putOp(tx *queue.Tx, op *Operation) error {
-	b, err := json.Marshal(storedOp{Operation: *op, Request: op.request, Args: op.args})
+	b, err := json.Marshal(storedOp{Operation: *op, Request: op.request, Args: op.args, Progress: op.progress})
 	if err != nil {
 		return err
 	}
@@ -119,7 +121,7 @@ func decodeOp(b []byte) (*Operation, error) {
 		return nil, fmt.Errorf("decode operation: %w", err)
 	}
 	op := s.Operation
-	op.request, op.args = s.Request, s.Args
+	op.request, op.args, op.progress = s.Request, s.Args, s.Progress
 	return &op, nil
 }
 
@@ -527,17 +529,20 @@ func (e *Engine) runOp(ctx context.Context, op *Operation) bool {
 	var fe *fiscal.Error
 	if errors.As(err, &fe) {
 		code = fe.Code
-		permanent = fe.Code == fiscal.CodeBadReceipt
+		permanent = fe.Code == fiscal.CodeBadReceipt || cashierMustAct(fe.Code)
 	}
 	_, _ = e.changeOp(context.WithoutCancel(ctx), op.ID, func(q *Operation) error {
 		q.State, q.Error = OpQueued, errInfo(code, err)
+		if cashierMustAct(code) {
+			q.Error.Message = mustActMessage(code, err)
+		}
 		if permanent {
 			q.State = OpFailed
 		}
 		return nil
 	})
 	if permanent {
-		log.Warn("the register refused the receipt; nothing was printed", "err", err)
+		log.Warn("the register refused the receipt; nothing was printed: print it again with a new Idempotency-Key once the register can", "err", err)
 		return true
 	}
 	log.Warn("receipt not printed yet; it stays queued and is retried", "err", err)

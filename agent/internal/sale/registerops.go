@@ -244,15 +244,21 @@ func (e *Engine) registerOps() map[string]registerOp {
 				}
 				return fiscal.CheckText("qr", r.QR)
 			},
-			run: func(ctx context.Context, reg Register, _ string, args json.RawMessage, _ *Operation) error {
+			// Line by line, counting what is on the tape: when the paper runs
+			// out part-way, the retry prints the rest, not the whole again.
+			run: func(ctx context.Context, reg Register, _ string, args json.RawMessage, op *Operation) error {
 				r, _ := decodeArgs[PrintRequest](args)
-				if len(r.Lines) > 0 {
-					if err := reg.PrintText(ctx, r.Lines); err != nil {
+				for op.progress < len(r.Lines) {
+					if err := reg.PrintText(ctx, r.Lines[op.progress:op.progress+1]); err != nil {
 						return err
 					}
+					op.progress++
 				}
-				if r.QR != "" {
-					return reg.PrintQR(ctx, r.QR)
+				if r.QR != "" && op.progress == len(r.Lines) {
+					if err := reg.PrintQR(ctx, r.QR); err != nil {
+						return err
+					}
+					op.progress++
 				}
 				return nil
 			},
@@ -302,6 +308,9 @@ func (e *Engine) CreateRegisterOp(ctx context.Context, key, kind string, args an
 	if err := ro.check(raw, e.now()); err != nil {
 		return nil, false, localapi.Errorf("validation_failed", err.Error())
 	}
+	if err := e.registerOpReady(ctx, kind); err != nil {
+		return nil, false, err
+	}
 	op, err := e.newOp(ctx, kind)
 	if err != nil {
 		return nil, false, err
@@ -314,6 +323,91 @@ func (e *Engine) CreateRegisterOp(ctx context.Context, key, kind string, args an
 	e.hub.Publish("operation", op)
 	e.pokeOps()
 	return op, true, nil
+}
+
+// cashierMustAct: register states only the cashier can cure (a Z report, a
+// shift opened, a new FN). An operation that meets one fails: retried, it
+// would hold every later operation behind it, the Z report too.
+func cashierMustAct(code string) bool {
+	switch code {
+	case fiscal.CodeShiftClosed, fiscal.CodeShiftExpired, fiscal.CodeFNExhausted, fiscal.CodeNotRegistered:
+		return true
+	}
+	return false
+}
+
+// mustActMessage is err's message with what the cashier must do before the
+// operation is sent again (under a new Idempotency-Key: this one has failed).
+func mustActMessage(code string, err error) string {
+	do := map[string]string{
+		fiscal.CodeShiftClosed:   "open a shift (POST /v1/shift/open)",
+		fiscal.CodeShiftExpired:  "close the shift with a Z report (POST /v1/shift/close)",
+		fiscal.CodeFNExhausted:   "have the fiscal drive replaced",
+		fiscal.CodeNotRegistered: "have the register registered",
+	}[code]
+	return err.Error() + ". Nothing was printed: " + do + ", then send it again with a new Idempotency-Key"
+}
+
+// registerOpReady refuses, before anything is stored or sent, an operation
+// the register cannot do in its present state, with what to do about it:
+// queued, it would be retried in front of every later operation, including
+// the Z report that would cure it. Recovery is never refused: it is what
+// clears a stuck register.
+func (e *Engine) registerOpReady(ctx context.Context, kind string) error {
+	if kind == OpKindRecover {
+		return nil
+	}
+	// Behind other operations it meets the register as they leave it (a
+	// shift open sent just before a cash in), not as it is now: it is
+	// queued, and a state it then meets that only the cashier can cure
+	// fails it there.
+	if ahead, err := e.nextOp(); err != nil || ahead != nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	st, err := e.o.Register.Status(ctx)
+	if err != nil {
+		return localapi.Wrap("register_unavailable", "the fiscal register does not answer ("+err.Error()+"); nothing was sent", err)
+	}
+	if st.PaperOut {
+		return localapi.Errorf("register_paper_out", "the register is out of paper; load paper and try again. Nothing was sent")
+	}
+	// An expired FN makes no fiscal document; the Z report is left to the
+	// register, which may still close the shift with it before the FN is replaced.
+	fnDoc := kind == OpKindShiftOpen || kind == OpKindCorrection
+	if fnDoc && !st.FNExpiry.IsZero() && e.now().After(st.FNExpiry) {
+		return localapi.Errorf("register_fn_exhausted", fmt.Sprintf("the fiscal drive (FN %s) expired on %s: it makes no more fiscal documents; replace it (close the shift first). Nothing was sent",
+			st.FNNumber, st.FNExpiry.Format(time.DateOnly)))
+	}
+	expired := localapi.Errorf("register_shift_expired", "the shift is over 24 hours: close it with a Z report (POST /v1/shift/close), then try again. Nothing was sent")
+	switch kind {
+	case OpKindShiftOpen:
+		if st.ShiftExpired {
+			return expired
+		}
+	case OpKindShiftClose:
+		if !st.ShiftOpen {
+			return localapi.Errorf("register_shift_closed", "the shift is already closed: there is no shift to close with a Z report. Nothing was sent")
+		}
+	case OpKindCashIn, OpKindCashOut, OpKindCorrection:
+		// These need an open shift, as a receipt does; Ready already allows
+		// for the driver opening one (auto_open_shift) or closing an expired
+		// one first (auto_close_expired_shift).
+		if st.Ready == nil {
+			return nil
+		}
+		switch fiscal.CodeOf(st.Ready) {
+		case fiscal.CodeShiftExpired:
+			return expired
+		case fiscal.CodeShiftClosed:
+			return localapi.Errorf("register_shift_closed", "the shift is closed: open one (POST /v1/shift/open), then try again. Nothing was sent")
+		case fiscal.CodePaperOut:
+			return localapi.Errorf("register_paper_out", "the register is out of paper; load paper and try again. Nothing was sent")
+		}
+		return localapi.Wrap("register_not_ready", "the register cannot do this now: "+st.Ready.Error()+". Nothing was sent", st.Ready)
+	}
+	return nil
 }
 
 // runRegisterOp makes one attempt at a register operation; it reports whether
@@ -357,24 +451,45 @@ func (e *Engine) runRegisterOp(ctx context.Context, op *Operation) bool {
 	var fe *fiscal.Error
 	if errors.As(err, &fe) {
 		code = fe.Code
-		switch fe.Code {
-		case fiscal.CodeBadReceipt, fiscal.CodeRejected, fiscal.CodeShiftClosed:
-			permanent = true
-		}
+		permanent = fe.Code == fiscal.CodeBadReceipt || fe.Code == fiscal.CodeRejected || cashierMustAct(fe.Code)
+	}
+	// An operation that is not journaled fails rather than risk a second
+	// print, unless the register said it is out of paper: then the command
+	// was not run, and it waits for paper like a receipt does.
+	final := permanent || (atMostOnce[op.Kind] && (code != fiscal.CodePaperOut || op.Kind == OpKindRecover))
+	info := errInfo(code, err)
+	if cashierMustAct(code) {
+		info.Message = mustActMessage(code, err)
+	}
+	if atMostOnce[op.Kind] && code == fiscal.CodeOutcomeUnknown {
+		info.Message = unknownPrint(op.Kind, res.progress) + " (" + err.Error() + ")"
 	}
 	_, _ = e.changeOp(context.WithoutCancel(ctx), op.ID, func(q *Operation) error {
-		q.State, q.Error, q.Recovery = OpQueued, errInfo(code, err), res.Recovery
-		if permanent || atMostOnce[q.Kind] {
+		q.State, q.Error, q.Recovery, q.progress = OpQueued, info, res.Recovery, res.progress
+		if final {
 			q.State = OpFailed
 		}
 		return nil
 	})
-	if permanent || atMostOnce[op.Kind] {
+	if final {
 		log.Warn("the register refused the operation", "err", err)
 		return true
 	}
 	log.Warn("register operation not done yet; it stays queued and is retried", "err", err)
 	return false
+}
+
+// unknownPrint says what is known of an operation that is not journaled whose
+// reply was lost for good, and what the cashier can do.
+func unknownPrint(kind string, progress int) string {
+	what := "it may or may not have printed"
+	if kind == OpKindPrint {
+		what = fmt.Sprintf("part %d may or may not have printed", progress+1)
+		if progress > 0 {
+			what = fmt.Sprintf("lines 1–%d printed; part %d may or may not have, the rest did not", progress, progress+1)
+		}
+	}
+	return "the register's answer was lost: " + what + ". It is not done again (it makes no fiscal document): check the tape, and send it again with a new Idempotency-Key if it is needed"
 }
 
 // Routes for the register's operations and reads.

@@ -37,6 +37,9 @@ type Options struct {
 	// changes it (~1.5 ms each here), time a real register spends in its own FN,
 	// which would otherwise be counted as the agent's.
 	RegisterInMemory bool
+	// RegisterNow is the register's clock (nil = time.Now): tests age a
+	// shift past 24 h or the FN past its expiry without waiting.
+	RegisterNow func() time.Time
 	// AlifAddr and AliKassaAddr fix the hosted-page sandboxes' addresses
 	// ("" = a free loopback port).
 	AlifAddr, AliKassaAddr string
@@ -90,6 +93,7 @@ func Start(opts Options) (_ *Till, err error) {
 		TapePath:  filepath.Join(opts.Dir, "tape.txt"),
 		Baud:      opts.RegisterBaud,
 		OFDOnline: true,
+		Now:       opts.RegisterNow,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("register simulator: %w", err)
