@@ -120,7 +120,7 @@ func TestCrashMidRegisterOperation(t *testing.T) {
 		{"shift open", "/v1/shift/open", cashier, nil, shtrih.CmdOpenShift, oneFN(shtrihsim.DocShiftOpen)},
 		{"cash in", "/v1/cash/in", `{"amount":100000}`, []pre{open}, shtrih.CmdCashIn, cash(100000)},
 		{"correction", "/v1/corrections", `{"type":"self","base_date":"2026-11-30","receipt":{"items":[{"name":"Хлеб","quantity":1000,"price":4500,"vat":"vat10"}]},"payments":{"cash":4500}}`,
-			[]pre{open}, shtrih.CmdFNCorrection, oneFN(shtrihsim.DocCorrection)},
+			[]pre{open}, shtrih.CmdFNCloseReceipt, oneFN(shtrihsim.DocCorrection)},
 		{"shift close", "/v1/shift/close", cashier, []pre{open}, shtrih.CmdZReport, oneFN(shtrihsim.DocShiftClose)},
 		{"cash out", "/v1/cash/out", `{"amount":30000}`, []pre{open, {"/v1/cash/in", `{"amount":100000}`}}, shtrih.CmdCashOut, cash(70000)},
 		// A copy is no fiscal document and is not journaled: interrupted, it

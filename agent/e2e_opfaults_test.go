@@ -60,7 +60,7 @@ func TestRegisterOperationFaults(t *testing.T) {
 		{name: "cash out", path: "/v1/cash/out", body: `{"amount":30000}`, before: []pre{open, {"/v1/cash/in", `{"amount":100000}`}},
 			first: shtrih.CmdCashOut, last: shtrih.CmdCashOut, count: onTape("ВЫПЛАТА"), cash: 70000},
 		{name: "correction", path: "/v1/corrections", body: corrBody, before: []pre{open},
-			first: shtrih.CmdFNBeginCorrection, last: shtrih.CmdFNCorrection, count: fnDocs(shtrihsim.DocCorrection)},
+			first: shtrih.CmdFNBeginCorrection, last: shtrih.CmdFNCloseReceipt, count: fnDocs(shtrihsim.DocCorrection)},
 		// The only provider with refunds (Alif) pays in UZS: its refunds end in
 		// a slip, so a return receipt is reached through /v1/receipts.
 		{name: "return receipt", path: "/v1/receipts", body: posReceipt(`,"type":"sale_return"`, `{"electronic":20480}`), before: []pre{open},
