@@ -174,7 +174,12 @@ func TestQueuedReceiptWhoseShiftExpires(t *testing.T) {
 	r.till.Register.Inject(shtrihsim.Fault{Kind: shtrihsim.DeviceError, Command: shtrih.CmdFNOperation, Code: shtrih.FNErrFailure, Count: 1000})
 	var rc apiOp
 	require.Equal(t, 202, r.call("POST", "/v1/receipts?wait=1s", "rc", posReceipt("", `{"cash":30000}`), &rc))
-	require.Equal(t, "queued", rc.State, "%+v", rc.Error)
+	// Between two attempts it is queued with the register's error; during
+	// one it is printing.
+	require.Eventually(t, func() bool {
+		r.call("GET", "/v1/receipts/"+rc.ID, "", "", &rc)
+		return rc.State == "queued" && rc.Error != nil
+	}, 5*time.Second, 10*time.Millisecond, "%+v", rc)
 	clk.set(25 * time.Hour)
 	r.till.Register.ClearFaults()
 
