@@ -151,6 +151,10 @@ var operationNames = map[uint64]string{1: "ПРИХОД", 2: "ВОЗВРАТ П�
 var vatNames = map[uint64]string{1: "НДС 20%", 2: "НДС 10%", 3: "НДС 20/120", 4: "НДС 10/110", 5: "НДС 0%", 6: "БЕЗ НДС",
 	7: "НДС 5%", 8: "НДС 7%", 9: "НДС 5/105", 10: "НДС 7/107", 11: "НДС 22%", 12: "НДС 22/122"}
 
+// sumLabels name the money sums of a receipt.
+var sumLabels = map[uint16]string{TagTotal: "ИТОГ", TagCash: "НАЛИЧНЫМИ", TagElectronic: "БЕЗНАЛИЧНЫМИ",
+	TagPrepayment: "ПРЕДОПЛАТА", TagCredit: "ПОСТОПЛАТА", TagConsider: "ВСТРЕЧНОЕ ПРЕДОСТАВЛЕНИЕ"}
+
 // CopyLines renders a document read from the FN as the lines of its copy:
 // what the buyer or an inspector needs to match it to the original (type,
 // operation, lines, totals, payments, FN, РН, FD, FP, time). Tags it does not
@@ -196,18 +200,8 @@ func CopyLines(typ uint16, fields []Field) ([]string, error) {
 			if vat != "" {
 				lines = append(lines, "  "+vat)
 			}
-		case TagTotal:
-			lines = append(lines, "ИТОГ "+money(v))
-		case TagCash:
-			lines = append(lines, "НАЛИЧНЫМИ "+money(v))
-		case TagElectronic:
-			lines = append(lines, "БЕЗНАЛИЧНЫМИ "+money(v))
-		case TagPrepayment:
-			lines = append(lines, "ПРЕДОПЛАТА "+money(v))
-		case TagCredit:
-			lines = append(lines, "ПОСТОПЛАТА "+money(v))
-		case TagConsider:
-			lines = append(lines, "ВСТРЕЧНОЕ ПРЕДОСТАВЛЕНИЕ "+money(v))
+		case TagTotal, TagCash, TagElectronic, TagPrepayment, TagCredit, TagConsider:
+			lines = append(lines, sumLabels[f.Tag]+" "+money(v))
 		case TagCashier:
 			lines = append(lines, "КАССИР "+DecodeCP866(v))
 		case TagCashierINN:

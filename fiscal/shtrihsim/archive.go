@@ -93,11 +93,7 @@ func (s *Sim) readDocument(p []byte) (byte, []byte) {
 	if len(p) < 4 {
 		return shtrih.FNErrBadParam, nil
 	}
-	fd := binary.LittleEndian.Uint32(p)
-	for _, doc := range s.st.Docs {
-		if doc.FD != fd {
-			continue
-		}
+	if doc, ok := s.document(binary.LittleEndian.Uint32(p)); ok {
 		s.archive = s.documentTLVs(doc)
 		n := 0
 		for _, t := range s.archive {

@@ -279,15 +279,21 @@ func (s *Sim) fullStatus(op byte) []byte {
 	return d
 }
 
+// document is the FN's document fd.
+func (s *Sim) document(fd uint32) (Document, bool) {
+	for _, doc := range s.st.Docs {
+		if doc.FD == fd {
+			return doc, true
+		}
+	}
+	return Document{}, false
+}
+
 func (s *Sim) find(p []byte) (byte, []byte) {
 	if len(p) < 4 {
 		return shtrih.FNErrBadParam, nil
 	}
-	fd := binary.LittleEndian.Uint32(p)
-	for _, doc := range s.st.Docs {
-		if doc.FD != fd {
-			continue
-		}
+	if doc, ok := s.document(binary.LittleEndian.Uint32(p)); ok {
 		d := []byte{byte(doc.Type), b2b(doc.SentToOFD)}
 		d = shtrih.PutFNTime(d, s.local(doc.Time))
 		d = binary.LittleEndian.AppendUint32(d, doc.FD)
