@@ -63,25 +63,31 @@ func TestVATRatesOverTheWire(t *testing.T) {
 		{fiscal.VAT20120, 10000, y2025, 1667, 5, "НДС 20/120"},
 	}
 	for i, c := range cases {
-		t.Run(fmt.Sprintf("%d_rate%d_%d", i, c.vat, c.price), func(t *testing.T) {
-			r := newTCPRig(t, shtrihsim.Options{}, shtrih.Options{AutoOpenShift: true})
-			r.at(c.when)
-			doc, err := r.drv.PrintReceipt(context.Background(), "p", oneLine(c.vat, c.price))
-			if err != nil {
-				t.Fatalf("print: %v", err)
-			}
-			rs := receipts(r.sim.Documents())
-			if len(rs) != 1 || len(rs[0].Items) != 1 {
-				t.Fatalf("FN receipts %+v", rs)
-			}
-			it := rs[0].Items[0]
-			if it.Tax != c.tax || it.TaxRate != c.row || it.RateName != c.printed || doc.Total != c.price {
-				t.Fatalf("line tax %d row %d %q, want %d row %d %q", it.Tax, it.TaxRate, it.RateName, c.tax, c.row, c.printed)
-			}
-			if !strings.Contains(r.sim.Tape(), c.printed) {
-				t.Fatalf("tape lacks %q:\n%s", c.printed, r.sim.Tape())
-			}
-		})
+		// Every rate on a sale and on its return: a return's tax is computed
+		// and printed the same way.
+		for _, typ := range []fiscal.ReceiptType{fiscal.Sale, fiscal.SaleReturn} {
+			t.Run(fmt.Sprintf("%d_rate%d_%d_%s", i, c.vat, c.price, typ), func(t *testing.T) {
+				r := newTCPRig(t, shtrihsim.Options{}, shtrih.Options{AutoOpenShift: true})
+				r.at(c.when)
+				rc := oneLine(c.vat, c.price)
+				rc.Type = typ
+				doc, err := r.drv.PrintReceipt(context.Background(), "p", rc)
+				if err != nil {
+					t.Fatalf("print: %v", err)
+				}
+				rs := receipts(r.sim.Documents())
+				if len(rs) != 1 || len(rs[0].Items) != 1 || rs[0].Operation != int(typ) {
+					t.Fatalf("FN receipts %+v", rs)
+				}
+				it := rs[0].Items[0]
+				if it.Tax != c.tax || it.TaxRate != c.row || it.RateName != c.printed || doc.Total != c.price {
+					t.Fatalf("line tax %d row %d %q, want %d row %d %q", it.Tax, it.TaxRate, it.RateName, c.tax, c.row, c.printed)
+				}
+				if !strings.Contains(r.sim.Tape(), c.printed) {
+					t.Fatalf("tape lacks %q:\n%s", c.printed, r.sim.Tape())
+				}
+			})
+		}
 	}
 }
 
