@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"time"
 
 	"kassa-agent/fiscal"
 	"kassa-agent/queue"
@@ -75,7 +76,10 @@ func (j *Journal) Begin(ctx context.Context, op fiscal.Pending) error {
 		if err := putEntry(tx, fiscal.Entry{Op: op}); err != nil {
 			return err
 		}
-		return tx.Put(collFiscalOpsPending, op.ID, nil)
+		if err := tx.Put(collFiscalOpsPending, op.ID, nil); err != nil {
+			return err
+		}
+		return receiptOpBegun(tx, op.ID, j.s.Clock().Now())
 	})
 }
 
@@ -96,8 +100,57 @@ func (j *Journal) Finish(ctx context.Context, id string, doc fiscal.Document) er
 		if err := putEntry(tx, e); err != nil {
 			return err
 		}
-		return tx.Delete(collFiscalOpsPending, id)
+		if err := tx.Delete(collFiscalOpsPending, id); err != nil {
+			return err
+		}
+		return receiptOpDone(tx, id, doc, j.s.Clock().Now())
 	})
+}
+
+// A POS receipt operation (ops.go) shares its id with its journal entry, and
+// its states follow the entry's in the entry's own transaction: printing from
+// Begin (the FN's last FD is recorded; the register may have the document),
+// done with the document from Finish. One commit each instead of two, on the
+// path every receipt takes. Other ids (payments, register operations) have no
+// receipt operation and are left alone.
+
+func receiptOpBegun(tx *queue.Tx, id string, now time.Time) error {
+	op, err := receiptOp(tx, id)
+	if op == nil || err != nil {
+		return err
+	}
+	op.State, op.Error = OpPrinting, nil
+	op.Attempts++
+	op.Version++
+	op.Updated = now
+	return putOp(tx, op)
+}
+
+func receiptOpDone(tx *queue.Tx, id string, doc fiscal.Document, now time.Time) error {
+	op, err := receiptOp(tx, id)
+	if op == nil || err != nil || op.request == nil {
+		return err
+	}
+	op.State, op.Receipt, op.Error = OpDone, receiptResult(op.request, doc), nil
+	op.Version++
+	op.Updated = now
+	return putOp(tx, op)
+}
+
+// receiptOp is the unsettled POS receipt operation id, or nil.
+func receiptOp(tx *queue.Tx, id string) (*Operation, error) {
+	b, err := tx.Get(collOps, id)
+	if errors.Is(err, queue.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	op, err := decodeOp(b)
+	if err != nil || op.Kind != "receipt" || !opOpen(op.State) {
+		return nil, err
+	}
+	return op, nil
 }
 
 // Abort drops a pending op proved not to have produced a document.

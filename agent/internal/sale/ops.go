@@ -502,23 +502,25 @@ func (e *Engine) runOp(ctx context.Context, op *Operation) bool {
 		})
 		return true
 	}
-	op, err := e.markPrinting(ctx, op.ID)
-	if err != nil {
-		log.Error("cannot record the printing recovery point", "err", err)
-		return false
-	}
+	// The recovery point is the journal's Begin, which also marks the
+	// operation printing (journal.go); Finish records it done.
 	doc, err := e.o.Register.PrintReceipt(ctx, op.ID, *op.request)
 	if err == nil {
-		var paid int64
-		for _, p := range op.request.Payments {
-			paid += p.Amount
-		}
-		res := &ReceiptResult{Document: doc, Change: paid - op.request.Total()}
+		res := receiptResult(op.request, doc)
 		// The document exists: record it even while the agent is stopping.
+		// Finish usually has, in its own transaction; a document settled
+		// from an earlier attempt's journal entry has not.
 		if _, err := e.changeOp(context.WithoutCancel(ctx), op.ID, func(q *Operation) error {
+			if q.State == OpDone && q.Receipt != nil && sameDocument(q.Receipt.Document, doc) {
+				return errUnchanged
+			}
 			q.State, q.Receipt, q.Error = OpDone, res, nil
 			return nil
-		}); err != nil {
+		}); errors.Is(err, errUnchanged) {
+			if op, gerr := e.GetOp(op.ID); gerr == nil {
+				e.hub.Publish("receipt", op)
+			}
+		} else if err != nil {
 			log.Error("receipt printed but not yet recorded; retrying (printing again returns the same document)", "err", err, "fd", doc.FD)
 			return false
 		}
@@ -547,6 +549,22 @@ func (e *Engine) runOp(ctx context.Context, op *Operation) bool {
 	}
 	log.Warn("receipt not printed yet; it stays queued and is retried", "err", err)
 	return false
+}
+
+// receiptResult is what a printed receipt leaves: the document and the change
+// given from cash.
+func receiptResult(r *fiscal.Receipt, doc fiscal.Document) *ReceiptResult {
+	var paid int64
+	for _, p := range r.Payments {
+		paid += p.Amount
+	}
+	return &ReceiptResult{Document: doc, Change: paid - r.Total()}
+}
+
+// sameDocument: the stored result names the document the register returned.
+func sameDocument(a, b fiscal.Document) bool {
+	return a.FD == b.FD && a.FP == b.FP && a.FNNumber == b.FNNumber && a.RegNumber == b.RegNumber &&
+		a.Shift == b.Shift && a.ReceiptNumber == b.ReceiptNumber && a.QR == b.QR
 }
 
 // canonicalHash binds an Idempotency-Key to a request's meaning (the decoded
