@@ -84,6 +84,7 @@ func TestRegisterOpsRefusedByRegisterState(t *testing.T) {
 			{"/v1/cash/out", `{"amount":1000}`, "register_shift_expired", "/v1/shift/close"},
 			{"/v1/corrections", corrBody, "register_shift_expired", "/v1/shift/close"},
 			{"/v1/shift/open", shiftBody, "register_shift_expired", "/v1/shift/close"},
+			{"/v1/receipts", posReceipt("", `{"cash":30000}`), "register_shift_expired", "/v1/shift/close"},
 		})
 		// The Z report that cures it is not stuck behind them.
 		require.Equal(t, 201, r.call("POST", "/v1/shift/close?wait=5s", "z", shiftBody, &op), "%+v", op)
@@ -99,6 +100,7 @@ func TestRegisterOpsRefusedByRegisterState(t *testing.T) {
 			{"/v1/cash/out", `{"amount":1000}`, "register_shift_closed", "/v1/shift/open"},
 			{"/v1/corrections", corrBody, "register_shift_closed", "/v1/shift/open"},
 			{"/v1/shift/close", shiftBody, "register_shift_closed", "already closed"},
+			{"/v1/receipts", posReceipt("", `{"cash":30000}`), "register_shift_closed", "/v1/shift/open"},
 		})
 	})
 
@@ -120,6 +122,7 @@ func TestRegisterOpsRefusedByRegisterState(t *testing.T) {
 			{"/v1/corrections", corrBody, "register_paper_out", "load paper"},
 			{"/v1/print", `{"lines":["x"]}`, "register_paper_out", "load paper"},
 			{"/v1/documents/" + fmt.Sprint(last.FD) + "/copy", `{}`, "register_paper_out", "load paper"},
+			{"/v1/receipts", posReceipt("", `{"cash":30000}`), "register_paper_out", "load paper"},
 		})
 		// Nothing was stored: the same key, once paper is in, makes the operation.
 		r.till.Register.SetPaper(true)
@@ -137,6 +140,7 @@ func TestRegisterOpsRefusedByRegisterState(t *testing.T) {
 		r.refuses(t, []refusal{
 			{"/v1/shift/open", shiftBody, "register_fn_exhausted", "replace"},
 			{"/v1/corrections", corrBody, "register_fn_exhausted", "replace"},
+			{"/v1/receipts", posReceipt("", `{"cash":30000}`), "register_fn_exhausted", "replace"},
 		})
 	})
 

@@ -389,8 +389,12 @@ func (d *Driver) Status(ctx context.Context) (fiscal.Status, error) {
 func (d *Driver) Ready(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if _, err := d.deviceInfo(ctx); err != nil {
+	in, err := d.deviceInfo(ctx)
+	if err != nil {
 		return err
+	}
+	if !in.expiry.IsZero() && d.now().After(in.expiry) {
+		return &fiscal.Error{Code: fiscal.CodeFNExhausted, Text: fmt.Sprintf("the FN expired on %s", in.expiry.Format(time.DateOnly))}
 	}
 	_, idErr := d.identity(ctx)
 	if fiscal.CodeOf(idErr) == fiscal.CodeUnavailable {

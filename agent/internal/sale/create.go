@@ -308,6 +308,12 @@ func kopecks(v int64) string {
 
 // registerReady refuses a payment whose receipt could not be printed now.
 func (e *Engine) registerReady(ctx context.Context) error {
+	return e.readyFor(ctx, "No money was taken")
+}
+
+// readyFor asks the register whether it can print a document now; a refusal
+// names the state's code and what to do, ending with tail (what was not done).
+func (e *Engine) readyFor(ctx context.Context, tail string) error {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	err := e.o.Register.Ready(ctx)
@@ -316,12 +322,19 @@ func (e *Engine) registerReady(ctx context.Context) error {
 	}
 	var fe *fiscal.Error
 	if !errors.As(err, &fe) || fe.Code == fiscal.CodeUnavailable || fe.Code == fiscal.CodeProtocol {
-		return localapi.Wrap("register_unavailable", "the fiscal register does not answer ("+err.Error()+"); no money was taken", err)
+		return localapi.Wrap("register_unavailable", "the fiscal register does not answer ("+err.Error()+"). "+tail, err)
 	}
-	if fe.Code == fiscal.CodePaperOut {
-		return localapi.Wrap("register_paper_out", "the register is out of paper; load paper and try again. No money was taken", err)
+	switch fe.Code {
+	case fiscal.CodePaperOut:
+		return localapi.Wrap("register_paper_out", "the register is out of paper; load paper and try again. "+tail, err)
+	case fiscal.CodeShiftExpired:
+		return localapi.Wrap("register_shift_expired", "the shift is over 24 hours: close it with a Z report (POST /v1/shift/close), then try again. "+tail, err)
+	case fiscal.CodeShiftClosed:
+		return localapi.Wrap("register_shift_closed", "the shift is closed: open one (POST /v1/shift/open), then try again. "+tail, err)
+	case fiscal.CodeFNExhausted:
+		return localapi.Wrap("register_fn_exhausted", err.Error()+": the fiscal drive makes no more fiscal documents and must be replaced. "+tail, err)
 	}
-	return localapi.Wrap("register_not_ready", "the register cannot print now: "+err.Error()+". No money was taken", err)
+	return localapi.Wrap("register_not_ready", "the register cannot print now: "+err.Error()+". "+tail, err)
 }
 
 // Cancel abandons a payment before its amount was released. After release only

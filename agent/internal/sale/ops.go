@@ -208,8 +208,12 @@ func (e *Engine) CreateReceipt(ctx context.Context, key string, req ReceiptReque
 	if err := e.o.Register.CheckReceipt(r); err != nil {
 		return nil, false, localapi.Wrap("validation_failed", "the register cannot print this receipt: "+err.Error(), err)
 	}
-	if err := e.registerReady(ctx); err != nil {
-		return nil, false, err
+	// Behind other operations the receipt meets the register as they leave
+	// it (a shift open sent just before), so it is judged there, not now.
+	if ahead, err := e.nextOp(); err == nil && ahead == nil {
+		if err := e.readyFor(ctx, "Nothing was sent"); err != nil {
+			return nil, false, err
+		}
 	}
 	op, err := e.newOp(ctx, "receipt")
 	if err != nil {
