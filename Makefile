@@ -56,7 +56,8 @@ bench:
 	$(GO) test -run '^$$' -bench 'Commit' ./payments/smartpay/
 	$(GO) test -run '^$$' -bench 'ScanToCommit' -benchtime 1x ./agent/
 	$(GO) test -run '^$$' -bench 'FinalToPOS' -benchtime 1x -timeout 20m ./agent/
-	$(GO) test -run '^$$' -bench 'POSReceipt10Items' -benchtime 30x ./agent/
+	$(GO) test -run '^$$' -bench 'POSReceipt10Items' -benchtime 100x ./agent/
+	$(GO) test -run '^$$' -bench 'NextOp|JournalPending' -benchtime 200x ./agent/internal/sale/
 
 # Long kill -9 and fault runs of the store, the register and the payment flow.
 crashtest:
