@@ -38,7 +38,7 @@ func TestExampleHasEveryKey(t *testing.T) {
 		"smartpay.enabled", "smartpay.base_url", "smartpay.cert_file", "smartpay.key_file", "smartpay.ca_file",
 		"smartpay.code_pattern", "smartpay.request_timeout", "smartpay.poll_deadline", "smartpay.abandon_after",
 		"alif.enabled", "alif.token_file", "alikassa.enabled", "alikassa.account",
-		"metrics.listen", "metrics.token_file",
+		"metrics.listen", "metrics.token_file", "marking.unchecked", "marking.industry",
 	} {
 		assert.NotZero(t, lineOf(Example, strings.Split(key, ".")), "example lacks %s", key)
 	}

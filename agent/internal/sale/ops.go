@@ -194,18 +194,18 @@ func (e *Engine) CreateReceipt(ctx context.Context, key string, req ReceiptReque
 	bad := func(err error) error { return localapi.Errorf("validation_failed", err.Error()) }
 	var total int64
 	for _, it := range req.Receipt.Items {
-		total += fiscal.Item{Quantity: it.Quantity * 1000, Price: it.Price}.Sum()
+		total += fiscal.Item{Quantity: it.quantity(), Price: it.Price}.Sum()
 	}
 	pays, err := req.Payments.fiscalPayments(total)
 	if err != nil {
 		return nil, false, bad(err)
 	}
 	r, err := req.Receipt.convert(receiptOptions{tax: e.o.TaxSystem, cashier: e.o.Cashier, payments: pays,
-		types: AllReceiptTypes, at: e.now()})
+		types: AllReceiptTypes, at: e.now(), industry: e.o.Marking.Industry})
 	if err != nil {
 		return nil, false, bad(err)
 	}
-	if err := e.o.Register.CheckReceipt(r); err != nil {
+	if err := e.o.Register.CheckReceipt(checkable(r)); err != nil {
 		return nil, false, localapi.Wrap("validation_failed", "the register cannot print this receipt: "+err.Error(), err)
 	}
 	if err := e.registerReady(ctx); err != nil {
@@ -502,12 +502,23 @@ func (e *Engine) runOp(ctx context.Context, op *Operation) bool {
 		})
 		return true
 	}
-	op, err := e.markPrinting(ctx, op.ID)
-	if err != nil {
-		log.Error("cannot record the printing recovery point", "err", err)
+	resumed := op.Attempts > 0
+	doc, err := e.printReceipt(ctx, op.ID, *op.request, resumed, func(r fiscal.Receipt) error {
+		var err error
+		op, err = e.changeOp(ctx, op.ID, func(q *Operation) error {
+			q.State, q.request = OpPrinting, &r
+			q.Attempts++
+			return nil
+		})
+		if err != nil {
+			log.Error("cannot record the printing recovery point", "err", err)
+			return errNoPoint
+		}
+		return nil
+	}, log)
+	if errors.Is(err, errNoPoint) {
 		return false
 	}
-	doc, err := e.o.Register.PrintReceipt(ctx, op.ID, *op.request)
 	if err == nil {
 		var paid int64
 		for _, p := range op.request.Payments {
@@ -527,7 +538,12 @@ func (e *Engine) runOp(ctx context.Context, op *Operation) bool {
 	}
 	code, permanent := "register_error", false
 	var fe *fiscal.Error
-	if errors.As(err, &fe) {
+	var ae *localapi.Error
+	switch {
+	case errors.As(err, &ae):
+		// The marking flow's refusals: nothing was printed.
+		code, permanent = ae.Code, !ae.Retryable
+	case errors.As(err, &fe):
 		code = fe.Code
 		permanent = fe.Code == fiscal.CodeBadReceipt || cashierMustAct(fe.Code)
 	}
