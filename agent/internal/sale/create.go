@@ -76,7 +76,7 @@ func (e *Engine) Create(ctx context.Context, key string, body []byte, req Create
 	}
 	if rec != nil {
 		if err := e.o.Register.CheckReceipt(checkable(*rec)); err != nil {
-			return nil, false, localapi.Wrap("validation_failed", "the register cannot print this receipt: "+err.Error(), err)
+			return nil, false, cannotPrint(err)
 		}
 		if err := e.registerReady(ctx); err != nil {
 			return nil, false, err

@@ -281,3 +281,14 @@ func errCode(err error) string {
 	}
 	return "register_error"
 }
+
+// cannotPrint is the API's answer when the register's own checks refuse a
+// receipt before anything is stored; a field is named as the POS sent it.
+func cannotPrint(err error) error {
+	msg := err.Error()
+	var fe *fiscal.Error
+	if errors.As(err, &fe) && fe.Code == fiscal.CodeBadReceipt && fe.Field != "" && strings.HasPrefix(fe.Text, fe.Field) {
+		msg = "receipt." + fe.Text
+	}
+	return localapi.Wrap("validation_failed", "the register cannot print this receipt: "+msg, err)
+}

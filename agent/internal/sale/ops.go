@@ -206,13 +206,19 @@ func (e *Engine) CreateReceipt(ctx context.Context, key string, req ReceiptReque
 		return nil, false, bad(err)
 	}
 	if err := e.o.Register.CheckReceipt(checkable(r)); err != nil {
-		return nil, false, localapi.Wrap("validation_failed", "the register cannot print this receipt: "+err.Error(), err)
+		return nil, false, cannotPrint(err)
 	}
 	if err := e.registerReady(ctx); err != nil {
 		return nil, false, err
 	}
 	op, err := e.newOp(ctx, "receipt")
 	if err != nil {
+		return nil, false, err
+	}
+	// Marked lines are checked now, so a code that may not be sold is refused
+	// while nothing is stored; the worker prints with the accepted codes (or
+	// checks them again if the FN no longer holds them).
+	if err := e.checkReceiptCodes(ctx, &r, e.log.With("op_id", op.ID)); err != nil {
 		return nil, false, err
 	}
 	op.request = &r
