@@ -131,8 +131,8 @@ type receiptOptions struct {
 	// payments, when set, are the receipt's payment sums instead (receipts
 	// for money the POS took itself: cash, card terminal, a mix).
 	payments []fiscal.Payment
-	types    []fiscal.ReceiptType // the receipt types allowed here
-	at       time.Time            // the receipt's date, for the VAT rates in force
+	types    []fiscal.ReceiptType       // the receipt types allowed here
+	at       time.Time                  // the receipt's date, for the VAT rates in force
 	industry []fiscal.IndustryRequisite // tag 1260 for marked lines when the receipt gives none
 }
 
