@@ -364,3 +364,25 @@ func TestMarkingUnsupported(t *testing.T) {
 	assert.Equal(t, "marking_unsupported", e.Error.Code)
 	assert.Contains(t, e.Error.Message, "register.ffd")
 }
+
+// TestMarkingCancelledReceiptRechecks: the register fails the second line
+// of a marked receipt; the receipt is cancelled and the FN drops the code
+// bound to it. The next attempt is refused by the register ("check the codes
+// again"), the agent checks them again, and the receipt prints once with both
+// lines bound.
+func TestMarkingCancelledReceiptRechecks(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	r.startInProcess()
+	r.till.Register.Inject(shtrihsim.Fault{Kind: shtrihsim.DeviceError, Command: shtrih.CmdFNOperation, Code: shtrih.FNErrFailure, After: 1})
+	var op apiOp
+	code := r.call("POST", "/v1/receipts?wait=10s", "c-1", markedPOSReceipt(t, "", milkLine(codeMilk), cheeseLine(codeCheese)), &op)
+	require.Equal(t, 201, code, "%+v", op)
+	require.Equal(t, "done", op.State, "%+v", op.Error)
+	assert.Contains(t, r.till.Register.Fired(), fmt.Sprintf("device_error@%X", shtrih.CmdFNOperation))
+	assert.Contains(t, r.logs.String(), "the FN no longer holds the receipt's marking codes")
+	docs := receiptsOf(r.till.Register.Documents())
+	require.Len(t, docs, 1)
+	require.Len(t, docs[0].Items, 2)
+	assert.Equal(t, codeMilk, docs[0].Items[0].Marking)
+	assert.Equal(t, codeCheese, docs[0].Items[1].Marking)
+}
