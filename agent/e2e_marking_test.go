@@ -353,16 +353,25 @@ func TestMarkingBadInput(t *testing.T) {
 	assert.Empty(t, list.Receipts)
 }
 
-// TestMarkingUnsupported: a register configured for FFD 1.05 checks no
-// codes: the check is refused with marking_unsupported naming register.ffd.
-func TestMarkingUnsupported(t *testing.T) {
-	r := newRig(t, rigOptions{extra: ""})
-	r.cfg.Register.FFD = "1.05"
+// TestMarkingFFD105: a register registered for FFD 1.05 checks no codes:
+// the check is refused with marking_unsupported naming register.ffd, and a
+// receipt's code goes on its line (tag 1162) unchecked.
+func TestMarkingFFD105(t *testing.T) {
+	r := newRig(t, rigOptions{ffd: "1.05"})
 	r.startInProcess()
 	var e apiError
 	require.Equal(t, 409, r.call("POST", "/v1/marking/check", "", `{"code":"010465011804101921x"}`, &e))
 	assert.Equal(t, "marking_unsupported", e.Error.Code)
 	assert.Contains(t, e.Error.Message, "register.ffd")
+
+	var op apiOp
+	require.Equal(t, 201, r.call("POST", "/v1/receipts", "old-1", markedPOSReceipt(t, "", milkLine(codeMilk)), &op))
+	require.Equal(t, "done", op.State, "%+v", op.Error)
+	docs := receiptsOf(r.till.Register.Documents())
+	require.Len(t, docs, 1)
+	assert.Equal(t, codeMilk, docs[0].Items[0].Marking, "tag 1162")
+	assert.Zero(t, docs[0].Items[0].MarkingCheck, "checked on an FFD 1.05 register")
+	assert.NotContains(t, r.logs.String(), "marking code checked")
 }
 
 // TestMarkingCancelledReceiptRechecks: the register fails the second line

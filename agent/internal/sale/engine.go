@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"kassa-agent/agent/internal/localapi"
 	"kassa-agent/fiscal"
 	"kassa-agent/payments"
 	"kassa-agent/queue"
@@ -107,6 +108,9 @@ type MarkingPolicy struct {
 	Groups    map[string]fiscal.OfflinePolicy
 	// Industry is tag 1260 for a receipt with marked lines that gives none.
 	Industry []fiscal.IndustryRequisite
+	// NoChecks: the register is registered below FFD 1.2; a code goes on its
+	// line as tag 1162 and nothing is checked.
+	NoChecks bool
 }
 
 func (o *Options) defaults() {
@@ -579,6 +583,10 @@ func sleep(ctx context.Context, d time.Duration, poke <-chan struct{}) error {
 }
 
 func errInfo(code string, err error) *ErrorInfo {
+	var ae *localapi.Error
+	if errors.As(err, &ae) && ae.Code == code {
+		return &ErrorInfo{Code: code, Message: ae.Message} // the code is said once
+	}
 	return &ErrorInfo{Code: code, Message: err.Error()}
 }
 

@@ -97,6 +97,9 @@ func (e *Engine) CheckMarking(ctx context.Context, in MarkingCheckRequest) (*Mar
 	if e.o.Register == nil {
 		return nil, localapi.Errorf("register_unavailable", "no fiscal register is configured ([register] enabled = true)")
 	}
+	if e.o.Marking.NoChecks {
+		return nil, localapi.Errorf("marking_unsupported", "marking codes are checked on an FFD 1.2 register only (register.ffd = \"1.2\"); this one is configured for an older format, where a code goes on its line unchecked")
+	}
 	e.markMu.Lock()
 	defer e.markMu.Unlock()
 	if _, ok := e.accepted[markKey{q.Code, q.Status}]; ok {
