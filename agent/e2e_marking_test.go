@@ -395,3 +395,27 @@ func TestMarkingCancelledReceiptRechecks(t *testing.T) {
 	assert.Equal(t, codeMilk, docs[0].Items[0].Marking)
 	assert.Equal(t, codeCheese, docs[0].Items[1].Marking)
 }
+
+// TestMarkingPaymentRefusedAfterMoney: the code was accepted when the
+// payment was made, the money is taken, then the first print fails and the
+// FN drops the code; checked again it is now invalid. The receipt is not
+// printed and not dropped: the payment stays paid with the receipt owed and
+// marking_refused shown.
+func TestMarkingPaymentRefusedAfterMoney(t *testing.T) {
+	r := newRig(t, rigOptions{processing: 50 * time.Millisecond})
+	r.startInProcess()
+	p := r.create("p-late", saleBody(9900, jsonBody(t, map[string]any{"items": []mItem{milkLine(codeMilk)}})))
+	r.till.Register.Inject(shtrihsim.Fault{Kind: shtrihsim.DeviceError, Command: shtrih.CmdFNOperation, Code: shtrih.FNErrFailure})
+	r.till.Register.SetMarkingVerdict(codeMilk, shtrihsim.MarkInvalid)
+	r.showCode()
+	var got apiPayment
+	require.Eventually(t, func() bool {
+		got = apiPayment{}
+		r.call("GET", "/v1/payments/"+p.ID, "", "", &got)
+		return got.Fiscal.Error != nil && got.Fiscal.Error.Code == "marking_refused"
+	}, 10*time.Second, 20*time.Millisecond, "%+v", got)
+	assert.Equal(t, "paid", got.State)
+	assert.Equal(t, "pending", got.Fiscal.State, "the owed receipt was dropped")
+	assert.Contains(t, got.Fiscal.Error.Message, "receipt.items[0].marking_code")
+	assert.Empty(t, receiptsOf(r.till.Register.Documents()))
+}
