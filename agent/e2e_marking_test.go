@@ -419,3 +419,31 @@ func TestMarkingPaymentRefusedAfterMoney(t *testing.T) {
 	assert.Contains(t, got.Fiscal.Error.Message, "receipt.items[0].marking_code")
 	assert.Empty(t, receiptsOf(r.till.Register.Documents()))
 }
+
+// TestMarkingFractionAndIndustry: a third of a marked pack sells as 1291
+// (1/3, quantity 0.333333) after its check, and the receipt without its own
+// 1260 carries marking.industry's requisite; a line's own 1260 wins.
+func TestMarkingFractionAndIndustry(t *testing.T) {
+	r := newRig(t, rigOptions{extra: "[marking]\nindustry = [{ foiv = \"030\", date = \"2023-11-21\", number = \"1944\", value = \"UUID=abc&Time=1700000000\" }]\n"})
+	r.startInProcess()
+	pills := mItem{"name": "Таблетки", "price": 30000, "vat": "vat10", "marking_code": codeWater, "fraction": map[string]any{"numerator": 1, "denominator": 3}}
+	own := milkLine(codeMilk)
+	own["industry"] = []map[string]any{{"foiv": "012", "date": "2024-01-02", "number": "7", "value": "own"}}
+	body := jsonBody(t, map[string]any{"receipt": map[string]any{"items": []mItem{pills, own}}, "payments": map[string]any{"cash": 20000}})
+	var op apiOp
+	require.Equal(t, 201, r.call("POST", "/v1/receipts", "f-1", body, &op))
+	require.Equal(t, "done", op.State, "%+v", op.Error)
+	docs := receiptsOf(r.till.Register.Documents())
+	require.Len(t, docs, 1)
+	p, m := docs[0].Items[0], docs[0].Items[1]
+	assert.Equal(t, codeWater, p.Marking)
+	assert.Equal(t, int64(333_333), p.Quantity)
+	assert.Equal(t, [2]int64{1, 3}, [2]int64{p.FractionNum, p.FractionDen})
+	assert.Equal(t, 2, p.PlannedStatus, "measured_sold")
+	require.Len(t, p.Industry, 1)
+	assert.Equal(t, "030", p.Industry[0].FOIV)
+	assert.Equal(t, "UUID=abc&Time=1700000000", p.Industry[0].Value)
+	require.Len(t, m.Industry, 1)
+	assert.Equal(t, "012", m.Industry[0].FOIV)
+	assert.Equal(t, int64(10000+9900), docs[0].Total)
+}
