@@ -3,6 +3,8 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -446,4 +448,32 @@ func TestMarkingFractionAndIndustry(t *testing.T) {
 	require.Len(t, m.Industry, 1)
 	assert.Equal(t, "012", m.Industry[0].FOIV)
 	assert.Equal(t, int64(10000+9900), docs[0].Total)
+}
+
+// fnSaved is how many accepted codes the simulated FN holds, read from its
+// state file.
+func (r *rig) fnSaved(t *testing.T) int {
+	raw, err := os.ReadFile(filepath.Join(filepath.Dir(r.till.TapePath()), "register-fn.json"))
+	require.NoError(t, err)
+	var st struct {
+		MarkSaved []json.RawMessage `json:"mark_saved"`
+	}
+	require.NoError(t, json.Unmarshal(raw, &st))
+	return len(st.MarkSaved)
+}
+
+// TestMarkingCheckTwice: the cashier scans one code twice; the FN holds it
+// once (the agent clears before accepting it again), and after the receipt
+// it holds nothing.
+func TestMarkingCheckTwice(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	r.startInProcess()
+	require.True(t, r.checkCode(t, map[string]any{"code": codeMilk}).Accepted)
+	require.True(t, r.checkCode(t, map[string]any{"code": codeMilk}).Accepted)
+	assert.Equal(t, 1, r.fnSaved(t), "the FN holds the code twice")
+	var op apiOp
+	require.Equal(t, 201, r.call("POST", "/v1/receipts", "t-1", markedPOSReceipt(t, "", milkLine(codeMilk)), &op))
+	require.Equal(t, "done", op.State, "%+v", op.Error)
+	assert.Equal(t, 2, r.accepts(), "the receipt checked the code a third time")
+	assert.Zero(t, r.fnSaved(t), "accepted codes left in the FN")
 }

@@ -189,7 +189,10 @@ func (e *Engine) printReceipt(ctx context.Context, id string, r fiscal.Receipt, 
 			return fiscal.Document{}, err
 		}
 	case e.holdsExactly(r):
-		r, _ = e.acceptCodes(ctx, r, receiptCodeField, log) // all remembered: nothing is sent
+		// Every code is remembered: acceptCodes only attaches the results.
+		if r, err = e.acceptCodes(ctx, r, receiptCodeField, log); err != nil {
+			return fiscal.Document{}, err
+		}
 	default:
 		if err = e.clearMarking(ctx); err != nil {
 			return fiscal.Document{}, err
