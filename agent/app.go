@@ -100,7 +100,8 @@ func openApp(ctx context.Context, cfg config.Config, log *slog.Logger, tune ...f
 
 	opts := sale.Options{Store: st, Hub: a.hub, Logger: log, Cashier: cfg.Register.Cashier,
 		TaxSystem:    sale.TaxSystems[cfg.Register.TaxSystem],
-		PollDeadline: cfg.SmartPay.PollDeadline.D(), AbandonAfter: cfg.SmartPay.AbandonAfter.D()}
+		PollDeadline: cfg.SmartPay.PollDeadline.D(), AbandonAfter: cfg.SmartPay.AbandonAfter.D(),
+		Marking: markingPolicy(cfg.Marking, cfg.Register.FFD)}
 	if cfg.SmartPay.Enabled {
 		if a.sp, err = newSmartPay(cfg.SmartPay, log); err != nil {
 			return nil, err
@@ -293,6 +294,27 @@ type shiftRenewed struct {
 	Event       string `json:"event"` // shift_renewed
 	ClosedShift int    `json:"closed_shift"`
 	OpenedShift int    `json:"opened_shift"`
+}
+
+// markingPolicy is the engine's marked-goods policy from the config (checked
+// at load). The driver keeps its permissive default: the engine decides per
+// group before anything is accepted.
+func markingPolicy(c config.Marking, ffd string) sale.MarkingPolicy {
+	word := func(v string) fiscal.OfflinePolicy {
+		if v == "refuse" {
+			return fiscal.RefuseUnchecked
+		}
+		return fiscal.SellUnchecked
+	}
+	p := sale.MarkingPolicy{Unchecked: word(c.Unchecked), Groups: map[string]fiscal.OfflinePolicy{}, NoChecks: ffd != "1.2"}
+	for name, g := range c.Groups {
+		p.Groups[name] = word(g.Unchecked)
+	}
+	for _, q := range c.Industry {
+		d, _ := time.Parse(time.DateOnly, q.Date)
+		p.Industry = append(p.Industry, fiscal.IndustryRequisite{FOIV: q.FOIV, Date: d, Number: q.Number, Value: q.Value})
+	}
+	return p
 }
 
 func registerOptions(c config.Register, j fiscal.Journal, log *slog.Logger) shtrih.Options {

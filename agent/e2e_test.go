@@ -48,6 +48,7 @@ type rigOptions struct {
 	baud       int              // >0: the register simulator emulates this line's wire time
 	memReg     bool             // the register keeps its FN in memory (benchmarks: no state-file fsync)
 	regNow     func() time.Time // the register's clock; nil = time.Now
+	ffd        string           // the register's format (simulator and config); "" = 1.2
 }
 
 func newRig(t testing.TB, o rigOptions) *rig {
@@ -60,7 +61,7 @@ func newRig(t testing.TB, o rigOptions) *rig {
 	if delay == 0 {
 		delay = sandbox.Immediate
 	}
-	till, err := simtill.Start(simtill.Options{Dir: filepath.Join(dir, "till"), ProcessingDelay: delay, RegisterOverTCP: o.tcpReg, RegisterBaud: o.baud, RegisterInMemory: o.memReg, RegisterNow: o.regNow})
+	till, err := simtill.Start(simtill.Options{Dir: filepath.Join(dir, "till"), ProcessingDelay: delay, RegisterOverTCP: o.tcpReg, RegisterBaud: o.baud, RegisterInMemory: o.memReg, RegisterNow: o.regNow, RegisterFFD: o.ffd})
 	require.NoError(t, err)
 	t.Cleanup(till.Close)
 	port := freePort(t)
@@ -74,6 +75,9 @@ func newRig(t testing.TB, o rigOptions) *rig {
 	require.NoError(t, os.WriteFile(cfgPath, []byte(src), 0o600))
 	cfg, err := config.Load(cfgPath)
 	require.NoError(t, err)
+	if o.ffd != "" {
+		cfg.Register.FFD = o.ffd
+	}
 	return &rig{t: t, till: till, cfgPath: cfgPath, cfg: cfg, port: port, logs: new(syncBuffer)}
 }
 

@@ -626,3 +626,27 @@ func (a *app) openMetrics() error {
 	a.metricsSrv = ms
 	return nil
 }
+
+func (w meteredRegister) CheckMarking(ctx context.Context, q fiscal.MarkingRequest) (r fiscal.MarkingResult, err error) {
+	start := time.Now()
+	defer func() { w.m.observeRegister("check_marking", start, err) }()
+	return w.r.CheckMarking(ctx, q)
+}
+
+func (w meteredRegister) AcceptMarking(ctx context.Context, r fiscal.MarkingResult) (err error) {
+	start := time.Now()
+	defer func() { w.m.observeRegister("accept_marking", start, err) }()
+	return w.r.AcceptMarking(ctx, r)
+}
+
+func (w meteredRegister) DeclineMarking(ctx context.Context) (err error) {
+	start := time.Now()
+	defer func() { w.m.observeRegister("decline_marking", start, err) }()
+	return w.r.DeclineMarking(ctx)
+}
+
+func (w meteredRegister) ClearMarking(ctx context.Context) (err error) {
+	start := time.Now()
+	defer func() { w.m.observeRegister("clear_marking", start, err) }()
+	return w.r.ClearMarking(ctx)
+}

@@ -134,6 +134,9 @@ type Item struct {
 	// Industry is tag 1260 for this line; Receipt.Industry applies to every
 	// marked line that has none.
 	Industry []IndustryRequisite
+	// MarkingGroup is the agent's product group of a marked line, for its
+	// policy on codes the OISM did not answer for; no register is sent it.
+	MarkingGroup string
 }
 
 // Sum is the line total in kopecks: price × quantity, rounded half up.

@@ -30,6 +30,7 @@ type Config struct {
 	Alif     Alif     `toml:"alif"`
 	AliKassa AliKassa `toml:"alikassa"`
 	Metrics  Metrics  `toml:"metrics"`
+	Marking  Marking  `toml:"marking"`
 
 	// Path is the file the configuration was read from ("" for defaults).
 	Path string `toml:"-"`
@@ -136,6 +137,34 @@ func (r Register) Location() (*time.Location, error) {
 
 // VATRowKeys are the rates whose table-6 row register.vat_rows may set.
 var VATRowKeys = []string{"vat5", "vat7", "vat5_105", "vat7_107"}
+
+// Marking is the policy for marked goods (FFD 1.2, Честный ЗНАК). An
+// invalid code is never sold, whatever is set here: a negative answer of the FN
+// or the OISM means the sale is prohibited.
+type Marking struct {
+	// Unchecked is what a code the OISM did not answer for gets: "sell" (the
+	// FN checked its crypto tail and reports it later; the receipt's tag 2106
+	// says it was not checked online) or "refuse".
+	Unchecked string `toml:"unchecked"`
+	// Groups override Unchecked per product group (an item's marking_group).
+	Groups map[string]MarkingGroup `toml:"groups"`
+	// Industry is tag 1260 (e.g. the permissive mode's FOIV 030 requisite)
+	// for a receipt with marked lines that gives none.
+	Industry []Industry `toml:"industry"`
+}
+
+// MarkingGroup is one product group's policy.
+type MarkingGroup struct {
+	Unchecked string `toml:"unchecked"`
+}
+
+// Industry is one industry requisite (tag 1260).
+type Industry struct {
+	FOIV   string `toml:"foiv"`   // 1262, 3 digits
+	Date   string `toml:"date"`   // 1263, YYYY-MM-DD
+	Number string `toml:"number"` // 1264
+	Value  string `toml:"value"`  // 1265
+}
 
 // SmartPay configures the Smart Pay (SBP QR) kassa API.
 type SmartPay struct {
@@ -248,6 +277,7 @@ func Default() Config {
 			VATRows:     map[string]int{"vat5": 7, "vat7": 8, "vat5_105": 9, "vat7_107": 10},
 			FFD:         "1.2",
 		},
+		Marking: Marking{Unchecked: "sell"},
 		SmartPay: SmartPay{
 			RequestTimeout: Duration(15 * time.Second), PollDeadline: Duration(3 * time.Minute),
 			AbandonAfter: Duration(10 * time.Minute),
@@ -496,6 +526,32 @@ func (c *Config) check() []Problem {
 		}
 		if c.Scanner.DoubleReadWindow < 0 {
 			add("scanner.double_read_window", "must be 0 (off) or positive")
+		}
+	}
+
+	// marking
+	unchecked := func(key, v string) {
+		if v != "sell" && v != "refuse" {
+			add(key, "%q is not a policy; use \"sell\" (the default: sold, tag 2106 says it was not checked online) or \"refuse\"", v)
+		}
+	}
+	unchecked("marking.unchecked", c.Marking.Unchecked)
+	for name, g := range c.Marking.Groups {
+		unchecked("marking.groups."+name+".unchecked", g.Unchecked)
+	}
+	for k, q := range c.Marking.Industry {
+		key := fmt.Sprintf("marking.industry[%d]", k)
+		if len(q.FOIV) != 3 || strings.Trim(q.FOIV, "0123456789") != "" {
+			add(key+".foiv", "%q is not a FOIV id (tag 1262): 3 digits, e.g. \"030\"", q.FOIV)
+		}
+		if _, err := time.Parse(time.DateOnly, q.Date); err != nil {
+			add(key+".date", "%q is not the founding document's date YYYY-MM-DD", q.Date)
+		}
+		if q.Number == "" || len(q.Number) > 32 {
+			add(key+".number", "the founding document's number (tag 1264) is 1..32 characters")
+		}
+		if q.Value == "" || len(q.Value) > 256 {
+			add(key+".value", "the value (tag 1265) is 1..256 characters")
 		}
 	}
 

@@ -38,7 +38,7 @@ func TestExampleHasEveryKey(t *testing.T) {
 		"smartpay.enabled", "smartpay.base_url", "smartpay.cert_file", "smartpay.key_file", "smartpay.ca_file",
 		"smartpay.code_pattern", "smartpay.request_timeout", "smartpay.poll_deadline", "smartpay.abandon_after",
 		"alif.enabled", "alif.token_file", "alikassa.enabled", "alikassa.account",
-		"metrics.listen", "metrics.token_file",
+		"metrics.listen", "metrics.token_file", "marking.unchecked", "marking.industry",
 	} {
 		assert.NotZero(t, lineOf(Example, strings.Split(key, ".")), "example lacks %s", key)
 	}
@@ -177,5 +177,29 @@ func TestMetricsListen(t *testing.T) {
 		assert.Equal(t, tc.key, ps[0].Key)
 		assert.Contains(t, ps[0].Msg, tc.msg)
 		assert.Equal(t, 2, ps[0].Line)
+	}
+}
+
+// TestMarkingPolicy: the [marking] section's policy words and industry
+// requisites are checked at load, each problem naming its key.
+func TestMarkingPolicy(t *testing.T) {
+	c, err := Parse("c.toml", []byte("[marking]\nunchecked = \"refuse\"\nindustry = [{ foiv = \"030\", date = \"2023-11-21\", number = \"1944\", value = \"UUID=x&Time=1\" }]\n[marking.groups.beer]\nunchecked = \"sell\"\n"))
+	require.NoError(t, err)
+	assert.Equal(t, "refuse", c.Marking.Unchecked)
+	assert.Equal(t, "sell", c.Marking.Groups["beer"].Unchecked)
+	require.Len(t, c.Marking.Industry, 1)
+	assert.Equal(t, "030", c.Marking.Industry[0].FOIV)
+	assert.Equal(t, "sell", Default().Marking.Unchecked, "the default sells a code the OISM did not answer for")
+
+	for _, tc := range []struct{ name, src, key string }{
+		{"policy word", "[marking]\nunchecked = \"maybe\"\n", "marking.unchecked"},
+		{"group policy", "[marking.groups.beer]\nunchecked = \"never\"\n", "marking.groups.beer.unchecked"},
+		{"foiv", "[marking]\nindustry = [{ foiv = \"30\", date = \"2023-11-21\", number = \"1\", value = \"v\" }]\n", "marking.industry[0].foiv"},
+		{"date", "[marking]\nindustry = [{ foiv = \"030\", date = \"21.11.2023\", number = \"1\", value = \"v\" }]\n", "marking.industry[0].date"},
+		{"value", "[marking]\nindustry = [{ foiv = \"030\", date = \"2023-11-21\", number = \"1\", value = \"\" }]\n", "marking.industry[0].value"},
+	} {
+		ps := problems(t, tc.src)
+		require.Len(t, ps, 1, tc.name)
+		assert.Equal(t, tc.key, ps[0].Key, tc.name)
 	}
 }

@@ -53,6 +53,8 @@ var Codes = []CodeInfo{
 	{"register_shift_expired", 409, false, "The register's shift is over 24 hours: close it with a Z report (POST /v1/shift/close), then try again. Nothing was sent."},
 	{"register_shift_closed", 409, false, "The operation needs an open shift and the shift is closed: open one (POST /v1/shift/open), then try again (for a Z report: the shift is already closed). Nothing was sent."},
 	{"register_fn_exhausted", 409, false, "The fiscal drive (FN) is past its expiry or full: it makes no more fiscal documents and must be replaced. Nothing was sent."},
+	{"marking_refused", 422, false, "A marked item's code may not be sold: the FN or Честный ЗНАК refused it (invalid, sale suspended), or it was not checked online and marking.unchecked refuses that. The message names the field (receipt.items[i].marking_code) and says why in the cashier's words. Nothing was printed and no money was taken."},
+	{"marking_unsupported", 409, false, "Marking codes are checked on an FFD 1.2 register only (register.ffd = \"1.2\"). Nothing was sent."},
 	{"register_error", 502, false, "The register refused the command; device_code carries its raw code."},
 	{"provider_unavailable", 503, true, "The payment provider cannot be reached; no new payment was started."},
 	{"provider_error", 502, false, "The payment provider refused the request."},

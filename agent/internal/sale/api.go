@@ -32,6 +32,7 @@ func (e *Engine) Routes(s *localapi.Server) {
 	s.Handle("GET /v1/receipts/{id}", e.apiGetReceipt)
 	s.Handle("POST /v1/payments/{id}/refunds", e.apiCreateRefund)
 	s.Handle("GET /v1/refunds/{id}", e.apiGetRefund)
+	s.Handle("POST /v1/marking/check", e.apiCheckMarking)
 	e.registerRoutes(s)
 	s.Handle("POST /v1/providers/{name}/webhook", e.apiNotice)
 	s.Handle("GET /v1/providers/{name}/notify", e.apiNotice)

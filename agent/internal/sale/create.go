@@ -75,8 +75,8 @@ func (e *Engine) Create(ctx context.Context, key string, body []byte, req Create
 		return nil, false, err
 	}
 	if rec != nil {
-		if err := e.o.Register.CheckReceipt(*rec); err != nil {
-			return nil, false, localapi.Wrap("validation_failed", "the register cannot print this receipt: "+err.Error(), err)
+		if err := e.o.Register.CheckReceipt(checkable(*rec)); err != nil {
+			return nil, false, cannotPrint(err)
 		}
 		if err := e.registerReady(ctx); err != nil {
 			return nil, false, err
@@ -91,6 +91,13 @@ func (e *Engine) Create(ctx context.Context, key string, body []byte, req Create
 	prov := e.providers[req.Provider]
 	opts, _ := req.options() // checked in validate
 	id := fmt.Sprintf("pay_%012d", n)
+	if rec != nil {
+		// Marked lines: the codes are checked before any money is taken; a
+		// refused one refuses the payment while nothing has happened.
+		if err := e.checkReceiptCodes(ctx, rec, e.log.With("payment_id", id, "provider", req.Provider)); err != nil {
+			return nil, false, err
+		}
+	}
 	p = &Payment{
 		ID: id, Provider: req.Provider, State: payments.Committed,
 		NextAction: ActionWait, Amount: req.Amount, Currency: req.Currency, OrderRef: req.OrderRef,
@@ -209,7 +216,7 @@ func mapStoreErr(err error) error {
 // validate checks the request and converts its receipt; nothing is stored yet.
 func (e *Engine) validate(req CreateRequest) (*fiscal.Receipt, error) {
 	env := checkEnv{providers: map[string]payments.Provider{}, known: map[string]bool{}, register: e.o.Register != nil,
-		tax: e.o.TaxSystem, cashier: e.o.Cashier}
+		tax: e.o.TaxSystem, cashier: e.o.Cashier, industry: e.o.Marking.Industry}
 	for name, p := range e.providers {
 		env.known[name] = true
 		if p.Provider != nil {
@@ -226,6 +233,7 @@ type checkEnv struct {
 	register  bool
 	tax       fiscal.TaxSystem
 	cashier   string
+	industry  []fiscal.IndustryRequisite // marking.industry
 }
 
 // enabledNames lists the enabled providers, for messages.
@@ -292,7 +300,7 @@ func validateRequest(req CreateRequest, env checkEnv) (*fiscal.Receipt, error) {
 	if !env.register {
 		return nil, localapi.Errorf("register_unavailable", "a receipt was given but no fiscal register is configured ([register] enabled = true); no money was taken")
 	}
-	r, err := req.Receipt.toFiscal(env.tax, env.cashier, req.Amount)
+	r, err := req.Receipt.toFiscal(env.tax, env.cashier, req.Amount, env.industry)
 	if err != nil {
 		return nil, bad("%v", err)
 	}

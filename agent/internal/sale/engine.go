@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"kassa-agent/agent/internal/localapi"
 	"kassa-agent/fiscal"
 	"kassa-agent/payments"
 	"kassa-agent/queue"
@@ -55,6 +56,10 @@ type Register interface {
 	FindDocument(ctx context.Context, fd uint32) (fiscal.FoundDocument, error)
 	Info(ctx context.Context) (fiscal.Info, error)
 	RecoverRegister(ctx context.Context) (fiscal.RecoveryReport, error)
+
+	// Marked goods (FFD 1.2): every marked line's code is checked and the
+	// result accepted in the FN before the receipt that sells it.
+	fiscal.MarkingChecker
 }
 
 // Options configure an Engine.
@@ -90,6 +95,22 @@ type Options struct {
 	FiscalRetryMax     time.Duration // receipt retry cap (1 min)
 
 	Clock queue.Clock // nil: the store's clock
+
+	Marking MarkingPolicy
+}
+
+// MarkingPolicy is what is done with marked goods beyond what the law fixes
+// (an invalid code is never sold).
+type MarkingPolicy struct {
+	// Unchecked is what a code the OISM did not answer for gets; Groups
+	// override it per product group (an item's marking_group).
+	Unchecked fiscal.OfflinePolicy
+	Groups    map[string]fiscal.OfflinePolicy
+	// Industry is tag 1260 for a receipt with marked lines that gives none.
+	Industry []fiscal.IndustryRequisite
+	// NoChecks: the register is registered below FFD 1.2; a code goes on its
+	// line as tag 1162 and nothing is checked.
+	NoChecks bool
 }
 
 func (o *Options) defaults() {
@@ -157,6 +178,18 @@ type Engine struct {
 	released map[string]time.Duration
 	wg       sync.WaitGroup
 	scanSink ScanSink
+
+	// markMu keeps one marking sequence (checks, accepts, the receipt that
+	// binds them) whole: the register is locked per command only, and a
+	// check or a clear in the middle of another's sequence would change what
+	// the FN holds for it.
+	markMu sync.Mutex
+	// accepted is what this process has accepted in the FN since its last
+	// clear, by code and planned status (under markMu).
+	accepted map[markKey]fiscal.MarkingResult
+	// markDirty: the FN may hold accepted codes the engine does not know of
+	// (at start, after an error); the next sequence clears it first.
+	markDirty bool
 }
 
 // New prepares an engine on an open store.
@@ -184,7 +217,7 @@ func New(o Options) (*Engine, error) {
 	e := &Engine{o: o, store: o.Store, log: o.Logger, hub: o.Hub, payIDs: pay, kpIDs: kp, opIDs: ops, opsWake: make(chan struct{}, 1), tillID: tillID,
 		wake: map[string]chan struct{}{}, running: map[string]bool{}, clock: o.Clock, ages: newAges(o.Clock),
 		bornAt: o.Clock.Mono(), inflight: map[string]*flight{}, providers: map[string]*provider{},
-		released: map[string]time.Duration{}, stopped: make(chan struct{})}
+		released: map[string]time.Duration{}, stopped: make(chan struct{}), accepted: map[markKey]fiscal.MarkingResult{}, markDirty: true}
 	e.providers[ProviderSmartPay] = e.smartPayProvider()
 	for _, name := range o.Known {
 		if e.providers[name] == nil {
@@ -440,6 +473,9 @@ func (e *Engine) List(after string, since time.Time, limit int) ([]*Payment, err
 
 var errStop = errors.New("stop")
 
+// errNoPoint: a print's recovery point could not be written; nothing was sent.
+var errNoPoint = errors.New("recovery point not recorded")
+
 // change applies fn to the stored payment and writes it, with whatever else fn
 // does in the same transaction (outbox messages, code records). fn may veto by
 // returning an error; nothing is written then. The change is published after
@@ -547,6 +583,10 @@ func sleep(ctx context.Context, d time.Duration, poke <-chan struct{}) error {
 }
 
 func errInfo(code string, err error) *ErrorInfo {
+	var ae *localapi.Error
+	if errors.As(err, &ae) && ae.Code == code {
+		return &ErrorInfo{Code: code, Message: ae.Message} // the code is said once
+	}
 	return &ErrorInfo{Code: code, Message: err.Error()}
 }
 

@@ -194,19 +194,19 @@ func (e *Engine) CreateReceipt(ctx context.Context, key string, req ReceiptReque
 	bad := func(err error) error { return localapi.Errorf("validation_failed", err.Error()) }
 	var total int64
 	for _, it := range req.Receipt.Items {
-		total += fiscal.Item{Quantity: it.Quantity * 1000, Price: it.Price}.Sum()
+		total += fiscal.Item{Quantity: it.quantity(), Price: it.Price}.Sum()
 	}
 	pays, err := req.Payments.fiscalPayments(total)
 	if err != nil {
 		return nil, false, bad(err)
 	}
 	r, err := req.Receipt.convert(receiptOptions{tax: e.o.TaxSystem, cashier: e.o.Cashier, payments: pays,
-		types: AllReceiptTypes, at: e.now()})
+		types: AllReceiptTypes, at: e.now(), industry: e.o.Marking.Industry})
 	if err != nil {
 		return nil, false, bad(err)
 	}
-	if err := e.o.Register.CheckReceipt(r); err != nil {
-		return nil, false, localapi.Wrap("validation_failed", "the register cannot print this receipt: "+err.Error(), err)
+	if err := e.o.Register.CheckReceipt(checkable(r)); err != nil {
+		return nil, false, cannotPrint(err)
 	}
 	// Behind other operations the receipt meets the register as they leave
 	// it (a shift open sent just before), so it is judged there, not now.
@@ -217,6 +217,12 @@ func (e *Engine) CreateReceipt(ctx context.Context, key string, req ReceiptReque
 	}
 	op, err := e.newOp(ctx, "receipt")
 	if err != nil {
+		return nil, false, err
+	}
+	// Marked lines are checked now, so a code that may not be sold is refused
+	// while nothing is stored; the worker prints with the accepted codes (or
+	// checks them again if the FN no longer holds them).
+	if err := e.checkReceiptCodes(ctx, &r, e.log.With("op_id", op.ID)); err != nil {
 		return nil, false, err
 	}
 	op.request = &r
@@ -507,8 +513,28 @@ func (e *Engine) runOp(ctx context.Context, op *Operation) bool {
 		return true
 	}
 	// The recovery point is the journal's Begin, which also marks the
-	// operation printing (journal.go); Finish records it done.
-	doc, err := e.o.Register.PrintReceipt(ctx, op.ID, *op.request)
+	// operation printing and counts the attempt (journal.go); Finish records
+	// it done. A marked receipt's check results are stored with its request
+	// first, so an attempt after a crash sends the same lines.
+	resumed := op.Attempts > 0
+	doc, err := e.printReceipt(ctx, op.ID, *op.request, resumed, func(r fiscal.Receipt) error {
+		if !hasMarked(r) {
+			return nil
+		}
+		var err error
+		op, err = e.changeOp(ctx, op.ID, func(q *Operation) error {
+			q.request = &r
+			return nil
+		})
+		if err != nil {
+			log.Error("cannot record the receipt's marking checks", "err", err)
+			return errNoPoint
+		}
+		return nil
+	}, log)
+	if errors.Is(err, errNoPoint) {
+		return false
+	}
 	if err == nil {
 		res := receiptResult(op.request, doc)
 		// The document exists: record it even while the agent is stopping.
@@ -533,7 +559,12 @@ func (e *Engine) runOp(ctx context.Context, op *Operation) bool {
 	}
 	code, permanent := "register_error", false
 	var fe *fiscal.Error
-	if errors.As(err, &fe) {
+	var ae *localapi.Error
+	switch {
+	case errors.As(err, &ae):
+		// The marking flow's refusals: nothing was printed.
+		code, permanent = ae.Code, !ae.Retryable
+	case errors.As(err, &fe):
 		code = fe.Code
 		permanent = fe.Code == fiscal.CodeBadReceipt || cashierMustAct(fe.Code)
 	}

@@ -19,6 +19,23 @@ type ReceiptIn struct {
 	Cashier   string   `json:"cashier,omitempty"`    // tag 1021; default: register.cashier
 	// CashierINN is tag 1203 (12 digits), optional.
 	CashierINN string `json:"cashier_inn,omitempty"`
+	// Industry is tag 1260 for every marked line that gives none (default:
+	// marking.industry).
+	Industry []IndustryIn `json:"industry,omitempty"`
+}
+
+// IndustryIn is one industry requisite (tag 1260) as the POS sends it.
+type IndustryIn struct {
+	FOIV   string `json:"foiv"`   // 1262, 3 digits ("030")
+	Date   string `json:"date"`   // 1263, YYYY-MM-DD
+	Number string `json:"number"` // 1264
+	Value  string `json:"value"`  // 1265
+}
+
+// FractionIn is the part of one marked pack a line sells (tag 1291).
+type FractionIn struct {
+	Numerator   int64 `json:"numerator"`
+	Denominator int64 `json:"denominator"`
 }
 
 // ItemIn is one receipt line as the POS sends it.
@@ -29,7 +46,48 @@ type ItemIn struct {
 	VAT           string `json:"vat"`                      // vat22, vat10, vat5, vat7, vat0, none, vat22_122, vat10_110, vat5_105, vat7_107
 	PaymentMethod string `json:"payment_method,omitempty"` // full_payment (default), full_prepayment, …
 	PaymentObject string `json:"payment_object,omitempty"` // goods (default), service, work, excise, payment, composite, other
-	MarkingCode   string `json:"marking_code,omitempty"`
+	// MarkingCode is the code as scanned, GS (0x1D, "\u001d" in JSON) kept.
+	MarkingCode string `json:"marking_code,omitempty"`
+	// Measure is the quantity's unit (tag 2108): piece (default), g, kg, …
+	Measure string `json:"measure,omitempty"`
+	// Fraction is the part of one marked pack sold; quantity is then left
+	// out (or is the fraction in thousandths, rounded half up).
+	Fraction *FractionIn `json:"fraction,omitempty"`
+	// MarkingGroup names the product group whose marking.groups policy
+	// applies to this code.
+	MarkingGroup string       `json:"marking_group,omitempty"`
+	Industry     []IndustryIn `json:"industry,omitempty"`
+}
+
+// Measures are tag 2108's units by their API names.
+var Measures = map[string]fiscal.Measure{"": fiscal.Pieces, "piece": fiscal.Pieces, "g": fiscal.Gram, "kg": fiscal.Kilogram,
+	"t": fiscal.Ton, "cm": fiscal.Centimetre, "dm": fiscal.Decimetre, "m": fiscal.Metre, "cm2": fiscal.SqCm,
+	"dm2": fiscal.SqDm, "m2": fiscal.SqM, "ml": fiscal.Millilitre, "l": fiscal.Litre, "m3": fiscal.CubicM,
+	"kwh": fiscal.KWh, "gcal": fiscal.Gcal, "day": fiscal.Day, "hour": fiscal.Hour, "min": fiscal.Minute,
+	"s": fiscal.Second, "kb": fiscal.KByte, "mb": fiscal.MByte, "gb": fiscal.GByte, "tb": fiscal.TByte, "other": fiscal.OtherUnit}
+
+const measureNames = "piece, g, kg, t, cm, dm, m, cm2, dm2, m2, ml, l, m3, kwh, gcal, day, hour, min, s, kb, mb, gb, tb, other"
+
+// quantity is the line's fiscal quantity in millionths: a part of a pack is
+// its fraction exactly (2/3 is 666667), not the thousandths sent.
+func (it ItemIn) quantity() int64 {
+	if f := it.Fraction; f != nil && f.Denominator > 0 {
+		return fiscal.Fraction{Numerator: f.Numerator, Denominator: f.Denominator}.Quantity()
+	}
+	return it.Quantity * 1000
+}
+
+// IndustryRequisites converts tag 1260's requisites; field names the list.
+func IndustryRequisites(field string, in []IndustryIn) ([]fiscal.IndustryRequisite, error) {
+	var out []fiscal.IndustryRequisite
+	for k, q := range in {
+		d, err := time.Parse(time.DateOnly, q.Date)
+		if err != nil {
+			return nil, fmt.Errorf("%s[%d].date %q is not a date YYYY-MM-DD", field, k, q.Date)
+		}
+		out = append(out, fiscal.IndustryRequisite{FOIV: q.FOIV, Date: d, Number: q.Number, Value: q.Value})
+	}
+	return out, nil
 }
 
 var (
@@ -73,15 +131,16 @@ type receiptOptions struct {
 	// payments, when set, are the receipt's payment sums instead (receipts
 	// for money the POS took itself: cash, card terminal, a mix).
 	payments []fiscal.Payment
-	types    []fiscal.ReceiptType // the receipt types allowed here
-	at       time.Time            // the receipt's date, for the VAT rates in force
+	types    []fiscal.ReceiptType       // the receipt types allowed here
+	at       time.Time                  // the receipt's date, for the VAT rates in force
+	industry []fiscal.IndustryRequisite // tag 1260 for marked lines when the receipt gives none
 }
 
 // toFiscal converts and validates the receipt of a provider payment; paid is the
 // whole amount settled electronically by the provider. Only a sale is allowed.
-func (r ReceiptIn) toFiscal(defTax fiscal.TaxSystem, defCashier string, paid int64) (fiscal.Receipt, error) {
+func (r ReceiptIn) toFiscal(defTax fiscal.TaxSystem, defCashier string, paid int64, industry []fiscal.IndustryRequisite) (fiscal.Receipt, error) {
 	return r.convert(receiptOptions{tax: defTax, cashier: defCashier, payment: fiscal.Electronic, paid: paid,
-		types: ProviderReceiptTypes, at: time.Now()})
+		types: ProviderReceiptTypes, at: time.Now(), industry: industry})
 }
 
 func typeNames(ts []fiscal.ReceiptType) string {
@@ -118,6 +177,12 @@ func (r ReceiptIn) convert(o receiptOptions) (fiscal.Receipt, error) {
 		out.Cashier = r.Cashier
 	}
 	out.CashierINN = r.CashierINN
+	ind, err := IndustryRequisites("receipt.industry", r.Industry)
+	if err != nil {
+		return fiscal.Receipt{}, err
+	}
+	out.Industry = ind
+	codes := map[string]int{}
 	for i, it := range r.Items {
 		at := func(f string) string { return fmt.Sprintf("receipt.items[%d].%s", i, f) }
 		vat, ok := vatRates[it.VAT]
@@ -132,16 +197,47 @@ func (r ReceiptIn) convert(o receiptOptions) (fiscal.Receipt, error) {
 		if !ok {
 			return fiscal.Receipt{}, fmt.Errorf("%s %q is not a known payment object", at("payment_object"), it.PaymentObject)
 		}
-		if it.Quantity <= 0 || it.Quantity > maxQuantityThousandths {
+		measure, ok := Measures[it.Measure]
+		if !ok {
+			return fiscal.Receipt{}, fmt.Errorf("%s %q is not one of %s", at("measure"), it.Measure, measureNames)
+		}
+		var frac *fiscal.Fraction
+		if f := it.Fraction; f != nil {
+			if f.Denominator < 2 || f.Numerator < 1 || f.Numerator >= f.Denominator || f.Denominator > 1<<32 {
+				return fiscal.Receipt{}, fmt.Errorf("%s: a part of a pack is 0 < numerator < denominator", at("fraction"))
+			}
+			frac = &fiscal.Fraction{Numerator: f.Numerator, Denominator: f.Denominator}
+			if want := (frac.Quantity() + 500) / 1000; it.Quantity != 0 && it.Quantity != want {
+				return fiscal.Receipt{}, fmt.Errorf("%s of a part of a pack is its fraction: leave it out or send %d", at("quantity"), want)
+			}
+		} else if it.Quantity <= 0 || it.Quantity > maxQuantityThousandths {
 			return fiscal.Receipt{}, fmt.Errorf("%s must be a positive number of thousandths (1000 = 1 piece)", at("quantity"))
 		}
 		if it.Price < 0 {
 			return fiscal.Receipt{}, fmt.Errorf("%s must not be negative", at("price"))
 		}
+		if it.MarkingCode == "" && (it.MarkingGroup != "" || len(it.Industry) > 0) {
+			return fiscal.Receipt{}, fmt.Errorf("%s: marking_group and industry are for a marked item (one with a marking_code)", at("marking_code"))
+		}
+		if it.MarkingCode != "" {
+			// One code is one pack: the FN accepts it once per receipt.
+			if j, dup := codes[it.MarkingCode]; dup {
+				return fiscal.Receipt{}, fmt.Errorf("%s is the code of receipt.items[%d] too: one code is one pack", at("marking_code"), j)
+			}
+			codes[it.MarkingCode] = i
+		}
+		lineInd, err := IndustryRequisites(at("industry"), it.Industry)
+		if err != nil {
+			return fiscal.Receipt{}, err
+		}
 		out.Items = append(out.Items, fiscal.Item{
-			Name: it.Name, Quantity: it.Quantity * 1000, Price: it.Price,
+			Name: it.Name, Quantity: it.quantity(), Price: it.Price,
 			VAT: vat, Method: m, Object: obj, MarkingCode: it.MarkingCode,
+			Measure: measure, Fraction: frac, Industry: lineInd, MarkingGroup: it.MarkingGroup,
 		})
+	}
+	if len(out.Industry) == 0 && len(codes) > 0 {
+		out.Industry = o.industry
 	}
 	out.Payments = []fiscal.Payment{{Kind: o.payment, Amount: o.paid}}
 	if o.payments != nil {

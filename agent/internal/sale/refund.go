@@ -96,8 +96,12 @@ func (e *Engine) CreateRefund(ctx context.Context, key, id string, req RefundReq
 		if amount != p.Amount {
 			return nil, false, localapi.Errorf("validation_failed", "amount: a part refund of a payment with a fiscal receipt needs the returned lines; refund the whole payment, or print the return receipt with POST /v1/receipts")
 		}
-		ret := *p.Receipt
-		ret.Type, ret.Payments = fiscal.SaleReturn, []fiscal.Payment{{Kind: fiscal.Electronic, Amount: amount}}
+		ret := returned(*p.Receipt)
+		ret.Payments = []fiscal.Payment{{Kind: fiscal.Electronic, Amount: amount}}
+		// The codes are checked for the return before the money goes back.
+		if err := e.checkReceiptCodes(ctx, &ret, e.log.With("op_id", op.ID, "payment_id", p.ID)); err != nil {
+			return nil, false, err
+		}
 		op.request = &ret
 	}
 	e.mu.Lock()
@@ -221,9 +225,18 @@ func (e *Engine) runRefund(ctx context.Context, op *Operation) bool {
 func (e *Engine) refundReceipt(ctx context.Context, op *Operation, p *Payment) bool {
 	switch {
 	case op.request != nil:
-		doc, err := e.o.Register.PrintReceipt(ctx, op.ID, *op.request)
+		log := e.log.With("op_id", op.ID, "payment_id", p.ID)
+		doc, err := e.printReceipt(ctx, op.ID, *op.request, op.Attempts > 0, func(r fiscal.Receipt) error {
+			q, err := e.setRefundState(ctx, op, func(q *Operation) { q.request = &r; q.Attempts++ })
+			if err != nil {
+				return errNoPoint
+			}
+			op = q
+			return nil
+		}, log)
 		if err != nil {
-			_, _ = e.setRefundState(context.WithoutCancel(ctx), op, func(q *Operation) { q.Error = errInfo("register_error", err) })
+			code := errCode(err)
+			_, _ = e.setRefundState(context.WithoutCancel(ctx), op, func(q *Operation) { q.Error = errInfo(code, err) })
 			return false
 		}
 		_, err = e.setRefundState(context.WithoutCancel(ctx), op, func(q *Operation) {

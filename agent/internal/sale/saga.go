@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"time"
 
+	"kassa-agent/fiscal"
 	"kassa-agent/payments"
 	"kassa-agent/queue"
 )
@@ -570,20 +571,26 @@ func (e *Engine) fiscalize(ctx context.Context, prov *provider, p *Payment) {
 		return
 	}
 	for attempt := 0; ctx.Err() == nil; attempt++ {
-		var err error
-		p, err = e.change(ctx, p.ID, func(q *Payment, tx *queue.Tx) error {
-			q.State = payments.Fiscalizing
-			q.Fiscal.Attempts++
+		resumed := p.Fiscal.Attempts > 0
+		doc, err := e.printReceipt(ctx, p.ID, *p.Receipt, resumed, func(r fiscal.Receipt) error {
+			q, err := e.change(ctx, p.ID, func(q *Payment, tx *queue.Tx) error {
+				q.State, q.Receipt = payments.Fiscalizing, &r
+				q.Fiscal.Attempts++
+				return nil
+			})
+			if err != nil {
+				log.Error("cannot record the printing recovery point", "err", err)
+				return errNoPoint
+			}
+			p = q
 			return nil
-		})
-		if err != nil {
-			log.Error("cannot record the printing recovery point", "err", err)
+		}, log)
+		if errors.Is(err, errNoPoint) {
 			if sleep(ctx, time.Second, nil) != nil {
 				return
 			}
 			continue
 		}
-		doc, err := e.o.Register.PrintReceipt(ctx, p.ID, *p.Receipt)
 		if err == nil {
 			// The receipt exists now: record it even while the agent is stopping.
 			q, err := e.change(context.WithoutCancel(ctx), p.ID, func(q *Payment, tx *queue.Tx) error {
@@ -601,11 +608,7 @@ func (e *Engine) fiscalize(ctx context.Context, prov *provider, p *Payment) {
 			log.Error("receipt printed but not yet recorded; retrying the record (printing again returns the same document)", "err", err, "fd", doc.FD)
 		} else {
 			log.Error("receipt not printed; the payment stays paid and the receipt is retried", "err", err, "attempt", attempt+1)
-			code := "register_error"
-			var c interface{ ErrorCode() string }
-			if errors.As(err, &c) {
-				code = c.ErrorCode()
-			}
+			code := errCode(err)
 			_, _ = e.change(ctx, p.ID, func(q *Payment, tx *queue.Tx) error {
 				q.State = payments.Paid
 				q.Fiscal.State = FiscalPending

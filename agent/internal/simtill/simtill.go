@@ -40,6 +40,8 @@ type Options struct {
 	// RegisterNow is the register's clock (nil = time.Now): tests age a
 	// shift past 24 h or the FN past its expiry without waiting.
 	RegisterNow func() time.Time
+	// RegisterFFD is the format the register is registered for ("" = 1.2).
+	RegisterFFD string
 	// AlifAddr and AliKassaAddr fix the hosted-page sandboxes' addresses
 	// ("" = a free loopback port).
 	AlifAddr, AliKassaAddr string
@@ -94,6 +96,7 @@ func Start(opts Options) (_ *Till, err error) {
 		Baud:      opts.RegisterBaud,
 		OFDOnline: true,
 		Now:       opts.RegisterNow,
+		FFD:       opts.RegisterFFD,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("register simulator: %w", err)
