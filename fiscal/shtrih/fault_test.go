@@ -156,13 +156,11 @@ type childResult struct {
 	Err string
 }
 
-func TestKill9Child(t *testing.T) {
-	addr := os.Getenv(childEnv)
-	if addr == "" {
-		t.Skip("child process of TestKill9MidReceipt")
-	}
-	ctx := context.Background()
-	j, err := fiscal.OpenFileJournal(os.Getenv("KASSA_SHTRIH_JOURNAL"))
+// childDriver is a kill-test child's driver: the journal file and the
+// simulator's address from the environment, short timeouts.
+func childDriver(t *testing.T, journalEnv, addr string) *shtrih.Driver {
+	t.Helper()
+	j, err := fiscal.OpenFileJournal(os.Getenv(journalEnv))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,8 +168,18 @@ func TestKill9Child(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := shtrih.New(p, shtrih.Options{Journal: j, AutoOpenShift: true, Timeouts: shtrih.Timeouts{Byte: 50 * time.Millisecond,
+	return shtrih.New(p, shtrih.Options{Journal: j, AutoOpenShift: true, Timeouts: shtrih.Timeouts{Byte: 50 * time.Millisecond,
 		ENQ: 100 * time.Millisecond, Reply: time.Second, Long: 2 * time.Second, Tries: 5, BusyWait: time.Second}})
+}
+
+func TestKill9Child(t *testing.T) {
+	addr := os.Getenv(childEnv)
+	if addr == "" {
+		t.Skip("child process of TestKill9MidReceipt")
+	}
+	ctx := context.Background()
+	d := childDriver(t, "KASSA_SHTRIH_JOURNAL", addr)
+	var err error
 	var res childResult
 	res.Rep, err = d.Recover(ctx)
 	if err == nil {

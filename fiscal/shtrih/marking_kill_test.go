@@ -36,16 +36,7 @@ func TestKill9MarkChild(t *testing.T) {
 		t.Skip("child process of TestKill9Marking")
 	}
 	ctx := context.Background()
-	j, err := fiscal.OpenFileJournal(os.Getenv("KASSA_MARK_JOURNAL"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := shtrih.DialTCP(addr, time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := shtrih.New(p, shtrih.Options{Journal: j, AutoOpenShift: true, Timeouts: shtrih.Timeouts{Byte: 50 * time.Millisecond,
-		ENQ: 100 * time.Millisecond, Reply: time.Second, Long: 2 * time.Second, Tries: 5, BusyWait: time.Second}})
+	d := childDriver(t, "KASSA_MARK_JOURNAL", addr)
 	out := os.Getenv("KASSA_MARK_OUT")
 	write := func(res markChildResult) {
 		b, _ := json.Marshal(res)

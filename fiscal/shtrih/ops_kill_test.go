@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"kassa-agent/fiscal"
 	"kassa-agent/fiscal/shtrih"
 	"kassa-agent/fiscal/shtrihsim"
 )
@@ -25,16 +24,8 @@ func TestKill9OpChild(t *testing.T) {
 		t.Skip("child process of TestKill9MidOperation")
 	}
 	ctx := context.Background()
-	j, err := fiscal.OpenFileJournal(os.Getenv("KASSA_SHTRIH_JOURNAL"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := shtrih.DialTCP(addr, time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := shtrih.New(p, shtrih.Options{Journal: j, AutoOpenShift: true, Timeouts: shtrih.Timeouts{Byte: 50 * time.Millisecond,
-		ENQ: 100 * time.Millisecond, Reply: time.Second, Long: 2 * time.Second, Tries: 5, BusyWait: time.Second}})
+	d := childDriver(t, "KASSA_SHTRIH_JOURNAL", addr)
+	var err error
 	var res childResult
 	res.Rep, err = d.RecoverRegister(ctx)
 	if err == nil {
