@@ -107,9 +107,7 @@ func (e *Engine) Create(ctx context.Context, key string, body []byte, req Create
 		Ref: payments.Ref{OrderID: e.tillID + "-" + id}, OrderID: e.tillID + "-" + id, Options: opts,
 	}
 	if req.Receipt != nil {
-		for _, it := range req.Receipt.Items {
-			p.Goods = append(p.Goods, payments.Item{Name: it.Name, Price: it.Price, Quantity: it.Quantity})
-		}
+		p.Goods = req.Receipt.goods()
 	}
 	if req.Slip {
 		p.Fiscal.State = FiscalSlipPending
@@ -281,9 +279,7 @@ func validateRequest(req CreateRequest, env checkEnv) (*fiscal.Receipt, error) {
 	order := payments.Order{ID: "check", Amount: payments.Amount{Minor: req.Amount, Currency: payments.Currency(req.Currency)},
 		Desc: req.OrderRef, Options: opts}
 	if req.Receipt != nil {
-		for _, it := range req.Receipt.Items {
-			order.Items = append(order.Items, payments.Item{Name: it.Name, Price: it.Price, Quantity: it.Quantity})
-		}
+		order.Items = req.Receipt.goods()
 	}
 	if err := prov.Check(order); err != nil {
 		return nil, bad("%v", err)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"kassa-agent/fiscal"
+	"kassa-agent/payments"
 )
 
 // ReceiptIn is a fiscal receipt as the POS sends it. Quantities are thousandths of
@@ -75,6 +76,17 @@ func (it ItemIn) quantity() int64 {
 		return fiscal.Fraction{Numerator: f.Numerator, Denominator: f.Denominator}.Quantity()
 	}
 	return it.Quantity * 1000
+}
+
+// goods is the receipt's lines as a provider lists them, in thousandths of a
+// unit: a part of a pack counts as its fraction (1/3 is 333), not as the
+// quantity it leaves out.
+func (r *ReceiptIn) goods() []payments.Item {
+	var out []payments.Item
+	for _, it := range r.Items {
+		out = append(out, payments.Item{Name: it.Name, Price: it.Price, Quantity: (it.quantity() + 500) / 1000})
+	}
+	return out
 }
 
 // IndustryRequisites converts tag 1260's requisites; field names the list.

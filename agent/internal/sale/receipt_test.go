@@ -150,3 +150,17 @@ func FuzzReceiptText(f *testing.F) {
 		}
 	})
 }
+
+// TestGoodsCountFractions: a provider's goods list counts part of a marked
+// pack as its fraction; the line's own quantity is left out then (it was
+// listed as 0).
+func TestGoodsCountFractions(t *testing.T) {
+	r := &ReceiptIn{Items: []ItemIn{
+		{Name: "Сигареты (пачка из блока)", Price: 2000, Fraction: &FractionIn{Numerator: 1, Denominator: 3}},
+		{Name: "Сыр", Price: 120000, Quantity: 512},
+	}}
+	got := r.goods()
+	if len(got) != 2 || got[0].Quantity != 333 || got[1].Quantity != 512 {
+		t.Fatalf("goods %+v", got)
+	}
+}
