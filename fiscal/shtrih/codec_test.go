@@ -21,7 +21,7 @@ func unhex(t testing.TB, s string) []byte {
 	return b
 }
 
-// Frames captured from real devices (docs/specs/shtrih-m.md).
+// Frames captured from real devices (LRC checked).
 const (
 	capShortStatusReq   = "02 05 10 1E 00 00 00 0B"
 	capShortStatusMode8 = "02 10 10 00 1E 92 02 08 00 01 9F E5 18 01 00 8B 02 00 6D"

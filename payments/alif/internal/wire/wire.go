@@ -5,14 +5,14 @@
 // sandbox (payments/alif/sandbox) both speak through this file, so the day
 // Alif's real reference is at hand, this file is the one that changes.
 //
-// From the seed (/work/shared/seeds/alif-online-kassa.md): a session is
+// From Alif's online-checkout document: a session is
 // created from items {name, price, amount} plus webhook_url (optional,
 // https), redirect_url (https), cancel_url (https), meta (any JSON) and
 // epos; total = Σ price × amount; the session lives 5 hours and takes one
 // successful payment; the buyer pays on <checkout>?session_ref=<id>.
 //
-// Everything else is ASSUMED from public Alifpay integrations
-// (/work/shared/specs/alif.md) and marked so below.
+// Everything else is ASSUMED from public Alifpay integrations and marked so
+// below.
 package wire
 
 import (

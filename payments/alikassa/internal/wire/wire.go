@@ -5,11 +5,11 @@
 // and the PHP json_encode byte rules the notification signature is made
 // over.
 //
-// Read in the seed (shared/seeds/alikassa-payment-bd.md): POST /v1/payment,
+// Read in AliKassa's payment document: POST /v1/payment,
 // the Account and Sign headers, the create fields and their limits, the
 // create answer {url, payment_status, id, uuid, success_redirect_url}, the
-// 400 body {"message", "errors"}, the BDT service and bank codes. Read in
-// the spec (shared/specs/alikassa.md): /v1/payment/status, /v1/account/info,
+// 400 body {"message", "errors"}, the BDT service and bank codes. From the
+// provider's published API: /v1/payment/status, /v1/account/info,
 // the status answer fields, the status words, the notification fields.
 // ASSUMED (marked so below): the shape of "no such order", the HTTP codes of
 // a refused signature, the body of account/info, the duplicate order_id

@@ -8,7 +8,7 @@
 // Known from the seed: the method paths /v1/auth, /v1/purchase/code/commit,
 // /v1/purchase/release, /v1/purchase/status, /v1/purchase/kassa/status,
 // /v1/purchase/fiscal; auth by client certificate + cookie. Everything else
-// here is assumed (see /work/shared/specs/smartpay.md).
+// here is assumed, and marked so below.
 package wire
 
 import (
