@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"time"
 
 	"kassa-agent/fiscal"
@@ -193,11 +194,6 @@ func checkCorrectionPaid(r fiscal.Receipt) error {
 	return nil
 }
 
-// withLines: this register takes a correction's lines (FFD 1.2 and later).
-func (d *Driver) withLines() bool {
-	return d.opt.FFD == "" || d.opt.FFD >= "1.2"
-}
-
 // PrintCorrection prints a correction receipt exactly once for id: FF35h, FF0Ch
 // with STLV 1174 (1178, 1179), FF4Ah. Its rates are checked against the date of
 // the corrected settlement (a 2025 settlement is corrected at 20 %). A lost reply
@@ -214,8 +210,10 @@ func (d *Driver) PrintCorrection(ctx context.Context, id string, c fiscal.Correc
 		return fiscal.Document{}, err
 	}
 	var v CorrectionV2
-	if d.withLines() {
-		if _, err := d.rows(c.Receipt); err != nil {
+	var rows []byte
+	if d.ffd12() {
+		var err error
+		if rows, err = d.rows(c.Receipt); err != nil {
 			return fiscal.Document{}, err
 		}
 		if err := checkCorrectionPaid(c.Receipt); err != nil {
@@ -233,14 +231,14 @@ func (d *Driver) PrintCorrection(ctx context.Context, id string, c fiscal.Correc
 		if _, err := d.prepare(ctx); err != nil {
 			return err
 		}
-		if d.withLines() {
-			if err := d.checkLineRates(ctx, c.Receipt); err != nil {
+		if d.ffd12() {
+			if err := d.checkLineRates(ctx, c.Receipt, rows); err != nil {
 				return err
 			}
 		}
 		return d.recoveryPoint(ctx, op)
 	}, func() (fiscal.Document, error) {
-		if d.withLines() {
+		if d.ffd12() {
 			return d.printCorrectionLines(ctx, c)
 		}
 		if _, err := d.do(ctx, CmdFNBeginCorrection, d.pw(), d.opt.Timeouts.Reply); err != nil {
@@ -316,29 +314,22 @@ func (d *Driver) printCorrectionLines(ctx context.Context, c fiscal.Correction) 
 // register would total at another rate: the rows table 6 must hold (5 %, 7 %),
 // and 20 % or 20/120 (a 2025 settlement), which a register left at T17П71 = 1
 // turns into 22 % itself on a date from 2026.
-func (d *Driver) checkLineRates(ctx context.Context, r fiscal.Receipt) error {
-	rows, err := d.rows(r)
-	if err != nil {
-		return err
-	}
+func (d *Driver) checkLineRates(ctx context.Context, r fiscal.Receipt, rows []byte) error {
 	if err := d.checkRows(ctx, r, rows); err != nil {
 		return err
 	}
-	for i, it := range r.Items {
-		if it.VAT != fiscal.VAT20 && it.VAT != fiscal.VAT20120 {
-			continue
-		}
-		if d.vat22Mode == 0 {
-			m, err := query(ctx, d, CmdReadTable, EncodeReadTable(d.opt.Password, TableRegion, 1, FieldVAT22Mode), DecodeTableByte)
-			if err != nil {
-				return err
-			}
-			d.vat22Mode = m
-		}
-		if d.vat22Mode != 2 && !d.now().Before(fiscal.VAT22From) {
-			return &fiscal.Error{Code: fiscal.CodeBadReceipt, Field: fmt.Sprintf("items[%d].vat", i),
-				Text: fmt.Sprintf("items[%d].vat: the register turns 20 %% into 22 %% itself (setting T17П71 = %d); a correction of a settlement made at 20 %% needs T17П71 = 2 (a technician sets it in table 17)", i, d.vat22Mode)}
-		}
+	i := slices.IndexFunc(r.Items, func(it fiscal.Item) bool { return it.VAT == fiscal.VAT20 || it.VAT == fiscal.VAT20120 })
+	if i < 0 || d.now().Before(fiscal.VAT22From) {
+		return nil
+	}
+	// Read each time: a technician may change it while the agent runs.
+	mode, err := d.vat22Mode(ctx)
+	if err != nil {
+		return err
+	}
+	if mode != 2 {
+		return &fiscal.Error{Code: fiscal.CodeBadReceipt, Field: fmt.Sprintf("items[%d].vat", i),
+			Text: fmt.Sprintf("items[%d].vat: the register turns 20 %% into 22 %% itself (setting T17П71 = %d); a correction of a settlement made at 20 %% needs T17П71 = 2 (a technician sets it in table 17)", i, mode)}
 	}
 	return nil
 }

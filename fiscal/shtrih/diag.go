@@ -102,7 +102,7 @@ func (d *Driver) Diagnose(ctx context.Context) (Diag, error) {
 		}
 		g.TaxRows[v] = TaxRow{Row: row, Rate: rate}
 	}
-	g.VAT22Mode, g.VAT22ModeErr = query(ctx, d, CmdReadTable, EncodeReadTable(d.opt.Password, TableRegion, 1, FieldVAT22Mode), DecodeTableByte)
+	g.VAT22Mode, g.VAT22ModeErr = d.vat22Mode(ctx)
 	return g, nil
 }
 
@@ -132,4 +132,9 @@ func DecodeTableByte(d []byte) (int, error) {
 		return 0, short("table field", 1, len(d))
 	}
 	return int(d[0]), nil
+}
+
+// vat22Mode reads T17П71 (1 or 2).
+func (d *Driver) vat22Mode(ctx context.Context) (int, error) {
+	return query(ctx, d, CmdReadTable, EncodeReadTable(d.opt.Password, TableRegion, 1, FieldVAT22Mode), DecodeTableByte)
 }

@@ -52,8 +52,6 @@ type Driver struct {
 	ident *fiscal.Identity // set only when complete: a partial one is read again
 	// rowRates caches table 6's rate (hundredths of a percent) per row checked.
 	rowRates map[byte]int
-	// vat22Mode caches T17П71 once read (1 or 2; 0 = not read yet).
-	vat22Mode int
 	// lastCheck is the marking check awaiting AcceptMarking (FFD 1.2).
 	lastCheck *fiscal.MarkingResult
 	log       *slog.Logger
