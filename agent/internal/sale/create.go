@@ -320,7 +320,12 @@ func (e *Engine) registerReady(ctx context.Context) error {
 func (e *Engine) readyFor(ctx context.Context, tail string) error {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	err := e.o.Register.Ready(ctx)
+	return readyError(e.o.Register.Ready(ctx), tail)
+}
+
+// readyError is the API's answer for err, the register's reason it cannot
+// print now (nil: it can): the state's own code and what to do, then tail.
+func readyError(err error, tail string) error {
 	if err == nil {
 		return nil
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -214,40 +213,13 @@ func (j *Journal) index(ctx context.Context) error {
 		return nil
 	}
 	err := j.s.Update(ctx, func(tx *queue.Tx) error {
-		var open, listed []string
-		if err := tx.ForEach(collFiscalOps, func(id string, v []byte) error {
+		return reindex(tx, collFiscalOps, collFiscalOpsPending, func(id string, v []byte) (bool, error) {
 			var e fiscal.Entry
 			if err := json.Unmarshal(v, &e); err != nil {
-				return fmt.Errorf("fiscal journal: decode %s: %w", id, err)
+				return false, fmt.Errorf("decode %s: %w", id, err)
 			}
-			if !e.Done {
-				open = append(open, id)
-			}
-			return nil
-		}); err != nil {
-			return err
-		}
-		if err := tx.ForEach(collFiscalOpsPending, func(id string, _ []byte) error {
-			listed = append(listed, id)
-			return nil
-		}); err != nil {
-			return err
-		}
-		for _, id := range listed {
-			if !slices.Contains(open, id) {
-				if err := tx.Delete(collFiscalOpsPending, id); err != nil {
-					return err
-				}
-			}
-		}
-		for _, id := range open {
-			if !slices.Contains(listed, id) {
-				if err := tx.Put(collFiscalOpsPending, id, nil); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
+			return !e.Done, nil
+		})
 	})
 	if err != nil {
 		return fmt.Errorf("fiscal journal: index: %w", err)

@@ -15,7 +15,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"kassa-agent/agent/internal/localapi"
@@ -210,7 +209,7 @@ func (e *Engine) CreateReceipt(ctx context.Context, key string, req ReceiptReque
 	}
 	// Behind other operations the receipt meets the register as they leave
 	// it (a shift open sent just before), so it is judged there, not now.
-	if ahead, err := e.nextOp(); err == nil && ahead == nil {
+	if !e.queuedAhead() {
 		if err := e.readyFor(ctx, "Nothing was sent"); err != nil {
 			return nil, false, err
 		}
@@ -445,54 +444,60 @@ func (e *Engine) nextOp() (*Operation, error) {
 	return op, err
 }
 
+// queuedAhead: an operation is queued that the register has not settled, so
+// a new one will meet the register as that one leaves it. A store that
+// cannot be read counts as queued: the register then judges the operation.
+func (e *Engine) queuedAhead() bool {
+	ahead, err := e.nextOp()
+	return err != nil || ahead != nil
+}
+
 // indexOpenOps brings the open-operations index up to date with the
 // operations themselves: once when the worker starts, for a store whose
 // operations were written before the index existed (or by a newer agent
-// that was rolled back). Each entry is decided inside the transaction that
-// writes it, so an operation changed meanwhile is not indexed wrongly.
+// that was rolled back). An unreadable operation is left out; nextOp logs it.
 func (e *Engine) indexOpenOps(ctx context.Context) error {
-	var open, stale []string
-	err := e.store.View(func(r *queue.ReadTx) error {
-		if err := r.Scan(collOps, queue.ScanOptions{}, func(id string, v []byte) error {
-			if o, err := decodeOp(v); err == nil && opOpen(o.State) {
-				open = append(open, id)
-			}
-			return nil
-		}); err != nil {
-			return err
-		}
-		return r.Scan(collOpsOpen, queue.ScanOptions{}, func(id string, _ []byte) error {
-			if !slices.Contains(open, id) {
-				stale = append(stale, id)
-			}
-			return nil
+	return e.store.Update(ctx, func(tx *queue.Tx) error {
+		return reindex(tx, collOps, collOpsOpen, func(_ string, v []byte) (bool, error) {
+			o, err := decodeOp(v)
+			return err == nil && opOpen(o.State), nil
 		})
 	})
-	if err != nil || len(open)+len(stale) == 0 {
+}
+
+// reindex makes index (ids of coll whose record is open) agree with coll.
+func reindex(tx *queue.Tx, coll, index string, open func(id string, v []byte) (bool, error)) error {
+	want := map[string]bool{}
+	if err := tx.ForEach(coll, func(id string, v []byte) error {
+		ok, err := open(id, v)
+		if ok {
+			want[id] = true
+		}
+		return err
+	}); err != nil {
 		return err
 	}
-	return e.store.Update(ctx, func(tx *queue.Tx) error {
-		for _, id := range append(open, stale...) {
-			v, err := tx.Get(collOps, id)
-			if errors.Is(err, queue.ErrNotFound) {
-				if err := tx.Delete(collOpsOpen, id); err != nil {
-					return err
-				}
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			o, err := decodeOp(v)
-			if err != nil {
-				continue
-			}
-			if err := putOp(tx, o); err != nil {
-				return err
-			}
+	var stale []string
+	if err := tx.ForEach(index, func(id string, _ []byte) error {
+		if !want[id] {
+			stale = append(stale, id)
 		}
+		delete(want, id)
 		return nil
-	})
+	}); err != nil {
+		return err
+	}
+	for _, id := range stale {
+		if err := tx.Delete(index, id); err != nil {
+			return err
+		}
+	}
+	for id := range want {
+		if err := tx.Put(index, id, nil); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // runOp makes one attempt at op; it reports whether op is settled (done or failed).

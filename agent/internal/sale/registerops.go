@@ -361,7 +361,7 @@ func (e *Engine) registerOpReady(ctx context.Context, kind string) error {
 	// shift open sent just before a cash in), not as it is now: it is
 	// queued, and a state it then meets that only the cashier can cure
 	// fails it there.
-	if ahead, err := e.nextOp(); err != nil || ahead != nil {
+	if e.queuedAhead() {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
@@ -370,8 +370,9 @@ func (e *Engine) registerOpReady(ctx context.Context, kind string) error {
 	if err != nil {
 		return localapi.Wrap("register_unavailable", "the fiscal register does not answer ("+err.Error()+"); nothing was sent", err)
 	}
+	const tail = "Nothing was sent"
 	if st.PaperOut {
-		return localapi.Errorf("register_paper_out", "the register is out of paper; load paper and try again. Nothing was sent")
+		return readyError(fiscal.ErrPaperOut, tail)
 	}
 	// An expired FN makes no fiscal document; the Z report is left to the
 	// register, which may still close the shift with it before the FN is replaced.
@@ -380,11 +381,10 @@ func (e *Engine) registerOpReady(ctx context.Context, kind string) error {
 		return localapi.Errorf("register_fn_exhausted", fmt.Sprintf("the fiscal drive (FN %s) expired on %s: it makes no more fiscal documents; replace it (close the shift first). Nothing was sent",
 			st.FNNumber, st.FNExpiry.Format(time.DateOnly)))
 	}
-	expired := localapi.Errorf("register_shift_expired", "the shift is over 24 hours: close it with a Z report (POST /v1/shift/close), then try again. Nothing was sent")
 	switch kind {
 	case OpKindShiftOpen:
 		if st.ShiftExpired {
-			return expired
+			return readyError(fiscal.ErrShiftExpired, tail)
 		}
 	case OpKindShiftClose:
 		if !st.ShiftOpen {
@@ -394,18 +394,7 @@ func (e *Engine) registerOpReady(ctx context.Context, kind string) error {
 		// These need an open shift, as a receipt does; Ready already allows
 		// for the driver opening one (auto_open_shift) or closing an expired
 		// one first (auto_close_expired_shift).
-		if st.Ready == nil {
-			return nil
-		}
-		switch fiscal.CodeOf(st.Ready) {
-		case fiscal.CodeShiftExpired:
-			return expired
-		case fiscal.CodeShiftClosed:
-			return localapi.Errorf("register_shift_closed", "the shift is closed: open one (POST /v1/shift/open), then try again. Nothing was sent")
-		case fiscal.CodePaperOut:
-			return localapi.Errorf("register_paper_out", "the register is out of paper; load paper and try again. Nothing was sent")
-		}
-		return localapi.Wrap("register_not_ready", "the register cannot do this now: "+st.Ready.Error()+". Nothing was sent", st.Ready)
+		return readyError(st.Ready, tail)
 	}
 	return nil
 }
