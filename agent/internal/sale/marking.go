@@ -25,6 +25,12 @@ type markKey struct {
 	status fiscal.PlannedStatus
 }
 
+// keyOf is the key of what a check asks: the code and its planned status.
+func keyOf(q fiscal.MarkingRequest) markKey { return markKey{q.Code, q.Status} }
+
+// lineKey is the key of a marked line of a receipt of type t.
+func lineKey(t fiscal.ReceiptType, it fiscal.Item) markKey { return keyOf(fiscal.MarkingRequestFor(t, it)) }
+
 func hasMarked(r fiscal.Receipt) bool {
 	return slices.ContainsFunc(r.Items, fiscal.Item.Marked)
 }
@@ -107,7 +113,7 @@ func (e *Engine) checkCode(ctx context.Context, q fiscal.MarkingRequest, group, 
 		e.markDirty = true
 		return res, markingErr(field, err)
 	}
-	e.accepted[markKey{q.Code, q.Status}] = res
+	e.accepted[keyOf(q)] = res
 	log.Info("marking code accepted in the FN")
 	return res, nil
 }
@@ -124,7 +130,7 @@ func (e *Engine) acceptCodes(ctx context.Context, r fiscal.Receipt, field func(i
 			continue
 		}
 		q := fiscal.MarkingRequestFor(r.Type, *it)
-		if res, ok := e.accepted[markKey{q.Code, q.Status}]; ok && !e.markDirty {
+		if res, ok := e.accepted[keyOf(q)]; ok && !e.markDirty {
 			it.MarkingResult = &res
 			continue
 		}
@@ -148,7 +154,7 @@ func (e *Engine) holdsExactly(r fiscal.Receipt) bool {
 			continue
 		}
 		n++
-		if _, ok := e.accepted[markKey{it.MarkingCode, fiscal.PlannedStatusFor(r.Type, it)}]; !ok {
+		if _, ok := e.accepted[lineKey(r.Type, it)]; !ok {
 			return false
 		}
 	}
@@ -220,7 +226,7 @@ func (e *Engine) printReceipt(ctx context.Context, id string, r fiscal.Receipt, 
 	}
 	for _, it := range r.Items {
 		if it.Marked() {
-			delete(e.accepted, markKey{it.MarkingCode, fiscal.PlannedStatusFor(r.Type, it)})
+			delete(e.accepted, lineKey(r.Type, it))
 		}
 	}
 	return doc, nil

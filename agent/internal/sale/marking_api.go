@@ -102,7 +102,7 @@ func (e *Engine) CheckMarking(ctx context.Context, in MarkingCheckRequest) (*Mar
 	}
 	e.markMu.Lock()
 	defer e.markMu.Unlock()
-	if _, ok := e.accepted[markKey{q.Code, q.Status}]; ok {
+	if _, ok := e.accepted[keyOf(q)]; ok {
 		// Accepted twice, the FN would hold the code twice for one line: it
 		// is cleared and the basket's other codes are checked again at the receipt.
 		e.markDirty = true
