@@ -29,7 +29,9 @@ type markKey struct {
 func keyOf(q fiscal.MarkingRequest) markKey { return markKey{q.Code, q.Status} }
 
 // lineKey is the key of a marked line of a receipt of type t.
-func lineKey(t fiscal.ReceiptType, it fiscal.Item) markKey { return keyOf(fiscal.MarkingRequestFor(t, it)) }
+func lineKey(t fiscal.ReceiptType, it fiscal.Item) markKey {
+	return keyOf(fiscal.MarkingRequestFor(t, it))
+}
 
 func hasMarked(r fiscal.Receipt) bool {
 	return slices.ContainsFunc(r.Items, fiscal.Item.Marked)
