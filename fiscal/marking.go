@@ -92,6 +92,11 @@ type Fraction struct {
 }
 
 // Quantity is the fraction in millionths of a unit, rounded half up.
+// Valid: a part of a pack, 0 < numerator < denominator (within 1293/1294's range).
+func (f Fraction) Valid() bool {
+	return f.Denominator >= 2 && f.Numerator >= 1 && f.Numerator < f.Denominator && f.Denominator <= 1<<32
+}
+
 func (f Fraction) Quantity() int64 {
 	return (2*f.Numerator*QuantityOne + f.Denominator) / (2 * f.Denominator)
 }
@@ -303,7 +308,7 @@ func (q MarkingRequest) Validate() error {
 }
 
 func checkFraction(field string, f Fraction, m Measure) error {
-	if f.Denominator < 2 || f.Numerator < 1 || f.Numerator >= f.Denominator || f.Denominator > 1<<32 {
+	if !f.Valid() {
 		return badField(field, "a fraction of a pack is 0 < numerator < denominator")
 	}
 	if m != Pieces {

@@ -59,13 +59,13 @@ func (q MarkingCheckRequest) markingRequest() (fiscal.MarkingRequest, error) {
 	it := fiscal.Item{MarkingCode: q.Code, Measure: m}
 	switch f := q.Fraction; {
 	case f != nil:
-		if f.Denominator < 2 || f.Numerator < 1 || f.Numerator >= f.Denominator || f.Denominator > 1<<32 {
+		it.Fraction = &fiscal.Fraction{Numerator: f.Numerator, Denominator: f.Denominator}
+		if !it.Fraction.Valid() {
 			return fiscal.MarkingRequest{}, bad("fraction: a part of a pack is 0 < numerator < denominator")
 		}
 		if q.Quantity != 0 {
 			return fiscal.MarkingRequest{}, bad("quantity: a part of a pack is counted by its fraction; leave quantity out")
 		}
-		it.Fraction = &fiscal.Fraction{Numerator: f.Numerator, Denominator: f.Denominator}
 		it.Quantity = it.Fraction.Quantity()
 	case q.Quantity < 0 || q.Quantity > maxQuantityThousandths:
 		return fiscal.MarkingRequest{}, bad("quantity must be a positive number of thousandths (1000 = 1 piece)")

@@ -215,10 +215,10 @@ func (r ReceiptIn) convert(o receiptOptions) (fiscal.Receipt, error) {
 		}
 		var frac *fiscal.Fraction
 		if f := it.Fraction; f != nil {
-			if f.Denominator < 2 || f.Numerator < 1 || f.Numerator >= f.Denominator || f.Denominator > 1<<32 {
+			frac = &fiscal.Fraction{Numerator: f.Numerator, Denominator: f.Denominator}
+			if !frac.Valid() {
 				return fiscal.Receipt{}, fmt.Errorf("%s: a part of a pack is 0 < numerator < denominator", at("fraction"))
 			}
-			frac = &fiscal.Fraction{Numerator: f.Numerator, Denominator: f.Denominator}
 			if want := (frac.Quantity() + 500) / 1000; it.Quantity != 0 && it.Quantity != want {
 				return fiscal.Receipt{}, fmt.Errorf("%s of a part of a pack is its fraction: leave it out or send %d", at("quantity"), want)
 			}
