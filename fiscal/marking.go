@@ -323,7 +323,7 @@ func validateMarking(t ReceiptType, it Item, at func(string) string, industry []
 		return badField(at("measure"), "unknown measure %d", it.Measure)
 	}
 	for k, q := range it.Industry {
-		if err := checkIndustry(at(fmt.Sprintf("industry[%d]", k)), q); err != nil {
+		if err := q.Validate(at(fmt.Sprintf("industry[%d]", k))); err != nil {
 			return err
 		}
 	}
@@ -361,14 +361,16 @@ func validateMarking(t ReceiptType, it Item, at func(string) string, industry []
 		}
 	}
 	for k, q := range industry {
-		if err := checkIndustry(fmt.Sprintf("industry[%d]", k), q); err != nil {
+		if err := q.Validate(fmt.Sprintf("industry[%d]", k)); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func checkIndustry(field string, q IndustryRequisite) error {
+// Validate checks one requisite; field names it (e.g. "industry[0]"), and an
+// error names the part of it that is wrong.
+func (q IndustryRequisite) Validate(field string) error {
 	if len(q.FOIV) != 3 || strings.Trim(q.FOIV, "0123456789") != "" {
 		return badField(field+".foiv", "the FOIV id (1262) is 3 digits")
 	}

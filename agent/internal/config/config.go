@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"kassa-agent/fiscal"
 )
 
 // Config is the whole configuration file.
@@ -541,17 +543,15 @@ func (c *Config) check() []Problem {
 	}
 	for k, q := range c.Marking.Industry {
 		key := fmt.Sprintf("marking.industry[%d]", k)
-		if len(q.FOIV) != 3 || strings.Trim(q.FOIV, "0123456789") != "" {
-			add(key+".foiv", "%q is not a FOIV id (tag 1262): 3 digits, e.g. \"030\"", q.FOIV)
-		}
-		if _, err := time.Parse(time.DateOnly, q.Date); err != nil {
+		date, err := time.Parse(time.DateOnly, q.Date)
+		if err != nil {
 			add(key+".date", "%q is not the founding document's date YYYY-MM-DD", q.Date)
+			continue
 		}
-		if q.Number == "" || len(q.Number) > 32 {
-			add(key+".number", "the founding document's number (tag 1264) is 1..32 characters")
-		}
-		if q.Value == "" || len(q.Value) > 256 {
-			add(key+".value", "the value (tag 1265) is 1..256 characters")
+		// The register's own rules, so a config that loads is one it takes.
+		var fe *fiscal.Error
+		if err := (fiscal.IndustryRequisite{FOIV: q.FOIV, Date: date, Number: q.Number, Value: q.Value}).Validate(key); errors.As(err, &fe) {
+			add(fe.Field, "%s", strings.TrimPrefix(fe.Text, fe.Field+": "))
 		}
 	}
 
