@@ -249,15 +249,8 @@ func (d *Driver) CheckMarking(ctx context.Context, q fiscal.MarkingRequest) (fis
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.lastCheck = nil
-	st, err := d.markingStatus(ctx)
-	if err != nil {
+	if err := d.declineAwaiting(ctx); err != nil {
 		return fiscal.MarkingResult{}, err
-	}
-	if st.Awaiting() {
-		d.log.Info("declining a marking code left awaiting the decision")
-		if _, err := d.do(ctx, CmdFNAcceptMarking, append(d.pw(), MarkingDecline), d.opt.Timeouts.Reply); err != nil {
-			return fiscal.MarkingResult{}, err
-		}
 	}
 	var data []byte
 	for try := 0; ; try++ {
@@ -267,14 +260,8 @@ func (d *Driver) CheckMarking(ctx context.Context, q fiscal.MarkingRequest) (fis
 		}
 		// The reply is lost: whether the FN holds the check shows in FF70h;
 		// a held one is declined, as its result is unknown, and checked again.
-		st, serr := d.markingStatus(ctx)
-		if serr != nil {
-			return fiscal.MarkingResult{}, serr
-		}
-		if st.Awaiting() {
-			if _, derr := d.do(ctx, CmdFNAcceptMarking, append(d.pw(), MarkingDecline), d.opt.Timeouts.Reply); derr != nil {
-				return fiscal.MarkingResult{}, derr
-			}
+		if derr := d.declineAwaiting(ctx); derr != nil {
+			return fiscal.MarkingResult{}, derr
 		}
 		d.log.Warn("marking check reply lost; checking again", "err", err)
 	}
@@ -289,6 +276,18 @@ func (d *Driver) CheckMarking(ctx context.Context, q fiscal.MarkingRequest) (fis
 	d.lastCheck = &r
 	d.log.Info("marking code checked", "verdict", r.Verdict().String(), "local", int(r.Local), "result_2106", int(r.Result), "online", r.Online)
 	return r, nil
+}
+
+// declineAwaiting declines a check the FN holds awaiting a decision (FF70h
+// says), whose result the caller does not have; d.mu held.
+func (d *Driver) declineAwaiting(ctx context.Context) error {
+	st, err := d.markingStatus(ctx)
+	if err != nil || !st.Awaiting() {
+		return err
+	}
+	d.log.Info("declining a marking code left awaiting the decision")
+	_, err = d.do(ctx, CmdFNAcceptMarking, append(d.pw(), MarkingDecline), d.opt.Timeouts.Reply)
+	return err
 }
 
 // AcceptMarking accepts the register's last check, which must be of r.Code
